@@ -1,0 +1,26 @@
+# One command each: `make quickstart` (set up + run the offline demo), `make test` (set up + run the tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast quickstart clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/pip install -e ".[all]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+quickstart: setup
+	$(VENV)/bin/ternaryclip stats --open-clip ViT-B-16 --scope all --embedding
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

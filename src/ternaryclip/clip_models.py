@@ -1,0 +1,44 @@
+"""Loading float CLIP models (the teacher, or a model to ternarize) from open_clip or Hugging Face.
+
+Nothing here downloads by itself: a local checkpoint file, an open_clip ``local-dir:`` folder or a
+Hugging Face folder is loaded as given.  Hub names (``hf-hub:``, a pretrained tag, an HF repo id) are
+passed through to open_clip / transformers for users who have network access.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torch import nn
+
+
+def create_open_clip(name: str, pretrained: str | None = None) -> nn.Module:
+    """An open_clip model in eval mode from a config name, a JSON config file or ``local-dir:PATH``.
+
+    ``pretrained`` is a local checkpoint (``.pt``/``.bin``/``.safetensors``, read with
+    ``weights_only=True``) or, with network access, an open_clip pretrained tag.
+    """
+    import open_clip
+
+    if name.endswith(".json"):
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"open_clip model config {name!r} does not exist")
+        open_clip.add_model_config(name)
+        name = Path(name).stem
+    elif not name.startswith(("local-dir:", "hf-hub:")) and name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {name!r}: use a name from open_clip.list_models(), "
+                         "a path to a JSON model config, or local-dir:PATH")
+    if pretrained and not os.path.isfile(pretrained) and os.sep in pretrained:
+        raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} does not exist")
+    model = open_clip.create_model(name, pretrained=pretrained or None, weights_only=True)
+    return model.eval()
+
+
+def load_hf_clip(path: str) -> nn.Module:
+    """A ``transformers.CLIPModel`` from a local folder (``config.json`` + weights) or a hub id."""
+    from transformers import CLIPModel
+
+    if os.sep in path and not os.path.isdir(path):
+        raise FileNotFoundError(f"Hugging Face model folder {path!r} does not exist")
+    return CLIPModel.from_pretrained(path).eval()
