@@ -42,7 +42,8 @@ def tiny_hf_config():
 
     return CLIPConfig(
         text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=100, max_position_embeddings=16),
+                         vocab_size=100, max_position_embeddings=16, bos_token_id=98, eos_token_id=99,
+                         pad_token_id=1),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                            image_size=32, patch_size=8),
         projection_dim=16,

@@ -1,7 +1,15 @@
 """ternaryclip: ternary (1.58-bit) CLIP models.
 
-The top-level package imports nothing heavy: the torch side (``ternaryclip.quant``,
-``ternaryclip.clip_models``) loads only when used, so the runtime stays torch-free.
+The top-level package imports nothing heavy: the torch side (``ternaryclip.quant``, ``save``) loads
+only when used, so the runtime stays torch-free.
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "save":
+        from .pack.export import save
+
+        return save
+    raise AttributeError(f"module 'ternaryclip' has no attribute {name!r}")

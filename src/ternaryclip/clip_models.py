@@ -42,3 +42,23 @@ def load_hf_clip(path: str) -> nn.Module:
     if os.sep in path and not os.path.isdir(path):
         raise FileNotFoundError(f"Hugging Face model folder {path!r} does not exist")
     return CLIPModel.from_pretrained(path).eval()
+
+
+def load_openai_checkpoint(path: str, quick_gelu: bool = True) -> nn.Module:
+    """A CLIP from a bare OpenAI-layout state dict; open_clip infers the architecture from its shapes."""
+    import torch
+    from open_clip.factory import load_state_dict
+    from open_clip.model import build_model_from_openai_state_dict
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    state_dict = load_state_dict(path, weights_only=True)
+    if "visual.conv1.weight" not in state_dict or "token_embedding.weight" not in state_dict:
+        raise ValueError(f"{path} is not an OpenAI/open_clip CLIP state dict (no visual.conv1.weight / "
+                         "token_embedding.weight); use --open-clip NAME --pretrained PATH or --hf DIR")
+    # open_clip builds the architecture from the shapes but rounds weights to fp16 on the way;
+    # load them again in fp32 so that ternary x scale values survive exactly.
+    model = build_model_from_openai_state_dict(dict(state_dict), quick_gelu=quick_gelu, cast_dtype=None).float()
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length",
+                                                                            "vocab_size")})
+    return model.eval()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import stats
+from . import info, pack, stats
 
-VERBS = {"stats": stats}
+VERBS = {"stats": stats, "pack": pack, "info": info}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return VERBS[args.verb].run(args) or 0
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # TclipError and NotTernaryError are ValueErrors
         print(f"ternaryclip {args.verb}: error: {err}", file=sys.stderr)
         return 2
 

@@ -14,22 +14,14 @@ import re
 
 from torch import nn
 
+from ..arch import tower_of
 from .surgery import ternary_sites
 
 PACKING_BITS = {"2bit": 2.0, "base3": 8 / 5, "ideal": math.log2(3)}
 _LAYER_INDEX = re.compile(r"\.\d+\.")
 
 
-def tower_of(name: str) -> str:
-    """``vision``, ``text`` or ``other`` (logit scale/bias) for a CLIP parameter name, open_clip or HF."""
-    if name.startswith(("visual.", "vision_model.", "visual_projection.")):
-        return "vision"
-    if name.startswith("logit_"):
-        return "other"
-    return "text"
-
-
-def _clean_name(name: str) -> str:
+def clean_param_name(name: str) -> str:
     """``a.parametrizations.weight.original`` -> ``a.weight``."""
     return re.sub(r"parametrizations\.([^.]+)\.original$", r"\1", name)
 
@@ -50,7 +42,7 @@ def ternary_stats(model: nn.Module, packing: str = "base3", float_bits: int = 32
 
     rows = []
     for raw_name, param in model.named_parameters():
-        name = _clean_name(raw_name)
+        name = clean_param_name(raw_name)
         row = {"name": name, "shape": list(param.shape), "numel": param.numel(), "tower": tower_of(name)}
         if name in ternary:
             zeros, n_scales, p = ternary[name]

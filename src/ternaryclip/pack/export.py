@@ -1,0 +1,306 @@
+"""From torch CLIP models to ``.tclip`` and back (needs the ``train`` extra: torch, open_clip).
+
+Two ways in:
+- a model ternarized with :func:`ternarize_` (QAT or post-training): codes and scales come straight
+  from its parametrizations;
+- a plain float model whose selected weights are *already* ternary x scale (the public TernaryCLIP
+  release stores them so): :func:`detect_ternary` recovers codes and scales exactly, row by row (or by
+  groups); a weight that is not ternary is refused, unless ``quantize=RULE`` asks to ternarize it.
+
+Both open_clip ``CLIP`` and Hugging Face ``CLIPModel`` are written with open_clip's parameter names
+(HF's separate q/k/v projections are stacked into ``in_proj_weight``), so one runtime graph and one
+``to_torch`` serve both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..arch import ClipArch, TextArch, VisionArch
+from ..quant.rules import as_matrix, ternary_quantize
+from ..quant.stats import clean_param_name
+from ..quant.surgery import TernaryConfig, clip_family, select_sites, ternary_sites
+from .format import TclipModel, TernaryTensor, write
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class NotTernaryError(ValueError):
+    """A weight that should be ternary takes more than {-s, 0, +s} in some row or group."""
+
+
+# ---------------------------------------------------------------- architecture
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise ValueError(f"unsupported CLIP variant: {what}; ternaryclip packs ViT CLIP models "
+                         "(open_clip CLIP with a VisionTransformer, or transformers CLIPModel)")
+
+
+def arch_from_open_clip(model: nn.Module) -> ClipArch:
+    from open_clip.transformer import VisionTransformer
+
+    visual = model.visual
+    _require(isinstance(visual, VisionTransformer), f"image tower {type(visual).__name__}")
+    _require(hasattr(model, "token_embedding"), "a custom text tower (CustomTextCLIP)")
+    _require(getattr(visual, "attn_pool", None) is None, "attentional pooling")
+    v_block, t_block = visual.transformer.resblocks[0], model.transformer.resblocks[0]
+    for block in (v_block, t_block):
+        _require(isinstance(block.ls_1, nn.Identity), "layer scale")
+        _require(isinstance(block.attn, nn.MultiheadAttention), "custom attention blocks")
+    act = type(v_block.mlp.gelu).__name__
+    _require(act in ("GELU", "QuickGELU") and type(t_block.mlp.gelu).__name__ == act, f"activation {act}")
+    image_h, image_w = visual.image_size
+    patch_h, patch_w = visual.patch_size
+    _require(image_h == image_w and patch_h == patch_w, "non-square images or patches")
+    return ClipArch(
+        embed_dim=visual.output_dim,
+        vision=VisionArch(
+            image_size=image_h, patch_size=patch_h, width=visual.conv1.out_channels,
+            layers=len(visual.transformer.resblocks), heads=v_block.attn.num_heads,
+            mlp_width=v_block.mlp.c_fc.out_features, pool_type=visual.pool_type,
+            final_ln_after_pool=bool(visual.final_ln_after_pool), no_ln_pre=isinstance(visual.ln_pre, nn.Identity)),
+        text=TextArch(
+            context_length=model.context_length, vocab_size=model.vocab_size,
+            width=model.token_embedding.embedding_dim, heads=t_block.attn.num_heads,
+            layers=len(model.transformer.resblocks), mlp_width=t_block.mlp.c_fc.out_features,
+            pool_type=model.text_pool_type, eos_id=int(getattr(model, "text_eos_id", 2) or 2),
+            causal=model.attn_mask is not None),
+        quick_gelu=act == "QuickGELU",
+        norm_eps=float(v_block.ln_1.eps),
+        logit_bias=getattr(model, "logit_bias", None) is not None,
+    )
+
+
+def arch_from_hf(model: nn.Module) -> ClipArch:
+    v, t = model.config.vision_config, model.config.text_config
+    _require(v.hidden_act == t.hidden_act and v.hidden_act in ("gelu", "quick_gelu"), f"activation {v.hidden_act}")
+    _require(v.layer_norm_eps == t.layer_norm_eps, "different LayerNorm eps in the two towers")
+    return ClipArch(
+        embed_dim=model.config.projection_dim,
+        vision=VisionArch(image_size=v.image_size, patch_size=v.patch_size, width=v.hidden_size,
+                          layers=v.num_hidden_layers, heads=v.num_attention_heads, mlp_width=v.intermediate_size),
+        text=TextArch(context_length=t.max_position_embeddings, vocab_size=t.vocab_size, width=t.hidden_size,
+                      heads=t.num_attention_heads, layers=t.num_hidden_layers, mlp_width=t.intermediate_size,
+                      pool_type="argmax" if t.eos_token_id == 2 else "eos", eos_id=int(t.eos_token_id)),
+        quick_gelu=v.hidden_act == "quick_gelu",
+        norm_eps=float(v.layer_norm_eps),
+    )
+
+
+def preprocess_meta(model: nn.Module, arch: ClipArch) -> dict:
+    """Eval preprocessing: open_clip's ``preprocess_cfg`` when the model carries one, else CLIP's."""
+    cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", None) or {})
+    size = cfg.get("size", arch.vision.image_size)
+    return {
+        "size": size if isinstance(size, int) else list(size)[0],
+        "mean": list(cfg.get("mean", OPENAI_MEAN)), "std": list(cfg.get("std", OPENAI_STD)),
+        "interpolation": cfg.get("interpolation", "bicubic"), "resize_mode": cfg.get("resize_mode", "shortest"),
+    }
+
+
+# ---------------------------------------------------------------- ternary detection
+
+def detect_ternary(w: torch.Tensor, group_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes and scales of a ``[N, K]`` matrix that takes at most {-s, 0, +s} per row (or per group).
+
+    Exact: ``scale * code`` reproduces ``w`` bit for bit, or NotTernaryError names the first row that
+    does not fit.
+    """
+    w = w.detach().float()
+    n, k = w.shape
+    g = group_size or k
+    groups = -(-k // g)
+    padded = torch.nn.functional.pad(w, (0, groups * g - k)).reshape(n, groups, g)
+    scales = padded.abs().amax(dim=-1)
+    codes = torch.sign(padded).to(torch.int8)
+    rebuilt = codes.float() * scales.unsqueeze(-1)
+    bad = (rebuilt != padded).any(dim=-1)
+    if bad.any():
+        row, grp = (int(i) for i in bad.nonzero()[0])
+        values = torch.unique(padded[row, grp])[:5].tolist()
+        unit = f"row {row}" + (f", group {grp}" if groups > 1 else "")
+        raise NotTernaryError(f"{unit} takes values like {[round(v, 6) for v in values]}, more than {{-s, 0, +s}}")
+    codes = codes.reshape(n, groups * g)[:, :k]
+    if groups == 1 and n > 1 and bool((scales == scales[0, 0]).all()):
+        scales = scales[:1]
+    return codes, scales
+
+
+# ---------------------------------------------------------------- model -> tensors
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).cpu().numpy()
+
+
+def _ternary_tensor(codes: torch.Tensor, scales: torch.Tensor, group_size: int, param: torch.Tensor,
+                    out_axis: int, kind: str) -> TernaryTensor:
+    return TernaryTensor.from_codes(codes.cpu().numpy(), _to_numpy(scales), group_size,
+                                    torch_shape=tuple(param.shape), out_axis=out_axis, kind=kind)
+
+
+def _tensors_of_ternarized(model: nn.Module) -> tuple[dict, dict]:
+    ternary = {}
+    for name, module, param_name, p in ternary_sites(model):
+        latent = module.parametrizations[param_name].original
+        codes, scales = p.quantize(latent)
+        ternary[name] = _ternary_tensor(codes, scales, p.group_size, latent, p.out_axis, p.kind)
+    floats = {}
+    for raw, param in model.named_parameters():
+        name = clean_param_name(raw)
+        if name not in ternary:
+            floats[name] = _to_numpy(param)
+    return ternary, floats
+
+
+def _tensors_of_float(model: nn.Module, config: TernaryConfig, quantize: str | None) -> tuple[dict, dict]:
+    ternary, refused = {}, []
+    for site in select_sites(model, config):
+        param = getattr(site.module, site.param_name)
+        matrix = as_matrix(param.detach(), site.out_axis)
+        group = config.group_size if config.granularity == "group" else None
+        try:
+            codes, scales = detect_ternary(matrix, group)
+            group = group or matrix.shape[1]
+        except NotTernaryError as err:
+            if quantize is None:
+                refused.append(f"{site.name} ({err})")
+                continue
+            granularity = "channel" if site.kind == "embedding" and config.granularity == "tensor" else config.granularity
+            codes, scales = ternary_quantize(matrix, quantize, granularity, config.group_size)
+            group = config.group_size if granularity == "group" else matrix.shape[1]
+        ternary[site.name] = _ternary_tensor(codes, scales, max(group, 1), param, site.out_axis, site.kind)
+    if refused:
+        raise NotTernaryError(
+            f"{len(refused)} weight(s) in scope {config.scope!r} are not ternary x scale: {'; '.join(refused[:3])}"
+            + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
+            + ". Pass quantize=RULE (--quantize absmean|absmean2|twn) to ternarize them after training")
+    floats = {name: _to_numpy(p) for name, p in model.named_parameters() if name not in ternary}
+    return ternary, floats
+
+
+# HF CLIPModel parameter names -> open_clip CLIP names (q/k/v are stacked separately).
+_HF_RENAMES = [
+    (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
+    (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
+    (r"^vision_model\.embeddings\.position_embedding\.weight$", "visual.positional_embedding"),
+    (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre."),
+    (r"^vision_model\.post_layernorm\.", "visual.ln_post."),
+    (r"^vision_model\.encoder\.layers\.(\d+)\.", r"visual.transformer.resblocks.\1."),
+    (r"^text_model\.encoder\.layers\.(\d+)\.", r"transformer.resblocks.\1."),
+    (r"^text_model\.embeddings\.token_embedding\.weight$", "token_embedding.weight"),
+    (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
+    (r"^text_model\.final_layer_norm\.", "ln_final."),
+    (r"^visual_projection\.weight$", "visual.proj"),
+    (r"^text_projection\.weight$", "text_projection"),
+    (r"\.self_attn\.out_proj\.", ".attn.out_proj."),
+    (r"\.layer_norm1\.", ".ln_1."),
+    (r"\.layer_norm2\.", ".ln_2."),
+    (r"\.mlp\.fc1\.", ".mlp.c_fc."),
+    (r"\.mlp\.fc2\.", ".mlp.c_proj."),
+]
+_HF_QKV = re.compile(r"^(.*)\.self_attn\.([qkv])_proj\.(weight|bias)$")
+
+
+def _stack_ternary(parts: list[TernaryTensor]) -> TernaryTensor:
+    codes = np.concatenate([p.codes() for p in parts])
+    groups = max(p.scales.shape[1] for p in parts)
+    if all(p.scales.shape == (1, 1) for p in parts) and len({float(p.scales[0, 0]) for p in parts}) == 1:
+        scales = parts[0].scales
+    else:
+        scales = np.concatenate([np.broadcast_to(p.scales, (p.shape[0], groups)) for p in parts])
+    return TernaryTensor.from_codes(codes, scales, parts[0].group_size, kind="attn_in_proj")
+
+
+def _hf_to_open_clip(ternary: dict, floats: dict) -> tuple[dict, dict]:
+    out_t, out_f, qkv = {}, {}, {}
+    for name, value in list(ternary.items()) + list(floats.items()):
+        m = _HF_QKV.match(name)
+        if m:
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+            continue
+        new = name
+        for pattern, repl in _HF_RENAMES:
+            new = re.sub(pattern, repl, new)
+        if new == name and name != "logit_scale":
+            raise ValueError(f"unsupported CLIP variant: no open_clip name for Hugging Face parameter {name!r}")
+        if new in ("visual.proj", "text_projection"):
+            if isinstance(value, TernaryTensor):  # HF Linear [E, D] is already our [N, K]; torch side is x @ P
+                value = TernaryTensor(value.packed, value.scales, value.shape, value.group_size,
+                                      value.torch_shape[::-1], 1, "projection")
+            else:
+                value = np.ascontiguousarray(value.T)
+        (out_t if isinstance(value, TernaryTensor) else out_f)[new] = value
+    for (prefix, kind), parts in qkv.items():
+        prefix = re.sub(r"^vision_model\.encoder\.layers\.(\d+)", r"visual.transformer.resblocks.\1", prefix)
+        prefix = re.sub(r"^text_model\.encoder\.layers\.(\d+)", r"transformer.resblocks.\1", prefix)
+        ordered = [parts[x] for x in "qkv"]
+        name = f"{prefix}.attn.in_proj_{kind}"
+        if all(isinstance(p, TernaryTensor) for p in ordered):
+            out_t[name] = _stack_ternary(ordered)
+        else:  # partly ternary: keep the exact values as float (lossless, just not packed)
+            out_f[name] = np.concatenate([p.dequantize() if isinstance(p, TernaryTensor) else p for p in ordered])
+    return out_t, out_f
+
+
+def tclip_from_model(model: nn.Module, config: TernaryConfig | None = None, quantize: str | None = None,
+                     provenance: dict | None = None) -> TclipModel:
+    """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights."""
+    family = clip_family(model)
+    arch = arch_from_hf(model) if family == "hf" else arch_from_open_clip(model)
+    if any(True for _ in ternary_sites(model)):
+        ternary, floats = _tensors_of_ternarized(model)
+        config = getattr(model, "ternary_config", None) or config or TernaryConfig()
+    else:
+        config = config or TernaryConfig()
+        ternary, floats = _tensors_of_float(model, config, quantize)
+    if family == "hf":
+        ternary, floats = _hf_to_open_clip(ternary, floats)
+    meta = {
+        "arch": arch.to_dict(),
+        "preprocess": preprocess_meta(model, arch),
+        "tokenizer": {"type": "clip_bpe", "context_length": arch.text.context_length,
+                      "vocab_size": arch.text.vocab_size},
+        "quantization": {**config.to_dict(), "post_training_rule": quantize},
+        "provenance": {"source_family": family, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "ternaryclip_version": __version__, **(provenance or {})},
+    }
+    return TclipModel(meta=meta, ternary=ternary, floats=floats)
+
+
+def save(model: nn.Module, path: str | os.PathLike, packing: str = "2bit", float_dtype: str = "fp32",
+         config: TernaryConfig | None = None, quantize: str | None = None, provenance: dict | None = None) -> Path:
+    """Write a ternarized (or already-ternary float) open_clip / HF CLIP to ``path`` as ``.tclip``.
+
+    >>> ternarize_(model, TernaryConfig(embedding=True))           # doctest: +SKIP
+    >>> ternaryclip.save(model, "model.tclip", packing="base3")     # doctest: +SKIP
+    """
+    return write(tclip_from_model(model, config, quantize, provenance), path, packing, float_dtype)
+
+
+# ---------------------------------------------------------------- .tclip -> torch
+
+def to_torch(source) -> nn.Module:
+    """An open_clip ``CLIP`` (eval mode) whose weights are the file's: ternary ones dequantized exactly."""
+    import open_clip
+
+    from .format import read
+
+    model_data = source if isinstance(source, TclipModel) else read(source)
+    model = open_clip.CLIP(**model_data.arch.to_open_clip_cfg())
+    state = {name: torch.from_numpy(t.torch_layout().astype(np.float32)) for name, t in model_data.ternary.items()}
+    state.update({name: torch.from_numpy(np.array(a, dtype=np.float32)) for name, a in model_data.floats.items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{model_data.path}: tensors do not match the architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
