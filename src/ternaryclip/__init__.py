@@ -8,6 +8,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
+    if name == "load":
+        from .runtime import load
+
+        return load
     if name == "save":
         from .pack.export import save
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import info, pack, stats
+from . import embed, info, pack, stats
 
-VERBS = {"stats": stats, "pack": pack, "info": info}
+VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,77 @@
+"""Ternary GEMM kernels (C++ extension ``_ext``): checked wrappers that take numpy arrays.
+
+Every argument is validated here (dtype, shape, contiguity) so that a mistake raises a ValueError
+naming the argument; the extension checks sizes again before it touches a pointer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _ext
+
+IMPLS = ("auto", "ref", "avx2")
+MODES = ("fast", "exact")
+
+
+def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def gemm(x: np.ndarray, packed: np.ndarray, k: int, scales: np.ndarray, group_size: int,
+         bias: np.ndarray | None = None, mode: str = "fast", impl: str = "auto") -> np.ndarray:
+    """``y[M, N] = x[M, K] @ (scale * T[N, K]).T + bias`` with 2bit-packed ternary weights.
+
+    ``mode='fast'``: activations quantized per row to int8 (W1.58-A8); ``'exact'``: float activations.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    x = _as("x", x, np.float32, 2)
+    if x.shape[1] != k:
+        raise ValueError(f"x has {x.shape[1]} columns but the weights have K = {k}")
+    packed = _as("packed", packed, np.uint8, 2)
+    scales = _as("scales", scales, np.float32, 2)
+    if bias is not None:
+        bias = _as("bias", bias, np.float32, 1)
+    return _ext.gemm(x, packed, int(k), scales, int(group_size), bias, mode, impl)
+
+
+def quantize_rows(x: np.ndarray, group_size: int | None = None, impl: str = "auto"):
+    """Per-row absmax int8 quantization: ``(q [M, Kp] zero padded, xscale [M], qsum [M, groups])``."""
+    x = _as("x", x, np.float32, 2)
+    return _ext.quantize_rows(x, int(group_size or x.shape[1]), impl)
+
+
+def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = None, impl: str = "auto") -> np.ndarray:
+    """Integer dots ``out[M, N, G] = sum over group g of t[n, k] * q[m, k]`` (the exactness test hook)."""
+    return _ext.int_dot(_as("q", q, np.int8, 2), _as("packed", packed, np.uint8, 2), int(k), int(group_size or k), impl)
+
+
+cpu_has_avx2 = _ext.cpu_has_avx2
+set_num_threads = _ext.set_num_threads
+get_num_threads = _ext.get_num_threads
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, impl: str = "auto") -> np.ndarray:
+    """LayerNorm over the last axis of ``x [M, D]`` (float32)."""
+    return _ext.layer_norm(_as("x", x, np.float32, 2), weight, bias, float(eps), impl)
+
+
+def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
+    """In place: ``gelu`` (erf form, as torch's nn.GELU) or ``quick_gelu`` (x sigmoid(1.702 x))."""
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+        raise ValueError("activation_ needs a C-contiguous float32 numpy array")
+    _ext.activation_(x, kind, impl)
+
+
+def attention(qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto") -> np.ndarray:
+    """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``."""
+    return _ext.attention(_as("qkv", qkv, np.float32, 3), int(heads), bool(causal), impl)

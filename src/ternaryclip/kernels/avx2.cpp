@@ -1,0 +1,304 @@
+// AVX2 kernels (x86-64; this file is compiled with -mavx2 -mfma and only called when the CPU has
+// both).  Same results as ref.cpp: bitwise equal integer dots and fast-path outputs.
+//
+// Fast path (W1.58-A8).  A tile of 4 weight rows is unpacked once into a small uint8 buffer of codes
+// u = t + 1 in {0, 1, 2} and reused for every token (reusing unpacked rows across tokens measured
+// ~10% faster than unpacking in registers per token).  Two tokens at a time, 32 columns per step:
+// 2 activation loads + 4 weight loads feed 8 `maddubs` (u unsigned x q signed), accumulated in int16.
+//
+// int16 bound: one maddubs lane is u_a q_a + u_b q_b with u <= 2 and |q| <= 128, so |lane| <= 512.
+// A segment is at most 32 steps (1024 columns), so |int16 accumulator| <= 32 * 512 = 16384 < 32767:
+// no overflow, and maddubs never saturates.  After each segment the int16 lanes are widened to int32
+// with `madd(acc, 1)`.  The weights are unsigned codes, so sum(u q) = sum(t q) + sum(q): the
+// per-group sum of q is subtracted at the end (the activation padding is zero, so padded columns
+// with u = 1 add nothing).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ternary_gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace tclip::avx2 {
+namespace {
+
+constexpr int NR = 4;                 // weight rows per tile
+constexpr int64_t kSegment = 1024;    // columns accumulated in int16 before widening (see bound above)
+
+inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
+    return _mm_cvtss_f32(s);
+}
+
+// Codes u of rows [n0, n0 + NR) into buf[NR][kp]; rows past n are filled with u = 1 (t = 0).
+void unpack_tile(const TernaryWeights& w, int64_t n0, uint8_t* buf) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const int64_t row_bytes = w.kp / 4;
+    for (int r = 0; r < NR; ++r) {
+        uint8_t* dst = buf + r * w.kp;
+        if (n0 + r >= w.n) {
+            std::memset(dst, 1, size_t(w.kp));
+            continue;
+        }
+        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
+        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
+            for (int s = 0; s < 4; ++s) {
+                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32), u);
+            }
+        }
+    }
+}
+
+// Eight int32 vectors -> one vector of their eight horizontal sums (in input order).
+inline __m256i reduce8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4, __m256i a5, __m256i a6,
+                       __m256i a7) {
+    const __m256i h01 = _mm256_hadd_epi32(a0, a1), h23 = _mm256_hadd_epi32(a2, a3);
+    const __m256i h45 = _mm256_hadd_epi32(a4, a5), h67 = _mm256_hadd_epi32(a6, a7);
+    const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
+                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
+}
+
+// sum(u * q) over columns [c0, c1) (multiples of 32) for the 4 tile rows x 2 tokens.
+// out = [r0t0, r0t1, r1t0, r1t1, r2t0, r2t1, r3t0, r3t1].  Written out by hand: with arrays of
+// accumulators the compiler spilled one to the stack on every step.
+inline __m256i dots_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1, int64_t c0, int64_t c1) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *b0 = buf, *b1 = buf + kp, *b2 = buf + 2 * kp, *b3 = buf + 3 * kp;
+    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+    for (int64_t seg = c0; seg < c1; seg += kSegment) {
+        const int64_t end = seg + kSegment < c1 ? seg + kSegment : c1;
+        __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+                a31 = a00;
+        for (int64_t c = seg; c < end; c += 32) {
+            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0 + c));
+            const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1 + c));
+            __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + c));
+            a00 = _mm256_add_epi16(a00, _mm256_maddubs_epi16(w, x0));
+            a01 = _mm256_add_epi16(a01, _mm256_maddubs_epi16(w, x1));
+            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + c));
+            a10 = _mm256_add_epi16(a10, _mm256_maddubs_epi16(w, x0));
+            a11 = _mm256_add_epi16(a11, _mm256_maddubs_epi16(w, x1));
+            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b2 + c));
+            a20 = _mm256_add_epi16(a20, _mm256_maddubs_epi16(w, x0));
+            a21 = _mm256_add_epi16(a21, _mm256_maddubs_epi16(w, x1));
+            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b3 + c));
+            a30 = _mm256_add_epi16(a30, _mm256_maddubs_epi16(w, x0));
+            a31 = _mm256_add_epi16(a31, _mm256_maddubs_epi16(w, x1));
+        }
+        s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(a00, ones));
+        s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(a01, ones));
+        s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(a10, ones));
+        s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(a11, ones));
+        s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(a20, ones));
+        s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(a21, ones));
+        s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(a30, ones));
+        s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(a31, ones));
+    }
+    return reduce8(s00, s01, s10, s11, s20, s21, s30, s31);
+}
+
+inline int64_t chunk_end(int64_t col) { return (col + 31) / 32 * 32; }
+
+// Calls emit(token, row, group, dot) with dot = sum over the group of t * q, for every tile entry.
+template <class Emit>
+void for_each_dot(const QuantizedRows& x, const TernaryWeights& w, Emit emit) {
+    const int64_t tiles = (w.n + NR - 1) / NR;
+#pragma omp parallel
+    {
+        std::vector<uint8_t> buf(size_t(NR * w.kp));
+#pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t n0 = tile * NR;
+            unpack_tile(w, n0, buf.data());
+            for (int64_t i = 0; i < x.m; i += 2) {
+                const int mr = i + 1 < x.m ? 2 : 1;
+                const int8_t* q[2] = {x.q + i * x.kp, x.q + (i + mr - 1) * x.kp};
+                for (int64_t g = 0; g < w.scale_cols; ++g) {
+                    const int64_t c0 = w.group_begin(g), c1 = chunk_end(w.group_end(g));
+                    alignas(32) int32_t dots[8];  // [row][token]
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dots_4x2(buf.data(), w.kp, q[0], q[1], c0, c1));
+                    for (int t = 0; t < mr; ++t) {
+                        const int32_t correction = x.qsum[(i + t) * w.scale_cols + g];
+                        for (int r = 0; r < NR && n0 + r < w.n; ++r) emit(i + t, n0 + r, g, dots[2 * r + t] - correction);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+bool compiled() { return true; }
+
+bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 32 == 0; }
+
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
+                   int8_t* q, float* xscale, int32_t* qsum) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; ++i) {
+        const float* xr = x + i * k;
+        int8_t* qr = q + i * kp;
+        __m256 vmax = _mm256_setzero_ps();
+        int64_t j = 0;
+        for (; j + 8 <= k; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(xr + j), abs_mask));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 0x55));
+        float absmax = _mm_cvtss_f32(m4);
+        for (; j < k; ++j) absmax = std::max(absmax, std::fabs(xr[j]));
+        const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+        xscale[i] = absmax / 127.0f;
+        const __m256 vinv = _mm256_set1_ps(inv);
+        j = 0;
+        for (; j + 32 <= k; j += 32) {
+            __m256i v[4];
+            for (int s = 0; s < 4; ++s) {
+                __m256 f = _mm256_mul_ps(_mm256_loadu_ps(xr + j + 8 * s), vinv);
+                f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                v[s] = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, f)));
+            }
+            const __m256i w16a = _mm256_packs_epi32(v[0], v[1]), w16b = _mm256_packs_epi32(v[2], v[3]);
+            const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w16a, w16b), order);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + j), b8);
+        }
+        for (; j < k; ++j) {
+            const float v = std::nearbyint(xr[j] * inv);
+            qr[j] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+        }
+        std::memset(qr + k, 0, size_t(kp - k));
+        for (int64_t g = 0; g < groups; ++g) {
+            const int64_t end = g + 1 == groups ? k : (g + 1) * group_size;
+            int32_t s = 0;
+            for (int64_t c = g * group_size; c < end; ++c) s += qr[c];
+            qsum[i * groups + g] = s;
+        }
+    }
+}
+
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
+    for_each_dot(x, w, [&](int64_t i, int64_t n, int64_t g, int32_t dot) {
+        out[(i * w.n + n) * w.scale_cols + g] = dot;
+    });
+}
+
+// One scale column (per tensor or per row): the whole epilogue in vector registers, per 4 x 2 tile.
+void gemm_fast_ungrouped(const QuantizedRows& x, const TernaryWeights& w, float* y) {
+    const int64_t tiles = (w.n + NR - 1) / NR;
+#pragma omp parallel
+    {
+        std::vector<uint8_t> buf(size_t(NR * w.kp));
+        alignas(32) float scale8[8], bias8[8], out8[8];
+#pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t n0 = tile * NR;
+            const int rows = int(std::min<int64_t>(NR, w.n - n0));
+            unpack_tile(w, n0, buf.data());
+            for (int e = 0; e < 8; ++e) {
+                const int r = e / 2;
+                scale8[e] = r < rows ? w.scale(n0 + r, 0) : 0.0f;
+                bias8[e] = r < rows && w.bias ? w.bias[n0 + r] : 0.0f;
+            }
+            const __m256 vscale = _mm256_load_ps(scale8), vbias = _mm256_load_ps(bias8), zero = _mm256_setzero_ps();
+            const int64_t c1 = chunk_end(w.k);
+            for (int64_t i = 0; i < x.m; i += 2) {
+                const int64_t i1 = i + 1 < x.m ? i + 1 : i;
+                const __m256i dots = dots_4x2(buf.data(), w.kp, x.q + i * x.kp, x.q + i1 * x.kp, 0, c1);
+                const int32_t c0v = x.qsum[i], c1v = x.qsum[i1];
+                const __m256i corr = _mm256_setr_epi32(c0v, c1v, c0v, c1v, c0v, c1v, c0v, c1v);
+                const float xs0 = x.xscale[i], xs1 = x.xscale[i1];
+                const __m256 xs = _mm256_setr_ps(xs0, xs1, xs0, xs1, xs0, xs1, xs0, xs1);
+                // same IEEE operations as the reference: (0 + s * dot) * xscale + bias
+                __m256 f = _mm256_add_ps(zero, _mm256_mul_ps(vscale, _mm256_cvtepi32_ps(_mm256_sub_epi32(dots, corr))));
+                f = _mm256_add_ps(_mm256_mul_ps(f, xs), vbias);
+                _mm256_store_ps(out8, f);
+                float* y0 = y + i * w.n + n0;
+                float* y1 = y + i1 * w.n + n0;
+                for (int r = 0; r < rows; ++r) {
+                    y0[r] = out8[2 * r];
+                    y1[r] = out8[2 * r + 1];  // when i1 == i this rewrites the same value
+                }
+            }
+        }
+    }
+}
+
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
+    if (w.scale_cols == 1) return gemm_fast_ungrouped(x, w, y);
+    // Groups arrive in increasing order per (token, row): the same float sums as the reference.
+    for_each_dot(x, w, [&](int64_t i, int64_t n, int64_t g, int32_t dot) {
+        float& acc = y[i * w.n + n];
+        acc = (g == 0 ? 0.0f : acc) + w.scale(n, g) * float(dot);
+        if (g + 1 == w.scale_cols) acc = acc * x.xscale[i] + (w.bias ? w.bias[n] : 0.0f);
+    });
+}
+
+void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
+    const int64_t tiles = (w.n + NR - 1) / NR;
+#pragma omp parallel
+    {
+        std::vector<uint8_t> codes(size_t(NR * w.kp));
+        std::vector<float> tvals(size_t(NR * w.kp));
+#pragma omp for schedule(static)
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t n0 = tile * NR;
+            unpack_tile(w, n0, codes.data());
+            for (int64_t c = 0; c < NR * w.kp; ++c) tvals[size_t(c)] = float(int(codes[size_t(c)]) - 1);
+            for (int64_t i = 0; i < m; ++i) {
+                const float* xr = x + i * w.k;
+                float total[NR] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int64_t g = 0; g < w.scale_cols; ++g) {
+                    const int64_t c0 = w.group_begin(g), c1 = w.group_end(g);
+                    __m256 acc[NR];
+                    for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+                    int64_t c = c0;
+                    for (; c + 8 <= c1; c += 8) {
+                        const __m256 xv = _mm256_loadu_ps(xr + c);
+                        for (int r = 0; r < NR; ++r)
+                            acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(tvals.data() + r * w.kp + c), xv, acc[r]);
+                    }
+                    for (int r = 0; r < NR; ++r) {
+                        float dot = hsum_ps(acc[r]);
+                        for (int64_t cc = c; cc < c1; ++cc) dot += tvals[size_t(r * w.kp + cc)] * xr[cc];
+                        if (n0 + r < w.n) total[r] += w.scale(n0 + r, g) * dot;
+                    }
+                }
+                for (int r = 0; r < NR && n0 + r < w.n; ++r) y[i * w.n + n0 + r] = total[r] + (w.bias ? w.bias[n0 + r] : 0.0f);
+            }
+        }
+    }
+}
+
+}  // namespace tclip::avx2
+
+#else  // not x86-64: no AVX2 path; the dispatcher never calls these.
+
+namespace tclip::avx2 {
+bool compiled() { return false; }
+bool supports(const TernaryWeights&) { return false; }
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gs, int64_t groups, int8_t* q,
+                   float* xs, int32_t* qsum) { ref::quantize_rows(x, m, k, kp, gs, groups, q, xs, qsum); }
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { ref::int_dot(x, w, out); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) { ref::gemm_exact(x, m, w, y); }
+}  // namespace tclip::avx2
+
+#endif

@@ -1,0 +1,247 @@
+// Python bindings (nanobind).  Arguments are checked for dtype, dimensionality and contiguity by
+// nanobind and for consistent sizes here, before any pointer is used; the GIL is released while
+// the kernels run.  Errors raise ValueError / TypeError, never crash.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ops.h"
+#include "ternary_gemm.h"
+
+namespace nb = nanobind;
+using namespace tclip;
+
+template <class T>
+using In2D = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using In1D = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+template <class T, int D>
+using Out = nb::ndarray<nb::numpy, T, nb::ndim<D>>;
+
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(_M_X64)
+    static const bool ok = avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return ok;
+#else
+    return false;
+#endif
+}
+
+void require(bool ok, const std::string& message) {
+    if (!ok) throw std::invalid_argument(message);
+}
+
+template <class T>
+T* alloc(size_t count, nb::capsule& owner) {
+    T* data = new T[count ? count : 1];
+    owner = nb::capsule(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+    return data;
+}
+
+TernaryWeights make_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
+                            const std::optional<In1D>& bias) {
+    require(k >= 1, "k must be positive");
+    require(group_size >= 1, "group_size must be positive");
+    const int64_t n = int64_t(packed.shape(0)), kp = padded_k(k);
+    require(int64_t(packed.shape(1)) == kp / 4, "packed weights have " + std::to_string(packed.shape(1)) +
+            " bytes a row; k = " + std::to_string(k) + " needs " + std::to_string(kp / 4));
+    const int64_t rows = int64_t(scales.shape(0)), cols = int64_t(scales.shape(1));
+    const int64_t groups = (k + group_size - 1) / group_size;
+    require(rows == 1 || rows == n, "scales must have 1 or N rows");
+    require(cols == 1 || cols == groups, "scales must have 1 or ceil(k / group_size) columns");
+    if (bias) require(int64_t(bias->shape(0)) == n, "bias must have N elements");
+    return TernaryWeights{packed.data(), n, k, kp, scales.data(), rows, cols, cols == 1 ? k : group_size,
+                          bias ? bias->data() : nullptr};
+}
+
+bool use_avx2(const std::string& impl, const TernaryWeights* w) {
+    if (impl == "ref") return false;
+    const bool ok = cpu_has_avx2() && (w == nullptr || avx2::supports(*w));
+    if (impl == "avx2") {
+        require(ok, "impl='avx2' is not available on this CPU or for this group size");
+        return true;
+    }
+    require(impl == "auto", "impl must be 'auto', 'ref' or 'avx2'");
+    return ok;
+}
+
+struct Quantized {
+    int8_t* q;
+    float* xscale;
+    int32_t* qsum;
+    nb::capsule owners[3];
+};
+
+Quantized quantize(const float* x, int64_t m, const TernaryWeights& w, bool simd) {
+    Quantized out;
+    out.q = alloc<int8_t>(size_t(m * w.kp), out.owners[0]);
+    out.xscale = alloc<float>(size_t(m), out.owners[1]);
+    out.qsum = alloc<int32_t>(size_t(m * w.scale_cols), out.owners[2]);
+    if (simd) avx2::quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, out.q, out.xscale, out.qsum);
+    else ref::quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, out.q, out.xscale, out.qsum);
+    return out;
+}
+
+Out<float, 2> gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
+                   int64_t group_size, const std::optional<In1D>& bias, const std::string& mode,
+                   const std::string& impl) {
+    TernaryWeights w = make_weights(packed, k, scales, group_size, bias);
+    require(int64_t(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
+            std::to_string(k));
+    require(mode == "fast" || mode == "exact", "mode must be 'fast' or 'exact'");
+    const int64_t m = int64_t(x.shape(0));
+    const bool simd = use_avx2(impl, &w);
+    nb::capsule owner;
+    float* y = alloc<float>(size_t(m * w.n), owner);
+    {
+        nb::gil_scoped_release release;
+        if (mode == "exact") {
+            if (simd) avx2::gemm_exact(x.data(), m, w, y);
+            else ref::gemm_exact(x.data(), m, w, y);
+        } else if (m > 0) {
+            Quantized xq = quantize(x.data(), m, w, simd);
+            QuantizedRows rows{xq.q, xq.xscale, xq.qsum, m, w.kp};
+            if (simd) avx2::gemm_fast(rows, w, y);
+            else ref::gemm_fast(rows, w, y);
+        }
+    }
+    return Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner);
+}
+
+std::tuple<Out<int8_t, 2>, Out<float, 1>, Out<int32_t, 2>> quantize_rows(const In2D<float>& x, int64_t group_size,
+                                                                          const std::string& impl) {
+    const int64_t m = int64_t(x.shape(0)), k = int64_t(x.shape(1));
+    require(k >= 1 && group_size >= 1, "x needs columns and group_size must be positive");
+    const int64_t groups = (k + group_size - 1) / group_size, kp = padded_k(k);
+    TernaryWeights shape_only{nullptr, 0, k, kp, nullptr, 1, groups, groups == 1 ? k : group_size, nullptr};
+    const bool simd = use_avx2(impl, nullptr);
+    Quantized out;
+    {
+        nb::gil_scoped_release release;
+        out = quantize(x.data(), m, shape_only, simd);
+    }
+    return {Out<int8_t, 2>(out.q, {size_t(m), size_t(kp)}, out.owners[0]),
+            Out<float, 1>(out.xscale, {size_t(m)}, out.owners[1]),
+            Out<int32_t, 2>(out.qsum, {size_t(m), size_t(groups)}, out.owners[2])};
+}
+
+Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int64_t k, int64_t group_size,
+                        const std::string& impl) {
+    require(k >= 1 && group_size >= 1, "k and group_size must be positive");
+    const int64_t groups = (k + group_size - 1) / group_size, kp = padded_k(k);
+    require(int64_t(packed.shape(1)) == kp / 4, "packed weights must have ceil(k / 128) * 32 bytes a row");
+    static const float unit = 1.0f;  // int_dot never reads scales
+    TernaryWeights w{packed.data(), int64_t(packed.shape(0)), k, kp, &unit, 1, groups,
+                     groups == 1 ? k : group_size, nullptr};
+    require(int64_t(q.shape(1)) == w.kp, "q must have kp = ceil(k / 128) * 128 columns, zero padded");
+    const int64_t m = int64_t(q.shape(0));
+    const bool simd = use_avx2(impl, &w);
+    nb::capsule owner, qsum_owner;
+    int32_t* out = alloc<int32_t>(size_t(m * w.n * groups), owner);
+    int32_t* qsum = alloc<int32_t>(size_t(m * groups), qsum_owner);
+    {
+        nb::gil_scoped_release release;
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t g = 0; g < groups; ++g) {
+                int32_t s = 0;
+                for (int64_t c = w.group_begin(g); c < w.group_end(g); ++c) s += q.data()[i * w.kp + c];
+                qsum[i * groups + g] = s;
+            }
+        // columns past k must be zero so that padded codes (u = 1) add nothing
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t c = k; c < w.kp; ++c)
+                if (q.data()[i * w.kp + c] != 0) throw std::invalid_argument("q must be zero past column k");
+        QuantizedRows rows{q.data(), nullptr, qsum, m, w.kp};
+        if (simd) avx2::int_dot(rows, w, out);
+        else ref::int_dot(rows, w, out);
+    }
+    return Out<int32_t, 3>(out, {size_t(m), size_t(w.n), size_t(groups)}, owner);
+}
+
+using F32Array = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
+
+bool ops_simd(const std::string& impl) { return use_avx2(impl, nullptr); }
+
+Out<float, 2> layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float eps, const std::string& impl) {
+    const int64_t m = int64_t(x.shape(0)), d = int64_t(x.shape(1));
+    require(int64_t(w.shape(0)) == d && int64_t(b.shape(0)) == d, "LayerNorm weight and bias must match x's width");
+    const bool simd = ops_simd(impl);
+    nb::capsule owner;
+    float* y = alloc<float>(size_t(m * d), owner);
+    {
+        nb::gil_scoped_release release;
+        if (simd) ops_avx2::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
+        else ops_generic::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
+    }
+    return Out<float, 2>(y, {size_t(m), size_t(d)}, owner);
+}
+
+void activation_(F32Array x, const std::string& kind, const std::string& impl) {
+    require(kind == "gelu" || kind == "quick_gelu", "activation must be 'gelu' or 'quick_gelu'");
+    const bool simd = ops_simd(impl);
+    int64_t n = 1;
+    for (size_t i = 0; i < x.ndim(); ++i) n *= int64_t(x.shape(i));
+    nb::gil_scoped_release release;
+    if (kind == "gelu") (simd ? ops_avx2::gelu : ops_generic::gelu)(x.data(), n);
+    else (simd ? ops_avx2::quick_gelu : ops_generic::quick_gelu)(x.data(), n);
+}
+
+Out<float, 3> attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
+                        bool causal, const std::string& impl) {
+    const int64_t batch = int64_t(qkv.shape(0)), t = int64_t(qkv.shape(1)), width3 = int64_t(qkv.shape(2));
+    require(heads >= 1 && width3 % (3 * heads) == 0, "qkv width must be 3 * heads * head_dim");
+    const int64_t width = width3 / 3;
+    const bool simd = ops_simd(impl);
+    nb::capsule owner;
+    float* out = alloc<float>(size_t(batch * t * width), owner);
+    {
+        nb::gil_scoped_release release;
+        (simd ? ops_avx2::attention : ops_generic::attention)(qkv.data(), batch, t, width, heads, causal, out);
+    }
+    return Out<float, 3>(out, {size_t(batch), size_t(t), size_t(width)}, owner);
+}
+
+}  // namespace
+
+NB_MODULE(_ext, m) {
+    m.def("layer_norm", &layer_norm, nb::arg("x"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
+          nb::arg("impl") = "auto", "LayerNorm over the last axis of x [M, D]");
+    m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
+          "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
+    m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
+          "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]");
+    m.doc() = "ternaryclip C++ kernels: ternary GEMM (2bit weights; int8 or float activations)";
+    m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
+          nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
+          "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations) or 'exact' (float)");
+    m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
+          "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
+    m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
+          nb::arg("impl") = "auto", "integer dots out[M, N, G] = sum over group of t * q (for exactness tests)");
+    m.def("cpu_has_avx2", &cpu_has_avx2);
+    m.def("set_num_threads", [](int n) {
+#ifdef _OPENMP
+        if (n < 1) throw std::invalid_argument("threads must be >= 1");
+        omp_set_num_threads(n);
+#endif
+    });
+    m.def("get_num_threads", []() {
+#ifdef _OPENMP
+        return omp_get_max_threads();
+#else
+        return 1;
+#endif
+    });
+}

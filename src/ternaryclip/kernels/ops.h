@@ -1,0 +1,13 @@
+// Declarations of the float transformer ops (see ops_impl.h), generic and AVX2 builds.
+#pragma once
+#include <cstdint>
+
+#define TCLIP_DECLARE_OPS                                                                                   \
+    void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y); \
+    void gelu(float* x, int64_t n);                                                                         \
+    void quick_gelu(float* x, int64_t n);                                                                   \
+    void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,   \
+                   float* out);
+
+namespace tclip::ops_generic { TCLIP_DECLARE_OPS }
+namespace tclip::ops_avx2 { TCLIP_DECLARE_OPS }

@@ -1,0 +1,238 @@
+"""The torch-free CLIP forward pass over a ``.tclip`` file: numpy for glue, C++ kernels for the work.
+
+Reads like open_clip's model: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))`` for both towers, with
+every ternary linear layer going through the ternary GEMM (``fast``: int8 activations, W1.58-A8;
+``exact``: float activations, W1.58-A16) and LayerNorm, GELU and attention in float32 kernels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import kernels
+from ..arch import ClipArch
+from ..pack.bits import unpack_2bit_unsigned
+from ..pack.format import TclipModel, TernaryTensor, read
+from .preprocess import ImageError, Preprocess
+from .tokenizer import ClipTokenizer
+
+MODES = ("fast", "exact")
+
+
+class Linear:
+    """``y = x W^T + b`` for a ternary (packed) or float weight stored as ``[N outputs, K inputs]``."""
+
+    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str):
+        self.weight, self.mode = weight, mode
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        if isinstance(weight, TernaryTensor):
+            self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
+            self.out_features, self.in_features = weight.shape
+        else:
+            self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
+            self.in_features, self.out_features = self.weight_t.shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if isinstance(self.weight, TernaryTensor):
+            w = self.weight
+            return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode)
+        y = x @ self.weight_t
+        return y + self.bias if self.bias is not None else y
+
+
+class LayerNorm:
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, eps: float):
+        self.weight = np.ascontiguousarray(weight, dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.eps = eps
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return kernels.layer_norm(x, self.weight, self.bias, self.eps)
+
+
+@dataclass
+class Block:
+    """One pre-norm transformer block (open_clip ``ResidualAttentionBlock``)."""
+
+    ln_1: LayerNorm
+    in_proj: Linear
+    out_proj: Linear
+    ln_2: LayerNorm
+    c_fc: Linear
+    c_proj: Linear
+    heads: int
+    activation: str
+
+    def __call__(self, x: np.ndarray, batch: int, causal: bool) -> np.ndarray:
+        """``x`` is ``[batch * tokens, width]``."""
+        qkv = self.in_proj(self.ln_1(x))
+        attended = kernels.attention(qkv.reshape(batch, -1, qkv.shape[1]), self.heads, causal)
+        x = x + self.out_proj(attended.reshape(x.shape))
+        hidden = self.c_fc(self.ln_2(x))
+        kernels.activation_(hidden, self.activation)
+        return x + self.c_proj(hidden)
+
+
+class TernaryCLIP:
+    """A CLIP read from a ``.tclip`` file; ``encode_image`` / ``encode_text`` like open_clip's."""
+
+    def __init__(self, data: TclipModel, mode: str = "fast", threads: int | None = None, batch_size: int = 32):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if threads is not None:
+            kernels.set_num_threads(int(threads))
+        self.data, self.mode, self.batch_size = data, mode, batch_size
+        self.arch: ClipArch = data.arch
+        self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
+        self.tokenize = ClipTokenizer(self.arch.text.context_length)
+        activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
+        eps = self.arch.norm_eps
+        self._t = data.ternary
+        self._f = {k: np.asarray(v, dtype=np.float32) for k, v in data.floats.items()}
+
+        v = self.arch.vision
+        self.patch_embed = self._linear("visual.conv1.weight", None)
+        self.class_embedding = self._f["visual.class_embedding"]
+        self.visual_pos = self._f["visual.positional_embedding"]
+        self.ln_pre = None if v.no_ln_pre else self._norm("visual.ln_pre", eps)
+        self.visual_blocks = [self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps)
+                              for i in range(v.layers)]
+        self.ln_post = self._norm("visual.ln_post", eps)
+        self.visual_proj = self._linear("visual.proj", None)
+
+        t = self.arch.text
+        self.text_pos = self._f["positional_embedding"]
+        self.text_blocks = [self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)]
+        self.ln_final = self._norm("ln_final", eps)
+        self.text_proj = self._linear("text_projection", None)
+
+    # ------------------------------------------------------------ construction
+    def _linear(self, name: str, bias: str | None) -> Linear:
+        if name in self._t:
+            weight = self._t[name]
+        else:  # float; projections are stored as torch's x @ P, i.e. [K, N]
+            weight = self._f[name].T if name in ("visual.proj", "text_projection") else self._f[name]
+            weight = weight.reshape(weight.shape[0], -1)
+        return Linear(weight, self._f.get(bias) if bias else None, self.mode)
+
+    def _norm(self, prefix: str, eps: float) -> LayerNorm:
+        return LayerNorm(self._f[prefix + ".weight"], self._f[prefix + ".bias"], eps)
+
+    def _block(self, prefix: str, heads: int, activation: str, eps: float) -> Block:
+        return Block(
+            ln_1=self._norm(prefix + ".ln_1", eps),
+            in_proj=self._linear(prefix + ".attn.in_proj_weight", prefix + ".attn.in_proj_bias"),
+            out_proj=self._linear(prefix + ".attn.out_proj.weight", prefix + ".attn.out_proj.bias"),
+            ln_2=self._norm(prefix + ".ln_2", eps),
+            c_fc=self._linear(prefix + ".mlp.c_fc.weight", prefix + ".mlp.c_fc.bias"),
+            c_proj=self._linear(prefix + ".mlp.c_proj.weight", prefix + ".mlp.c_proj.bias"),
+            heads=heads, activation=activation)
+
+    # ------------------------------------------------------------ image tower
+    def _image_batch(self, pixels: np.ndarray) -> np.ndarray:
+        v = self.arch.vision
+        b, p = pixels.shape[0], v.patch_size
+        grid = v.image_size // p
+        # Patch embedding = a strided conv = a GEMM over flattened (channel, row, column) patches.
+        patches = pixels.reshape(b, 3, grid, p, grid, p).transpose(0, 2, 4, 1, 3, 5).reshape(b * grid * grid, -1)
+        tokens = self.patch_embed(np.ascontiguousarray(patches)).reshape(b, grid * grid, v.width)
+        cls = np.broadcast_to(self.class_embedding, (b, 1, v.width))
+        x = (np.concatenate([cls, tokens], axis=1) + self.visual_pos).reshape(-1, v.width)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.ln_pre is not None:
+            x = self.ln_pre(x)
+        for block in self.visual_blocks:
+            x = block(x, b, causal=False)
+        x = x.reshape(b, -1, v.width)
+        if v.pool_type == "avg":
+            pooled = x[:, 1:].mean(axis=1) if v.final_ln_after_pool else \
+                self.ln_post(x.reshape(-1, v.width)).reshape(b, -1, v.width)[:, 1:].mean(axis=1)
+            if v.final_ln_after_pool:
+                pooled = self.ln_post(np.ascontiguousarray(pooled))
+        else:
+            pooled = self.ln_post(np.ascontiguousarray(x[:, 0]))
+        return self.visual_proj(np.ascontiguousarray(pooled, dtype=np.float32))
+
+    def _pixels(self, images) -> np.ndarray:
+        size = self.arch.vision.image_size
+        if isinstance(images, np.ndarray):
+            if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (3, size, size):
+                raise ValueError(f"a preprocessed image array must be float32 [B, 3, {size}, {size}], got "
+                                 f"{images.dtype} {images.shape}")
+            return np.ascontiguousarray(images)
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        return np.stack([self.preprocess(im) for im in images]) if images else np.zeros((0, 3, size, size), np.float32)
+
+    def encode_image(self, images, normalize: bool = False) -> np.ndarray:
+        """PIL images, file paths, or a preprocessed float32 array ``[B, 3, H, W]`` -> ``[B, embed_dim]``."""
+        pixels = self._pixels(images)
+        out = [self._image_batch(pixels[i:i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
+        return _finish(out, self.arch.embed_dim, normalize)
+
+    # ------------------------------------------------------------ text tower
+    def _token_embedding(self, ids: np.ndarray) -> np.ndarray:
+        name = "token_embedding.weight"
+        if name not in self._t:
+            return self._f[name][ids]
+        emb = self._t[name]
+        flat = ids.reshape(-1)
+        codes = unpack_2bit_unsigned(emb.packed[flat], emb.shape[1])[:, : emb.shape[1]].astype(np.float32) - 1.0
+        scales = emb.scales if emb.scales.shape[1] == 1 else \
+            np.repeat(emb.scales, emb.group_size, axis=1)[:, : emb.shape[1]]
+        rows = scales[flat] if scales.shape[0] > 1 else scales
+        return (codes * rows).reshape(*ids.shape, emb.shape[1])
+
+    def _text_batch(self, ids: np.ndarray) -> np.ndarray:
+        t = self.arch.text
+        b = ids.shape[0]
+        x = (self._token_embedding(ids) + self.text_pos[: ids.shape[1]]).astype(np.float32).reshape(-1, t.width)
+        for block in self.text_blocks:
+            x = block(x, b, causal=t.causal)
+        x = self.ln_final(x).reshape(b, -1, t.width)
+        if t.pool_type == "argmax":
+            index = ids.argmax(axis=1)
+        elif t.pool_type == "eos":
+            index = (ids == t.eos_id).argmax(axis=1)
+        elif t.pool_type == "first":
+            index = np.zeros(b, dtype=np.int64)
+        else:
+            index = np.full(b, ids.shape[1] - 1)
+        return self.text_proj(np.ascontiguousarray(x[np.arange(b), index]))
+
+    def encode_text(self, texts, normalize: bool = False) -> np.ndarray:
+        """Strings (or int token ids ``[B, context]``) -> ``[B, embed_dim]``."""
+        if isinstance(texts, np.ndarray) and np.issubdtype(texts.dtype, np.integer):
+            ids = texts
+        else:
+            ids = self.tokenize(texts)
+        if ids.ndim != 2 or ids.shape[1] > self.arch.text.context_length:
+            raise ValueError(f"token ids must be [B, <= {self.arch.text.context_length}], got {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.arch.text.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.arch.text.vocab_size}), the model's vocabulary; got "
+                             f"{ids.min()}..{ids.max()} (a model with a smaller vocabulary than CLIP's 49408 "
+                             "needs its own token ids as an int array)")
+        out = [self._text_batch(ids[i:i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
+        return _finish(out, self.arch.embed_dim, normalize)
+
+
+def _finish(chunks: list[np.ndarray], dim: int, normalize: bool) -> np.ndarray:
+    out = np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+    if normalize:
+        out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32, copy=False)
+
+
+def load(path: str | os.PathLike, mode: str = "fast", threads: int | None = None, batch_size: int = 32) -> TernaryCLIP:
+    """Load a ``.tclip`` model for CPU inference without torch.
+
+    >>> m = ternaryclip.load("model.tclip", mode="fast")                 # doctest: +SKIP
+    >>> m.encode_image(["cat.jpg"]) @ m.encode_text(["a cat"]).T         # doctest: +SKIP
+    """
+    return TernaryCLIP(read(path), mode=mode, threads=threads, batch_size=batch_size)
+
+
+__all__ = ["ImageError", "TernaryCLIP", "load"]

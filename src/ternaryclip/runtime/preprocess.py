@@ -1,0 +1,72 @@
+"""Image preprocessing equal to open_clip's eval transform, with Pillow and numpy only.
+
+open_clip (torchvision on PIL images): resize the shortest side to ``size`` (bicubic, in the image's
+own mode -- Pillow resizes palette images with nearest neighbour and RGBA premultiplied), center crop
+``size x size``, convert to RGB, scale to [0, 1], normalize by the CLIP mean and std.  The same
+Pillow calls in the same order give the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+class ImageError(ValueError):
+    """An image that cannot be opened or decoded."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Preprocess":
+        p = cls(int(meta["size"]), tuple(meta["mean"]), tuple(meta["std"]), meta.get("interpolation", "bicubic"),
+                meta.get("resize_mode", "shortest"))
+        if p.interpolation not in _FILTERS or p.resize_mode not in ("shortest", "squash"):
+            raise ValueError(f"unsupported preprocessing {p.interpolation}/{p.resize_mode}")
+        return p
+
+    def __call__(self, image) -> np.ndarray:
+        """A PIL image or a path -> float32 ``[3, size, size]``."""
+        image = open_image(image)
+        resample = _FILTERS[self.interpolation]
+        w, h = image.size
+        if self.resize_mode == "squash":
+            image = image.resize((self.size, self.size), resample)
+        else:
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = self.size, int(self.size * long / short)
+            new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+            image = image.resize((new_w, new_h), resample)  # Pillow returns a copy when the size matches
+            w, h = image.size
+            top, left = int(round((h - self.size) / 2.0)), int(round((w - self.size) / 2.0))
+            image = image.crop((left, top, left + self.size, top + self.size))
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def open_image(image) -> Image.Image:
+    """A PIL image from a PIL image or a file path; ImageError names the file if it cannot be decoded."""
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as im:
+                im.load()
+                return im
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+            raise ImageError(f"{image}: cannot read image ({err})") from None
+    raise ImageError(f"expected a PIL image or a path, got {type(image).__name__}")

@@ -1,0 +1,134 @@
+"""Ternary GEMM kernels: AVX2 equals the scalar reference exactly; both equal a numpy computation."""
+
+import numpy as np
+import pytest
+
+from ternaryclip import kernels
+from ternaryclip.pack.bits import pack_2bit
+
+IMPLS = ["ref"] + (["avx2"] if kernels.cpu_has_avx2() else [])
+
+
+def impls_for(group_size: int, k: int) -> list[str]:
+    """The AVX2 path needs groups on 32-column boundaries; 'auto' falls back to the reference otherwise."""
+    simd_ok = group_size == k or group_size % 32 == 0
+    return ["ref", "auto"] + (["avx2"] if kernels.cpu_has_avx2() and simd_ok else [])
+# (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 1024-column segments
+SHAPES = [(1, 1, 1, None), (1, 7, 5, None), (3, 5, 130, None), (2, 9, 257, None), (5, 7, 300, 64),
+          (4, 4, 256, 128), (7, 33, 512, None), (1, 3, 1100, None), (9, 6, 2100, None), (2, 5, 96, 32),
+          (3, 6, 100, 10)]
+
+
+def make_case(m, n, k, group, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-1, 2, (n, k)).astype(np.int8)
+    groups = 1 if group is None else -(-k // group)
+    scales = rng.random((n, groups)).astype(np.float32) + 0.1
+    x = (rng.standard_normal((m, k)) * rng.uniform(0.1, 10)).astype(np.float32)
+    x[0, 0] = 3 * np.abs(x).max()  # an outlier column, as in real activations
+    return codes, pack_2bit(codes), scales, rng.standard_normal(n).astype(np.float32), x, group or k
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_integer_dots_equal_numpy_for_every_impl(shape):
+    m, n, k, group = shape
+    codes, packed, _, _, x, gs = make_case(m, n, k, group, sum(shape[:3]))
+    q, _, _ = kernels.quantize_rows(x, gs, impl="ref")
+    groups = -(-k // gs)
+    expected = np.stack([(q[:, None, g * gs:min(k, (g + 1) * gs)].astype(np.int64) *
+                          codes[None, :, g * gs:min(k, (g + 1) * gs)]).sum(-1) for g in range(groups)], -1)
+    for impl in impls_for(gs, k):
+        assert np.array_equal(kernels.int_dot(q, packed, k, gs, impl=impl), expected), impl
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_simd_fast_path_is_bitwise_equal_to_the_reference(shape):
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, 7 * sum(shape[:3]))
+    if "avx2" not in impls_for(gs, k):
+        pytest.skip("no AVX2 path for this CPU or group size")
+    for name, ref, simd in zip(["q", "xscale", "qsum"], kernels.quantize_rows(x, gs, "ref"),
+                               kernels.quantize_rows(x, gs, "avx2")):
+        assert np.array_equal(ref, simd), name
+    for b in (bias, None):
+        assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, b, "fast", "ref"),
+                              kernels.gemm(x, packed, k, scales, gs, b, "fast", "avx2"))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_gemm_matches_dequantized_float_matmul(shape, mode):
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, 3 * sum(shape[:3]))
+    w = codes * np.repeat(scales, gs, axis=1)[:, :k]
+    if mode == "fast":  # the documented activation quantization, in numpy
+        xs = np.abs(x).max(axis=1, keepdims=True) / 127
+        x_used = np.clip(np.round(x / xs), -127, 127) * xs
+    else:
+        x_used = x
+    expected = x_used.astype(np.float64) @ w.T.astype(np.float64) + bias
+    for impl in impls_for(gs, k):
+        got = kernels.gemm(x, packed, k, scales, gs, bias, mode, impl)
+        assert np.allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max()), impl
+
+
+def test_explicit_simd_request_for_an_unsupported_group_size_is_refused():
+    if not kernels.cpu_has_avx2():
+        pytest.skip("no AVX2 on this CPU")
+    codes, packed, scales, bias, x, gs = make_case(2, 3, 100, 10, 0)
+    with pytest.raises(ValueError, match="not available"):
+        kernels.gemm(x, packed, 100, scales, gs, bias, "fast", "avx2")
+
+
+def test_zero_rows_and_per_tensor_scale():
+    codes = np.ones((3, 40), dtype=np.int8)
+    x = np.zeros((2, 40), dtype=np.float32)
+    x[1] = 1.0
+    for impl in IMPLS:
+        y = kernels.gemm(x, pack_2bit(codes), 40, np.array([[0.5]], np.float32), 40, None, "fast", impl)
+        assert np.array_equal(y, np.array([[0, 0, 0], [20, 20, 20]], np.float32))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda a: {**a, "x": a["x"].astype(np.float64)}, "float32"),
+    (lambda a: {**a, "x": a["x"][:, :5]}, "columns"),
+    (lambda a: {**a, "packed": a["packed"][:, :3]}, "bytes a row"),
+    (lambda a: {**a, "scales": np.ones((2, 1), np.float32)}, "scales"),
+    (lambda a: {**a, "bias": np.ones(7, np.float32)}, "bias"),
+    (lambda a: {**a, "x": [[1.0] * 8]}, "numpy array"),
+    (lambda a: {**a, "mode": "int4"}, "mode"),
+])
+def test_bad_arguments_raise_value_errors(bad, message):
+    args = {"x": np.ones((2, 8), np.float32), "packed": pack_2bit(np.zeros((3, 8), np.int8)), "k": 8,
+            "scales": np.ones((3, 1), np.float32), "group_size": 8, "bias": np.ones(3, np.float32), "mode": "fast"}
+    with pytest.raises(ValueError, match=message):
+        kernels.gemm(**bad(args))
+
+
+def test_non_contiguous_input_is_accepted_by_copy():
+    x = np.ones((8, 2), np.float32).T  # [2, 8], not C-contiguous
+    y = kernels.gemm(x, pack_2bit(np.ones((3, 8), np.int8)), 8, np.ones((3, 1), np.float32), 8, mode="exact")
+    assert np.array_equal(y, np.full((2, 3), 8, np.float32))
+
+
+def test_float_ops_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((13, 96)) * 3).astype(np.float32)
+    w, b = rng.standard_normal(96).astype(np.float32), rng.standard_normal(96).astype(np.float32)
+    ln = torch.nn.functional.layer_norm(torch.from_numpy(x), (96,), torch.from_numpy(w), torch.from_numpy(b)).numpy()
+    grid = np.linspace(-12, 12, 20001, dtype=np.float32)
+    gelu = torch.nn.functional.gelu(torch.from_numpy(grid)).numpy()
+    quick = (torch.from_numpy(grid) * torch.sigmoid(1.702 * torch.from_numpy(grid))).numpy()
+    qkv = rng.standard_normal((2, 11, 3 * 32)).astype(np.float32)
+    q, k, v = (torch.from_numpy(qkv[..., i * 32:(i + 1) * 32]).reshape(2, 11, 4, 8).transpose(1, 2) for i in range(3))
+    for impl in IMPLS:
+        assert np.abs(kernels.layer_norm(x, w, b, 1e-5, impl) - ln).max() < 1e-5
+        for kind, ref in [("gelu", gelu), ("quick_gelu", quick)]:
+            a = grid.copy()
+            kernels.activation_(a, kind, impl)
+            assert np.abs(a - ref).max() < 5e-6, kind
+        for causal in (False, True):
+            ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            ref = ref.transpose(1, 2).reshape(2, 11, 32).numpy()
+            assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5

@@ -1,0 +1,73 @@
+"""The torch-free tokenizer and preprocessing equal open_clip's, id for id and pixel for pixel."""
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ternaryclip.runtime import ClipTokenizer, ImageError, Preprocess
+
+open_clip = pytest.importorskip("open_clip")
+torch = pytest.importorskip("torch")
+
+
+def varied_texts(count: int = 400) -> list[str]:
+    rng = random.Random(0)
+    words = ["a", "photo", "of", "the", "cat", "dog's", "DOG", "running!!", "naïve", "café", "東京", "🙂", "x-ray",
+             "3.14", "1,000", "don't", "we'll", "<b>bold</b>", "&amp;", "&lt;3", "C++", "e-mail@host.com", "\t", "\n",
+             "Ünïcödé", "straße", "ﬁne", "İstanbul", "—", "...", "   ", "北京欢迎你", "مرحبا", "Привет", "#hashtag",
+             "a" * 40, "supercalifragilisticexpialidocious", "'s", "l'homme", "¿qué?", "½", "²", "ⅷ"]
+    texts = ["", " ", "a photo of a cat", "A PHOTO OF A CAT", "two  spaces\tand\nnewlines", "mojibake Ã©tÃ©",
+             " ".join(["long"] * 200)]
+    while len(texts) < count:
+        texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 30))))
+    return texts
+
+
+def test_token_ids_equal_open_clip_on_varied_texts():
+    theirs = open_clip.get_tokenizer("ViT-B-32")
+    ours = ClipTokenizer(77)
+    texts = varied_texts()
+    assert np.array_equal(ours(texts), theirs(texts).numpy())
+    assert ours.vocab_size == 49408
+
+
+def test_truncation_keeps_the_end_token_last():
+    ours = ClipTokenizer(16)
+    ids = ours(["word " * 50])
+    assert ids.shape == (1, 16) and ids[0, 0] == ours.sot and ids[0, -1] == ours.eot
+    with pytest.raises(ValueError, match="strings"):
+        ours([1, 2])
+
+
+def make_images():
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (300, 451, 3), dtype=np.uint8), "RGB")
+    rgba = Image.fromarray(rng.integers(0, 256, (217, 180, 4), dtype=np.uint8), "RGBA")
+    gray = Image.fromarray(rng.integers(0, 256, (224, 224), dtype=np.uint8), "L")
+    palette = rgb.resize((100, 160)).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    tiny = Image.fromarray(rng.integers(0, 256, (7, 13, 3), dtype=np.uint8), "RGB")
+    return {"rgb": rgb, "rgba": rgba, "gray": gray, "palette": palette, "tiny": tiny}
+
+
+@pytest.mark.parametrize("name", ["rgb", "rgba", "gray", "palette", "tiny"])
+def test_preprocess_equals_open_clip_eval_transform(name):
+    image = make_images()[name]
+    theirs = open_clip.image_transform(224, is_train=False)
+    mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
+    ours = Preprocess(224, tuple(mean), tuple(std))
+    assert np.abs(ours(image) - theirs(image).numpy()).max() < 1e-6
+
+
+def test_preprocess_reads_paths_and_reports_broken_files(tmp_path):
+    path = tmp_path / "ok.png"
+    make_images()["rgb"].save(path)
+    ours = Preprocess(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert ours(path).shape == (3, 64, 64)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        ours(broken)
+    with pytest.raises(ImageError, match="PIL image or a path"):
+        ours(42)
