@@ -124,6 +124,11 @@ def test_runtime_never_imports_torch(ternary_file):
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 
 
+def test_command_line_starts_without_torch():
+    code = "import sys, ternaryclip.cli; ternaryclip.cli.build_parser(); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_embed_cli_writes_embeddings(ternary_file, tmp_path, capsys):
     _, path = ternary_file
     folder = tmp_path / "images"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import embed, info, pack, stats
+from . import bench, embed, info, pack, stats
 
-VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed}
+VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed, "bench": bench}
 
 
 def build_parser() -> argparse.ArgumentParser:

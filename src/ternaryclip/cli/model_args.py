@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..quant.rules import GRANULARITIES, RULES
+from ..choices import GRANULARITIES, RULES
 
 
 def add_model_source(parser: argparse.ArgumentParser, checkpoint: bool = False) -> None:

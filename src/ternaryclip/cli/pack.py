@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..quant.rules import RULES
+from ..choices import RULES
 from .model_args import add_model_source, add_ternary_config
 
 

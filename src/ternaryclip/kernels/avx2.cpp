@@ -73,43 +73,71 @@ inline __m256i reduce8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a
                             _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
-// sum(u * q) over columns [c0, c1) (multiples of 32) for the 4 tile rows x 2 tokens.
-// out = [r0t0, r0t1, r1t0, r1t1, r2t0, r2t1, r3t0, r3t1].  Written out by hand: with arrays of
-// accumulators the compiler spilled one to the stack on every step.
-inline __m256i dots_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1, int64_t c0, int64_t c1) {
-    const __m256i ones = _mm256_set1_epi16(1);
+// One segment (<= kSegment columns, multiples of 32) of the 4 rows x 2 tokens tile: int16 sums, then
+// widened and added to acc[8] (order r0t0, r0t1, r1t0, r1t1, ...).  Kept out of line so that the
+// eight int32 totals live in memory: with them in registers as well (8 + 8 accumulators) the
+// compiler spilled inside the hot loop.
+__attribute__((noinline)) void segment_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1,
+                                           int64_t c0, int64_t c1, __m256i* acc) {
     const uint8_t *b0 = buf, *b1 = buf + kp, *b2 = buf + 2 * kp, *b3 = buf + 3 * kp;
-    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
-    for (int64_t seg = c0; seg < c1; seg += kSegment) {
-        const int64_t end = seg + kSegment < c1 ? seg + kSegment : c1;
-        __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
-                a31 = a00;
-        for (int64_t c = seg; c < end; c += 32) {
-            const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0 + c));
-            const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1 + c));
-            __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + c));
-            a00 = _mm256_add_epi16(a00, _mm256_maddubs_epi16(w, x0));
-            a01 = _mm256_add_epi16(a01, _mm256_maddubs_epi16(w, x1));
-            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + c));
-            a10 = _mm256_add_epi16(a10, _mm256_maddubs_epi16(w, x0));
-            a11 = _mm256_add_epi16(a11, _mm256_maddubs_epi16(w, x1));
-            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b2 + c));
-            a20 = _mm256_add_epi16(a20, _mm256_maddubs_epi16(w, x0));
-            a21 = _mm256_add_epi16(a21, _mm256_maddubs_epi16(w, x1));
-            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b3 + c));
-            a30 = _mm256_add_epi16(a30, _mm256_maddubs_epi16(w, x0));
-            a31 = _mm256_add_epi16(a31, _mm256_maddubs_epi16(w, x1));
-        }
-        s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(a00, ones));
-        s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(a01, ones));
-        s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(a10, ones));
-        s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(a11, ones));
-        s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(a20, ones));
-        s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(a21, ones));
-        s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(a30, ones));
-        s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(a31, ones));
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    if (c0 < c1) {
+        // The step written in assembly: GCC kept spilling an accumulator and reloading weights here.
+        // Per 32 columns: 2 activation loads, 4 weight loads, 8 maddubs (w unsigned, x signed), 8 adds.
+        int64_t c = c0;
+        __m256i x0, x1, w, t;
+        asm volatile(
+            "1:\n\t"
+            "vmovdqu (%[q0],%[c]), %[x0]\n\t"
+            "vmovdqu (%[q1],%[c]), %[x1]\n\t"
+            "vmovdqu (%[b0],%[c]), %[w]\n\t"
+            "vpmaddubsw %[x0], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a00], %[a00]\n\t"
+            "vpmaddubsw %[x1], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a01], %[a01]\n\t"
+            "vmovdqu (%[b1],%[c]), %[w]\n\t"
+            "vpmaddubsw %[x0], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a10], %[a10]\n\t"
+            "vpmaddubsw %[x1], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a11], %[a11]\n\t"
+            "vmovdqu (%[b2],%[c]), %[w]\n\t"
+            "vpmaddubsw %[x0], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a20], %[a20]\n\t"
+            "vpmaddubsw %[x1], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a21], %[a21]\n\t"
+            "vmovdqu (%[b3],%[c]), %[w]\n\t"
+            "vpmaddubsw %[x0], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a30], %[a30]\n\t"
+            "vpmaddubsw %[x1], %[w], %[t]\n\t"
+            "vpaddw %[t], %[a31], %[a31]\n\t"
+            "add $32, %[c]\n\t"
+            "cmp %[end], %[c]\n\t"
+            "jl 1b\n\t"
+            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20),
+              [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31), [c] "+r"(c), [x0] "=&x"(x0), [x1] "=&x"(x1),
+              [w] "=&x"(w), [t] "=&x"(t)
+            : [q0] "r"(q0), [q1] "r"(q1), [b0] "r"(b0), [b1] "r"(b1), [b2] "r"(b2), [b3] "r"(b3), [end] "r"(c1)
+            : "cc", "memory");
     }
-    return reduce8(s00, s01, s10, s11, s20, s21, s30, s31);
+    const __m256i ones = _mm256_set1_epi16(1);
+    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(a00, ones));
+    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(a01, ones));
+    acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(a10, ones));
+    acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(a11, ones));
+    acc[4] = _mm256_add_epi32(acc[4], _mm256_madd_epi16(a20, ones));
+    acc[5] = _mm256_add_epi32(acc[5], _mm256_madd_epi16(a21, ones));
+    acc[6] = _mm256_add_epi32(acc[6], _mm256_madd_epi16(a30, ones));
+    acc[7] = _mm256_add_epi32(acc[7], _mm256_madd_epi16(a31, ones));
+}
+
+// sum(u * q) over columns [c0, c1) (multiples of 32) for the 4 tile rows x 2 tokens, reduced to one
+// vector [r0t0, r0t1, r1t0, r1t1, r2t0, r2t1, r3t0, r3t1].
+inline __m256i dots_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1, int64_t c0, int64_t c1) {
+    alignas(32) __m256i acc[8];
+    for (auto& a : acc) a = _mm256_setzero_si256();
+    for (int64_t seg = c0; seg < c1; seg += kSegment)
+        segment_4x2(buf, kp, q0, q1, seg, seg + kSegment < c1 ? seg + kSegment : c1, acc);
+    return reduce8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
 }
 
 inline int64_t chunk_end(int64_t col) { return (col + 31) / 32 * 32; }

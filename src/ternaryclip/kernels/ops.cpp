@@ -11,6 +11,10 @@
 
 #include "ops.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #ifndef TCLIP_OPS_NS
 #error "compile with -DTCLIP_OPS_NS=ops_generic or -DTCLIP_OPS_NS=ops_avx2"
 #endif
@@ -55,16 +59,39 @@ static inline float erf_approx(float x) {
     return x * p / q;
 }
 
+// Sum and maximum with eight independent partial results, so that the loops vectorize without
+// letting the compiler reassociate floating point everywhere.
+static inline float sum8(const float* x, int64_t n) {
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; ++l) part[l] += x[j + l];
+    float total = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; j < n; ++j) total += x[j];
+    return total;
+}
+
+static inline float max8(const float* x, int64_t n) {
+    const float lowest = -std::numeric_limits<float>::infinity();
+    float part[8] = {lowest, lowest, lowest, lowest, lowest, lowest, lowest, lowest};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; ++l) part[l] = std::max(part[l], x[j + l]);
+    float best = lowest;
+    for (int l = 0; l < 8; ++l) best = std::max(best, part[l]);
+    for (; j < n; ++j) best = std::max(best, x[j]);
+    return best;
+}
+
 void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; ++i) {
         const float* xr = x + i * d;
         float* yr = y + i * d;
-        float sum = 0.0f;
-        for (int64_t j = 0; j < d; ++j) sum += xr[j];
-        const float mean = sum / float(d);
-        float var = 0.0f;
-        for (int64_t j = 0; j < d; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+        const float mean = sum8(xr, d) / float(d);
+        float* centered = yr;  // reuse the output row as scratch
+        for (int64_t j = 0; j < d; ++j) centered[j] = (xr[j] - mean) * (xr[j] - mean);
+        const float var = sum8(centered, d);
         const float inv = 1.0f / std::sqrt(var / float(d) + eps);
         for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
     }
@@ -80,52 +107,117 @@ void quick_gelu(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i]));
 }
 
+// Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and all (padded) keys.
+// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of 16, S rows are [tp].
+static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, float* s) {
+#if defined(__AVX2__) && defined(__FMA__)
+    for (int64_t j = 0; j < tp; j += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        for (int64_t c = 0; c < hd; ++c) {
+            const __m256 k0 = _mm256_loadu_ps(kt + c * tp + j), k1 = _mm256_loadu_ps(kt + c * tp + j + 8);
+            __m256 x = _mm256_broadcast_ss(q + c);
+            a0 = _mm256_fmadd_ps(x, k0, a0); a1 = _mm256_fmadd_ps(x, k1, a1);
+            x = _mm256_broadcast_ss(q + hd + c);
+            b0 = _mm256_fmadd_ps(x, k0, b0); b1 = _mm256_fmadd_ps(x, k1, b1);
+            x = _mm256_broadcast_ss(q + 2 * hd + c);
+            c0 = _mm256_fmadd_ps(x, k0, c0); c1 = _mm256_fmadd_ps(x, k1, c1);
+            x = _mm256_broadcast_ss(q + 3 * hd + c);
+            d0 = _mm256_fmadd_ps(x, k0, d0); d1 = _mm256_fmadd_ps(x, k1, d1);
+        }
+        _mm256_storeu_ps(s + j, a0); _mm256_storeu_ps(s + j + 8, a1);
+        _mm256_storeu_ps(s + tp + j, b0); _mm256_storeu_ps(s + tp + j + 8, b1);
+        _mm256_storeu_ps(s + 2 * tp + j, c0); _mm256_storeu_ps(s + 2 * tp + j + 8, c1);
+        _mm256_storeu_ps(s + 3 * tp + j, d0); _mm256_storeu_ps(s + 3 * tp + j + 8, d1);
+    }
+#else
+    for (int r = 0; r < 4; ++r) {
+        float* sr = s + r * tp;
+        std::fill(sr, sr + tp, 0.0f);
+        for (int64_t c = 0; c < hd; ++c) {
+            const float qc = q[r * hd + c];
+            for (int64_t j = 0; j < tp; ++j) sr[j] += qc * kt[c * tp + j];
+        }
+    }
+#endif
+}
+
+// O[i, :] = sum_j P[i, j] V[j, :] for 4 query rows; P rows [tp] (zero past the keys), V [tp, hd],
+// hd a multiple of 16 on the SIMD path.
+static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t hd, float* o) {
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 16 == 0) {
+        for (int64_t c = 0; c < hd; c += 16) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+            for (int64_t j = 0; j < tp; ++j) {
+                const __m256 v0 = _mm256_loadu_ps(v + j * hd + c), v1 = _mm256_loadu_ps(v + j * hd + c + 8);
+                __m256 x = _mm256_broadcast_ss(p + j);
+                a0 = _mm256_fmadd_ps(x, v0, a0); a1 = _mm256_fmadd_ps(x, v1, a1);
+                x = _mm256_broadcast_ss(p + tp + j);
+                b0 = _mm256_fmadd_ps(x, v0, b0); b1 = _mm256_fmadd_ps(x, v1, b1);
+                x = _mm256_broadcast_ss(p + 2 * tp + j);
+                c0 = _mm256_fmadd_ps(x, v0, c0); c1 = _mm256_fmadd_ps(x, v1, c1);
+                x = _mm256_broadcast_ss(p + 3 * tp + j);
+                d0 = _mm256_fmadd_ps(x, v0, d0); d1 = _mm256_fmadd_ps(x, v1, d1);
+            }
+            _mm256_storeu_ps(o + c, a0); _mm256_storeu_ps(o + c + 8, a1);
+            _mm256_storeu_ps(o + hd + c, b0); _mm256_storeu_ps(o + hd + c + 8, b1);
+            _mm256_storeu_ps(o + 2 * hd + c, c0); _mm256_storeu_ps(o + 2 * hd + c + 8, c1);
+            _mm256_storeu_ps(o + 3 * hd + c, d0); _mm256_storeu_ps(o + 3 * hd + c + 8, d1);
+        }
+        return;
+    }
+#endif
+    for (int r = 0; r < 4; ++r) {
+        float* orow = o + r * hd;
+        std::fill(orow, orow + hd, 0.0f);
+        for (int64_t j = 0; j < tp; ++j) {
+            const float pj = p[r * tp + j];
+            for (int64_t c = 0; c < hd; ++c) orow[c] += pj * v[j * hd + c];
+        }
+    }
+}
+
 // qkv [batch, t, 3 * width] (q | k | v, heads split inside each) -> out [batch, t, width].
-void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
-                      float* out) {
+// Per (sample, head): gather Q (scaled), K^T and V into zero-padded scratch, then 4 query rows at a
+// time: scores, softmax (masked past the keys, and causally), weighted sum of values.
+void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     const int64_t hd = width / heads;
+    const int64_t tp = (t + 15) / 16 * 16, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
 #pragma omp parallel
     {
-        std::vector<float> q(static_cast<size_t>(t * hd)), kt(static_cast<size_t>(hd * t)), v(static_cast<size_t>(t * hd));
-        std::vector<float> s(static_cast<size_t>(t)), o(static_cast<size_t>(hd));
+        std::vector<float> q(static_cast<size_t>(tq * hd)), kt(static_cast<size_t>(hd * tp));
+        std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(4 * tp)), o(static_cast<size_t>(4 * hd));
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < batch * heads; ++bh) {
             const int64_t bi = bh / heads, h = bh % heads;
             const float* base = qkv + bi * t * 3 * width + h * hd;
+            std::fill(q.begin(), q.end(), 0.0f);
+            std::fill(kt.begin(), kt.end(), 0.0f);
+            std::fill(v.begin(), v.end(), 0.0f);
             for (int64_t i = 0; i < t; ++i) {
                 const float* row = base + i * 3 * width;
                 for (int64_t c = 0; c < hd; ++c) {
                     q[size_t(i * hd + c)] = row[c] * scale;
-                    kt[size_t(c * t + i)] = row[width + c];
+                    kt[size_t(c * tp + i)] = row[width + c];
                     v[size_t(i * hd + c)] = row[2 * width + c];
                 }
             }
-            for (int64_t i = 0; i < t; ++i) {
-                const int64_t keys = causal ? i + 1 : t;
-                float* sp = s.data();
-                std::fill(sp, sp + keys, 0.0f);
-                for (int64_t c = 0; c < hd; ++c) {
-                    const float qc = q[size_t(i * hd + c)];
-                    const float* kr = kt.data() + c * t;
-                    for (int64_t j = 0; j < keys; ++j) sp[j] += qc * kr[j];
+            for (int64_t i0 = 0; i0 < t; i0 += 4) {
+                scores_4rows(q.data() + i0 * hd, kt.data(), hd, tp, s.data());
+                for (int r = 0; r < 4; ++r) {
+                    float* sr = s.data() + r * tp;
+                    const int64_t keys = causal ? std::min(i0 + r + 1, t) : t;
+                    const float mx = max8(sr, keys);
+                    for (int64_t j = 0; j < keys; ++j) sr[j] = exp_approx(sr[j] - mx);
+                    const float sum = sum8(sr, keys);
+                    const float inv = 1.0f / sum;
+                    for (int64_t j = 0; j < keys; ++j) sr[j] *= inv;
+                    std::fill(sr + keys, sr + tp, 0.0f);
                 }
-                float mx = -std::numeric_limits<float>::infinity();
-                for (int64_t j = 0; j < keys; ++j) mx = std::max(mx, sp[j]);
-                float sum = 0.0f;
-                for (int64_t j = 0; j < keys; ++j) {
-                    sp[j] = exp_approx(sp[j] - mx);
-                    sum += sp[j];
-                }
-                const float inv = 1.0f / sum;
-                float* op = o.data();
-                std::fill(op, op + hd, 0.0f);
-                for (int64_t j = 0; j < keys; ++j) {
-                    const float p = sp[j] * inv;
-                    const float* vr = v.data() + j * hd;
-                    for (int64_t c = 0; c < hd; ++c) op[c] += p * vr[c];
-                }
-                std::memcpy(out + (bi * t + i) * width + h * hd, op, size_t(hd) * sizeof(float));
+                weighted_values_4rows(s.data(), v.data(), tp, hd, o.data());
+                for (int r = 0; r < 4 && i0 + r < t; ++r)
+                    std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd, size_t(hd) * sizeof(float));
             }
         }
     }

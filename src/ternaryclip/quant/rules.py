@@ -21,8 +21,8 @@ import math
 
 import torch
 
-RULES = ("absmean", "absmean2", "twn")
-GRANULARITIES = ("tensor", "channel", "group")
+from ..choices import GRANULARITIES, RULES
+
 TWN_THRESHOLD = 0.7
 # A scale unit that is all zeros gets scale 0 and codes 0; the floor only keeps the division finite.
 _DIVISOR_FLOOR = 1e-30

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .rules import GRANULARITIES, RULES, check_choice, fake_quant, ternary_quantize, as_matrix
+from ..choices import GRANULARITIES, RULES, SCOPES
+from .rules import as_matrix, check_choice, fake_quant, ternary_quantize
 
-SCOPES = ("all", "ffn")
 FilterFn = Callable[[nn.Module, str], bool]
 # Bare 2-D Parameters that CLIP uses as ``x @ P`` (so the output axis is 1).
 _PROJECTION_PARAMS = ("proj", "text_projection")

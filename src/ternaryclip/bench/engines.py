@@ -1,0 +1,97 @@
+"""Inference engines measured by ``ternaryclip bench``, each run in its own process.
+
+An engine loads a model from files prepared by the parent and encodes images (float32
+``[B, 3, H, W]``) and token ids.  Workers are separate processes so that each engine's thread pool
+has the CPU to itself while it is timed, and so that peak memory is that engine's alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (VmHWM), the figure a user sees in top."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class OpenClipFP32:
+    """open_clip in float32 on the CPU (torch), with the same weights."""
+
+    name = "open_clip_fp32"
+
+    def __init__(self, files: dict, threads: int):
+        import torch
+
+        from ..pack.export import to_torch
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = to_torch(files["tclip"])
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model.encode_image(self.torch.from_numpy(pixels)).numpy()
+
+    def encode_text(self, ids: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self.model.encode_text(self.torch.from_numpy(ids)).numpy()
+
+
+class TernaryRuntime:
+    """ternaryclip's torch-free runtime on the packed file."""
+
+    def __init__(self, files: dict, threads: int, mode: str):
+        from ..runtime import load
+
+        self.name = f"ternaryclip_{mode}"
+        self.model = load(files["tclip"], mode=mode, threads=threads)
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        return self.model.encode_image(pixels)
+
+    def encode_text(self, ids: np.ndarray) -> np.ndarray:
+        return self.model.encode_text(ids)
+
+
+ENGINES = {
+    "open_clip_fp32": lambda files, threads: OpenClipFP32(files, threads),
+    "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
+    "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
+}
+
+
+def worker(conn, engine: str, files: dict, threads: int) -> None:
+    """Serve timing requests: ("image"|"text", array) -> (seconds, embeddings); ("rss",) -> bytes."""
+    try:
+        model = ENGINES[engine](files, threads)
+        conn.send(("ready", peak_rss_bytes()))
+        while True:
+            request = conn.recv()
+            if request[0] == "stop":
+                break
+            if request[0] == "rss":
+                conn.send(peak_rss_bytes())
+                continue
+            kind, data = request
+            encode = model.encode_image if kind == "image" else model.encode_text
+            start = time.perf_counter()
+            out = encode(data)
+            conn.send((time.perf_counter() - start, out))
+    except Exception as err:  # report instead of hanging the parent
+        conn.send(("error", f"{engine}: {type(err).__name__}: {err}"))
+    finally:
+        conn.close()
+        os._exit(0)

@@ -1,0 +1,172 @@
+"""``ternaryclip bench``: speed, memory and size of the ternary runtime against open_clip fp32.
+
+Same weights for every engine: a random-init open_clip architecture ternarized (scope ``all`` +
+token embedding), or a given ``.tclip``.  Latencies are interleaved across engines (one request to
+each engine in turn, every engine in its own process), reported as median / min / max; the headline
+is each engine's speed *ratio* against open_clip fp32 measured in the same run.  Peak RSS comes from
+a fresh process per engine that loads the model and encodes one image.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .engines import ENGINES, worker
+
+
+def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0) -> dict:
+    """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison)."""
+    import torch
+
+    import ternaryclip
+    from ..clip_models import create_open_clip
+    from ..pack.export import to_torch
+    from ..quant import TernaryConfig, ternarize_
+
+    if model:
+        path = Path(model)
+        float_model = to_torch(path)
+    else:
+        torch.manual_seed(seed)
+        float_model = create_open_clip(arch)
+        ternarize_(float_model, TernaryConfig(scope="all", embedding=True))
+        path = ternaryclip.save(float_model, tmp / "model.tclip", packing="2bit")
+        ternaryclip.save(float_model, tmp / "model.base3.tclip", packing="base3")
+        float_model = to_torch(path)
+    from safetensors.torch import save_file
+
+    fp32 = tmp / "model.fp32.safetensors"
+    save_file({k: v.contiguous() for k, v in float_model.state_dict().items()}, fp32)
+    files = {"tclip": str(path), "fp32": str(fp32)}
+    if (tmp / "model.base3.tclip").exists():
+        files["tclip_base3"] = str(tmp / "model.base3.tclip")
+    return files
+
+
+def _start(engine: str, files: dict, threads: int):
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=worker, args=(child, engine, files, threads), daemon=True)
+    proc.start()
+    reply = parent.recv()
+    if reply[0] == "error":
+        raise RuntimeError(reply[1])
+    return proc, parent
+
+
+def _ask(conn, request):
+    reply = conn.recv() if conn.send(request) is None else None
+    if isinstance(reply, tuple) and reply and reply[0] == "error":
+        raise RuntimeError(reply[1])
+    return reply
+
+
+def peak_rss(engine: str, files: dict, threads: int, image: np.ndarray) -> int:
+    """Peak RSS of a fresh process that loads the model and encodes one image."""
+    proc, conn = _start(engine, files, threads)
+    _ask(conn, ("image", image[:1]))
+    rss = _ask(conn, ("rss",))
+    conn.send(("stop",))
+    proc.join(timeout=30)
+    return rss
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((a * b).sum(1).min())
+
+
+def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(1, 32), threads: int | None = None,
+              repeats: int = 5, engines=tuple(ENGINES), progress=print) -> dict:
+    threads = threads or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        files = prepare_files(arch, model, Path(tmp))
+        from ..pack import read
+
+        info = read(files["tclip"])
+        arch_info = info.arch
+        rng = np.random.default_rng(0)
+        size = arch_info.vision.image_size
+        max_batch = max(batches)
+        images = rng.standard_normal((max_batch, 3, size, size)).astype(np.float32)
+        ids = np.zeros((max_batch, arch_info.text.context_length), dtype=np.int64)
+        vocab = arch_info.text.vocab_size
+        for row in range(max_batch):  # start token, some words, end token (the highest id) like real text
+            n = 5 + row % 10
+            ids[row, : n + 2] = [vocab - 2, *rng.integers(1, vocab - 2, n), vocab - 1]
+
+        workers = {}
+        for name in engines:
+            progress(f"starting {name}")
+            workers[name] = _start(name, files, threads)
+        results = {name: {} for name in engines}
+        embeddings = {}
+        for kind, data in (("image", images), ("text", ids)):
+            for batch in batches:
+                key = f"{kind}_b{batch}"
+                times = {name: [] for name in engines}
+                for name, (_, conn) in workers.items():  # warm-up, and the embeddings for the cosine
+                    _, out = _ask(conn, (kind, data[:batch]))
+                    embeddings[(name, kind)] = out
+                for r in range(repeats):
+                    for name, (_, conn) in workers.items():
+                        seconds, _ = _ask(conn, (kind, data[:batch]))
+                        times[name].append(seconds)
+                    progress(f"{key}: repeat {r + 1}/{repeats}")
+                for name, ts in times.items():
+                    results[name][key] = {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
+                                          "items_per_s": batch / statistics.median(ts)}
+        for name, (proc, conn) in workers.items():
+            conn.send(("stop",))
+            proc.join(timeout=30)
+        for name in engines:
+            progress(f"peak memory of {name}")
+            results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
+        reference = "open_clip_fp32" if "open_clip_fp32" in engines else None
+        sizes = {"open_clip_fp32": os.path.getsize(files["fp32"]),
+                 "ternaryclip_exact": os.path.getsize(files["tclip"]),
+                 "ternaryclip_fast": os.path.getsize(files["tclip"])}
+        for name in engines:
+            results[name]["file_bytes"] = sizes[name]
+            if reference:
+                for kind in ("image", "text"):
+                    results[name][f"{kind}_cosine_vs_fp32"] = cosine(embeddings[(name, kind)],
+                                                                     embeddings[(reference, kind)])
+        if reference:
+            base = results[reference]
+            for name in engines:
+                r = results[name]
+                r["speedup_vs_fp32"] = {k: base[k]["median_s"] / r[k]["median_s"] for k in base if k.startswith(("image_", "text_")) and isinstance(base[k], dict)}
+                r["memory_ratio_vs_fp32"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
+                r["size_ratio_vs_fp32"] = base["file_bytes"] / r["file_bytes"]
+        extra = {"tclip_base3_bytes": os.path.getsize(files["tclip_base3"])} if "tclip_base3" in files else {}
+    return {"arch": arch if not model else str(model), "threads": threads, "repeats": repeats, "batches": list(batches),
+            "engines": results, "note": "absolute times are machine-bound; compare the ratios", **extra}
+
+
+def format_table(report: dict) -> str:
+    engines = report["engines"]
+    keys = [k for k in next(iter(engines.values())) if k.startswith(("image_b", "text_b")) and "cosine" not in k]
+    lines = [f"{'engine':<20}" + "".join(f"{k:>20}" for k in keys) + f"{'peak RSS':>12}{'file':>10}{'cos img/txt':>14}"]
+    for name, r in engines.items():
+        cells = []
+        for k in keys:
+            speed = r.get("speedup_vs_fp32", {}).get(k)
+            cells.append(f"{r[k]['median_s'] * 1e3:9.1f} ms" + (f" {speed:5.2f}x" if speed else "      "))
+        cos = f"{r.get('image_cosine_vs_fp32', 1):.4f}/{r.get('text_cosine_vs_fp32', 1):.4f}"
+        lines.append(f"{name:<20}" + "".join(f"{c:>20}" for c in cells) +
+                     f"{r['peak_rss_bytes'] / 2**20:9.0f} MB{r['file_bytes'] / 2**20:7.1f} MB{cos:>14}")
+    lines.append("(median latency of interleaved repeats, speed ratio vs open_clip fp32; absolute times are machine-bound)")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str) -> None:
+    Path(path).write_text(json.dumps(report, indent=1))

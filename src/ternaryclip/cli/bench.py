@@ -1,0 +1,35 @@
+"""`ternaryclip bench`: the ternary runtime against open_clip fp32 on the same weights, side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="speed, memory and size vs open_clip fp32 (ratios measured in one run)",
+                       description="Encode images and texts with open_clip fp32 and the ternaryclip runtime "
+                                   "(exact and fast modes), each in its own process, interleaved; print latency "
+                                   "ratios, throughput, peak RSS, file size and embedding cosine vs fp32.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--arch", default="ViT-B-16",
+                     help="open_clip architecture (random init, ternarized) or a JSON model config")
+    src.add_argument("--model", help="a .tclip file (compared with its own float twin)")
+    p.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
+    p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--engines", default="open_clip_fp32,ternaryclip_exact,ternaryclip_fast")
+    p.add_argument("--json", help="write the full report here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.run import format_table, run_bench, write_json
+
+    batches = tuple(int(b) for b in args.batch.split(",") if b)
+    if not batches or min(batches) < 1:
+        raise ValueError("--batch needs positive batch sizes, e.g. 1,32")
+    report = run_bench(arch=None if args.model else args.arch, model=args.model, batches=batches,
+                       threads=args.threads, repeats=args.repeats, engines=tuple(args.engines.split(",")))
+    print(format_table(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
