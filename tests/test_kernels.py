@@ -10,9 +10,13 @@ IMPLS = ["ref"] + (["avx2"] if kernels.cpu_has_avx2() else [])
 
 
 def impls_for(group_size: int, k: int) -> list[str]:
-    """The AVX2 path needs groups on 32-column boundaries; 'auto' falls back to the reference otherwise."""
-    simd_ok = group_size == k or group_size % 32 == 0
-    return ["ref", "auto"] + (["avx2"] if kernels.cpu_has_avx2() and simd_ok else [])
+    """SIMD paths need groups on 32 (AVX2) / 64 (AVX-512) column boundaries; 'auto' falls back otherwise."""
+    impls = ["ref", "auto"]
+    if kernels.cpu_has_avx2() and (group_size == k or group_size % 32 == 0):
+        impls.append("avx2")
+    if kernels.cpu_has_avx512_vnni() and (group_size == k or group_size % 64 == 0):
+        impls.append("avx512")
+    return impls
 # (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 1024-column segments
 SHAPES = [(1, 1, 1, None), (1, 7, 5, None), (3, 5, 130, None), (2, 9, 257, None), (5, 7, 300, 64),
           (4, 4, 256, 128), (7, 33, 512, None), (1, 3, 1100, None), (9, 6, 2100, None), (2, 5, 96, 32),
@@ -45,14 +49,26 @@ def test_integer_dots_equal_numpy_for_every_impl(shape):
 def test_simd_fast_path_is_bitwise_equal_to_the_reference(shape):
     m, n, k, group = shape
     codes, packed, scales, bias, x, gs = make_case(m, n, k, group, 7 * sum(shape[:3]))
-    if "avx2" not in impls_for(gs, k):
-        pytest.skip("no AVX2 path for this CPU or group size")
-    for name, ref, simd in zip(["q", "xscale", "qsum"], kernels.quantize_rows(x, gs, "ref"),
+    simd = [impl for impl in impls_for(gs, k) if impl in ("avx2", "avx512")]
+    if not simd:
+        pytest.skip("no SIMD path for this CPU or group size")
+    for name, ref, fast in zip(["q", "xscale", "qsum"], kernels.quantize_rows(x, gs, "ref"),
                                kernels.quantize_rows(x, gs, "avx2")):
-        assert np.array_equal(ref, simd), name
-    for b in (bias, None):
-        assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, b, "fast", "ref"),
-                              kernels.gemm(x, packed, k, scales, gs, b, "fast", "avx2"))
+        assert np.array_equal(ref, fast), name
+    for impl in simd:
+        for b in (bias, None):
+            assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, b, "fast", "ref"),
+                                  kernels.gemm(x, packed, k, scales, gs, b, "fast", impl)), impl
+
+
+def test_token_blocks_of_a_large_batch_give_the_same_result():
+    # 700 tokens of K = 640 span several L2-sized token blocks in the SIMD drivers
+    codes, packed, scales, bias, x, gs = make_case(700, 9, 640, None, 5)
+    ref = kernels.gemm(x, packed, 640, scales, gs, bias, "fast", "ref")
+    for impl in impls_for(gs, 640):
+        assert np.array_equal(kernels.gemm(x, packed, 640, scales, gs, bias, "fast", impl), ref), impl
+        assert np.allclose(kernels.gemm(x, packed, 640, scales, gs, bias, "exact", impl),
+                           kernels.gemm(x, packed, 640, scales, gs, bias, "exact", "ref"), rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _ext
 
-IMPLS = ("auto", "ref", "avx2")
+IMPLS = ("auto", "ref", "avx2", "avx512")
 MODES = ("fast", "exact")
 
 
@@ -56,6 +56,7 @@ def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = 
 
 
 cpu_has_avx2 = _ext.cpu_has_avx2
+cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 set_num_threads = _ext.set_num_threads
 get_num_threads = _ext.get_num_threads
 

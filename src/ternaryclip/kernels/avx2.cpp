@@ -25,52 +25,16 @@
 namespace tclip::avx2 {
 namespace {
 
-constexpr int NR = 4;                 // weight rows per tile
-constexpr int64_t kSegment = 1024;    // columns accumulated in int16 before widening (see bound above)
+#include "gemm_driver.h"
 
-inline int32_t hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
+
+constexpr int64_t kSegment = 1024;    // columns accumulated in int16 before widening (see bound above)
 
 inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
     return _mm_cvtss_f32(s);
-}
-
-// Codes u of rows [n0, n0 + NR) into buf[NR][kp]; rows past n are filled with u = 1 (t = 0).
-void unpack_tile(const TernaryWeights& w, int64_t n0, uint8_t* buf) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    const int64_t row_bytes = w.kp / 4;
-    for (int r = 0; r < NR; ++r) {
-        uint8_t* dst = buf + r * w.kp;
-        if (n0 + r >= w.n) {
-            std::memset(dst, 1, size_t(w.kp));
-            continue;
-        }
-        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
-        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
-            for (int s = 0; s < 4; ++s) {
-                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask);
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32), u);
-            }
-        }
-    }
-}
-
-// Eight int32 vectors -> one vector of their eight horizontal sums (in input order).
-inline __m256i reduce8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4, __m256i a5, __m256i a6,
-                       __m256i a7) {
-    const __m256i h01 = _mm256_hadd_epi32(a0, a1), h23 = _mm256_hadd_epi32(a2, a3);
-    const __m256i h45 = _mm256_hadd_epi32(a4, a5), h67 = _mm256_hadd_epi32(a6, a7);
-    const __m256i h0123 = _mm256_hadd_epi32(h01, h23), h4567 = _mm256_hadd_epi32(h45, h67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20),
-                            _mm256_permute2x128_si256(h0123, h4567, 0x31));
 }
 
 // One segment (<= kSegment columns, multiples of 32) of the 4 rows x 2 tokens tile: int16 sums, then
@@ -130,45 +94,18 @@ __attribute__((noinline)) void segment_4x2(const uint8_t* buf, int64_t kp, const
     acc[7] = _mm256_add_epi32(acc[7], _mm256_madd_epi16(a31, ones));
 }
 
-// sum(u * q) over columns [c0, c1) (multiples of 32) for the 4 tile rows x 2 tokens, reduced to one
-// vector [r0t0, r0t1, r1t0, r1t1, r2t0, r2t1, r3t0, r3t1].
-inline __m256i dots_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1, int64_t c0, int64_t c1) {
-    alignas(32) __m256i acc[8];
-    for (auto& a : acc) a = _mm256_setzero_si256();
-    for (int64_t seg = c0; seg < c1; seg += kSegment)
-        segment_4x2(buf, kp, q0, q1, seg, seg + kSegment < c1 ? seg + kSegment : c1, acc);
-    return reduce8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]);
-}
-
-inline int64_t chunk_end(int64_t col) { return (col + 31) / 32 * 32; }
-
-// Calls emit(token, row, group, dot) with dot = sum over the group of t * q, for every tile entry.
-template <class Emit>
-void for_each_dot(const QuantizedRows& x, const TernaryWeights& w, Emit emit) {
-    const int64_t tiles = (w.n + NR - 1) / NR;
-#pragma omp parallel
-    {
-        std::vector<uint8_t> buf(size_t(NR * w.kp));
-#pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-            const int64_t n0 = tile * NR;
-            unpack_tile(w, n0, buf.data());
-            for (int64_t i = 0; i < x.m; i += 2) {
-                const int mr = i + 1 < x.m ? 2 : 1;
-                const int8_t* q[2] = {x.q + i * x.kp, x.q + (i + mr - 1) * x.kp};
-                for (int64_t g = 0; g < w.scale_cols; ++g) {
-                    const int64_t c0 = w.group_begin(g), c1 = chunk_end(w.group_end(g));
-                    alignas(32) int32_t dots[8];  // [row][token]
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(dots), dots_4x2(buf.data(), w.kp, q[0], q[1], c0, c1));
-                    for (int t = 0; t < mr; ++t) {
-                        const int32_t correction = x.qsum[(i + t) * w.scale_cols + g];
-                        for (int r = 0; r < NR && n0 + r < w.n; ++r) emit(i + t, n0 + r, g, dots[2 * r + t] - correction);
-                    }
-                }
-            }
-        }
+struct MaddubsDots {
+    static constexpr int64_t kStep = 32;
+    static constexpr int kTokens = 2;
+    // Segments of <= kSegment columns, each widened into int32 totals (see the bound above).
+    static void dots(const uint8_t* buf, int64_t kp, const int8_t* const* q, int64_t c0, int64_t c1, __m256i* out) {
+        alignas(32) __m256i acc[8];
+        for (auto& a : acc) a = _mm256_setzero_si256();
+        for (int64_t seg = c0; seg < c1; seg += kSegment)
+            segment_4x2(buf, kp, q[0], q[1], seg, seg + kSegment < c1 ? seg + kSegment : c1, acc);
+        out[0] = reduce8(acc);
     }
-}
+};
 
 }  // namespace
 
@@ -222,62 +159,9 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     }
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
-    for_each_dot(x, w, [&](int64_t i, int64_t n, int64_t g, int32_t dot) {
-        out[(i * w.n + n) * w.scale_cols + g] = dot;
-    });
-}
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<MaddubsDots>(x, w, out); }
 
-// One scale column (per tensor or per row): the whole epilogue in vector registers, per 4 x 2 tile.
-void gemm_fast_ungrouped(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    const int64_t tiles = (w.n + NR - 1) / NR;
-#pragma omp parallel
-    {
-        std::vector<uint8_t> buf(size_t(NR * w.kp));
-        alignas(32) float scale8[8], bias8[8], out8[8];
-#pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-            const int64_t n0 = tile * NR;
-            const int rows = int(std::min<int64_t>(NR, w.n - n0));
-            unpack_tile(w, n0, buf.data());
-            for (int e = 0; e < 8; ++e) {
-                const int r = e / 2;
-                scale8[e] = r < rows ? w.scale(n0 + r, 0) : 0.0f;
-                bias8[e] = r < rows && w.bias ? w.bias[n0 + r] : 0.0f;
-            }
-            const __m256 vscale = _mm256_load_ps(scale8), vbias = _mm256_load_ps(bias8), zero = _mm256_setzero_ps();
-            const int64_t c1 = chunk_end(w.k);
-            for (int64_t i = 0; i < x.m; i += 2) {
-                const int64_t i1 = i + 1 < x.m ? i + 1 : i;
-                const __m256i dots = dots_4x2(buf.data(), w.kp, x.q + i * x.kp, x.q + i1 * x.kp, 0, c1);
-                const int32_t c0v = x.qsum[i], c1v = x.qsum[i1];
-                const __m256i corr = _mm256_setr_epi32(c0v, c1v, c0v, c1v, c0v, c1v, c0v, c1v);
-                const float xs0 = x.xscale[i], xs1 = x.xscale[i1];
-                const __m256 xs = _mm256_setr_ps(xs0, xs1, xs0, xs1, xs0, xs1, xs0, xs1);
-                // same IEEE operations as the reference: (0 + s * dot) * xscale + bias
-                __m256 f = _mm256_add_ps(zero, _mm256_mul_ps(vscale, _mm256_cvtepi32_ps(_mm256_sub_epi32(dots, corr))));
-                f = _mm256_add_ps(_mm256_mul_ps(f, xs), vbias);
-                _mm256_store_ps(out8, f);
-                float* y0 = y + i * w.n + n0;
-                float* y1 = y + i1 * w.n + n0;
-                for (int r = 0; r < rows; ++r) {
-                    y0[r] = out8[2 * r];
-                    y1[r] = out8[2 * r + 1];  // when i1 == i this rewrites the same value
-                }
-            }
-        }
-    }
-}
-
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    if (w.scale_cols == 1) return gemm_fast_ungrouped(x, w, y);
-    // Groups arrive in increasing order per (token, row): the same float sums as the reference.
-    for_each_dot(x, w, [&](int64_t i, int64_t n, int64_t g, int32_t dot) {
-        float& acc = y[i * w.n + n];
-        acc = (g == 0 ? 0.0f : acc) + w.scale(n, g) * float(dot);
-        if (g + 1 == w.scale_cols) acc = acc * x.xscale[i] + (w.bias ? w.bias[n] : 0.0f);
-    });
-}
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { gemm_fast_driver<MaddubsDots>(x, w, y); }
 
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
     const int64_t tiles = (w.n + NR - 1) / NR;

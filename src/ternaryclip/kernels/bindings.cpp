@@ -39,6 +39,17 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+    static const bool ok = cpu_has_avx2() && avx512::compiled() && __builtin_cpu_supports("avx512f") &&
+                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                           __builtin_cpu_supports("avx512vnni");
+    return ok;
+#else
+    return false;
+#endif
+}
+
 void require(bool ok, const std::string& message) {
     if (!ok) throw std::invalid_argument(message);
 }
@@ -66,15 +77,30 @@ TernaryWeights make_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<f
                           bias ? bias->data() : nullptr};
 }
 
-bool use_avx2(const std::string& impl, const TernaryWeights* w) {
-    if (impl == "ref") return false;
-    const bool ok = cpu_has_avx2() && (w == nullptr || avx2::supports(*w));
+enum class Impl { ref, avx2, avx512 };
+
+// "auto" takes the widest path this CPU and these weights support; a named path must be available.
+Impl choose(const std::string& impl, const TernaryWeights* w, bool fast_gemm) {
+    const bool avx2_ok = cpu_has_avx2() && (w == nullptr || avx2::supports(*w));
+    const bool avx512_ok = fast_gemm && cpu_has_avx512_vnni() && w != nullptr && avx512::supports(*w);
+    if (impl == "ref") return Impl::ref;
     if (impl == "avx2") {
-        require(ok, "impl='avx2' is not available on this CPU or for this group size");
-        return true;
+        require(avx2_ok, "impl='avx2' is not available on this CPU or for this group size");
+        return Impl::avx2;
     }
-    require(impl == "auto", "impl must be 'auto', 'ref' or 'avx2'");
-    return ok;
+    if (impl == "avx512" && !fast_gemm) return choose("avx2", w, false);  // AVX-512 covers the fast GEMM only
+    if (impl == "avx512") {
+        require(avx512_ok, "impl='avx512' is not available on this CPU, for this group size or this operation");
+        return Impl::avx512;
+    }
+    require(impl == "auto", "impl must be 'auto', 'ref', 'avx2' or 'avx512'");
+    return avx512_ok ? Impl::avx512 : avx2_ok ? Impl::avx2 : Impl::ref;
+}
+
+bool use_avx2(const std::string& impl, const TernaryWeights* w) {
+    // quantization, exact mode and the float ops have no AVX-512 variant: 'avx512' runs them with AVX2
+    if (impl == "avx512") return cpu_has_avx2();
+    return choose(impl, w, false) != Impl::ref;
 }
 
 struct Quantized {
@@ -102,7 +128,8 @@ Out<float, 2> gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k,
             std::to_string(k));
     require(mode == "fast" || mode == "exact", "mode must be 'fast' or 'exact'");
     const int64_t m = int64_t(x.shape(0));
-    const bool simd = use_avx2(impl, &w);
+    const Impl path = choose(impl, &w, mode == "fast");
+    const bool simd = path != Impl::ref;
     nb::capsule owner;
     float* y = alloc<float>(size_t(m * w.n), owner);
     {
@@ -113,7 +140,8 @@ Out<float, 2> gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k,
         } else if (m > 0) {
             Quantized xq = quantize(x.data(), m, w, simd);
             QuantizedRows rows{xq.q, xq.xscale, xq.qsum, m, w.kp};
-            if (simd) avx2::gemm_fast(rows, w, y);
+            if (path == Impl::avx512) avx512::gemm_fast(rows, w, y);
+            else if (simd) avx2::gemm_fast(rows, w, y);
             else ref::gemm_fast(rows, w, y);
         }
     }
@@ -147,7 +175,7 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
                      groups == 1 ? k : group_size, nullptr};
     require(int64_t(q.shape(1)) == w.kp, "q must have kp = ceil(k / 128) * 128 columns, zero padded");
     const int64_t m = int64_t(q.shape(0));
-    const bool simd = use_avx2(impl, &w);
+    const Impl path = choose(impl, &w, true);
     nb::capsule owner, qsum_owner;
     int32_t* out = alloc<int32_t>(size_t(m * w.n * groups), owner);
     int32_t* qsum = alloc<int32_t>(size_t(m * groups), qsum_owner);
@@ -164,7 +192,8 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
             for (int64_t c = k; c < w.kp; ++c)
                 if (q.data()[i * w.kp + c] != 0) throw std::invalid_argument("q must be zero past column k");
         QuantizedRows rows{q.data(), nullptr, qsum, m, w.kp};
-        if (simd) avx2::int_dot(rows, w, out);
+        if (path == Impl::avx512) avx512::int_dot(rows, w, out);
+        else if (path == Impl::avx2) avx2::int_dot(rows, w, out);
         else ref::int_dot(rows, w, out);
     }
     return Out<int32_t, 3>(out, {size_t(m), size_t(w.n), size_t(groups)}, owner);
@@ -231,6 +260,7 @@ NB_MODULE(_ext, m) {
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
           nb::arg("impl") = "auto", "integer dots out[M, N, G] = sum over group of t * q (for exactness tests)");
     m.def("cpu_has_avx2", &cpu_has_avx2);
+    m.def("cpu_has_avx512_vnni", &cpu_has_avx512_vnni);
     m.def("set_num_threads", [](int n) {
 #ifdef _OPENMP
         if (n < 1) throw std::invalid_argument("threads must be >= 1");

@@ -65,4 +65,11 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 bool supports(const TernaryWeights& w);
 }  // namespace avx2
 
+namespace avx512 {  // AVX-512 VNNI: the fast path only (quantization and exact mode use AVX2)
+bool compiled();
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
+bool supports(const TernaryWeights& w);  // groups must start on 64-column boundaries
+}  // namespace avx512
+
 }  // namespace tclip
