@@ -11,7 +11,7 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     config.write_text(json.dumps({**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}}))
     out = tmp_path / "bench.json"
     assert main(["bench", "--arch", str(config), "--batch", "1,2", "--repeats", "1", "--threads", "1",
-                 "--json", str(out)]) == 0
+                 "--json", str(out), "--plot", str(tmp_path / "bench.png")]) == 0
     assert "open_clip_fp32" in capsys.readouterr().out
     report = json.loads(out.read_text())
     engines = report["engines"]
@@ -25,3 +25,4 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert engines["ternaryclip_exact"]["text_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_fast"]["size_ratio_vs_fp32"] > 3
     assert report["tclip_base3_bytes"] < engines["ternaryclip_fast"]["file_bytes"]
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -170,3 +170,37 @@ def format_table(report: dict) -> str:
 
 def write_json(report: dict, path: str) -> None:
     Path(path).write_text(json.dumps(report, indent=1))
+
+
+def plot(report: dict, path: str) -> None:
+    """Bars of speed ratio vs open_clip fp32 per workload, and peak memory / file size per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    engines = report["engines"]
+    workloads = [k for k in next(iter(engines.values())).get("speedup_vs_fp32", {})]
+    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    width = 0.8 / max(len(engines), 1)
+    for e, (name, r) in enumerate(engines.items()):
+        xs = [i + e * width for i in range(len(workloads))]
+        bars = ax_speed.bar(xs, [r["speedup_vs_fp32"][w] for w in workloads], width, label=name)
+        ax_speed.bar_label(bars, fmt="%.2fx", fontsize=7)
+    ax_speed.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax_speed.set_xticks([i + width * (len(engines) - 1) / 2 for i in range(len(workloads))], workloads)
+    ax_speed.set_ylabel("speed vs open_clip fp32 (higher is better)")
+    ax_speed.set_title(f"{report['arch']}, {report['threads']} threads")
+    ax_speed.legend(fontsize=8)
+    names = list(engines)
+    ax_mem.bar([i - 0.2 for i in range(len(names))], [engines[n]["peak_rss_bytes"] / 2**20 for n in names], 0.4,
+               label="peak RSS (MB)")
+    ax_mem.bar([i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 2**20 for n in names], 0.4,
+               label="file (MB)")
+    ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax_mem.set_yscale("log")
+    ax_mem.set_title("memory and size (log scale)")
+    ax_mem.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

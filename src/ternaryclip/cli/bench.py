@@ -19,10 +19,11 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--engines", default="open_clip_fp32,ternaryclip_exact,ternaryclip_fast")
     p.add_argument("--json", help="write the full report here")
+    p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.run import format_table, run_bench, write_json
+    from ..bench.run import format_table, plot, run_bench, write_json
 
     batches = tuple(int(b) for b in args.batch.split(",") if b)
     if not batches or min(batches) < 1:
@@ -32,4 +33,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     if args.json:
         write_json(report, args.json)
+    if args.plot:
+        plot(report, args.plot)
     return 0

@@ -24,11 +24,20 @@ def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _out(out: np.ndarray | None, shape: tuple) -> np.ndarray | None:
+    if out is not None and not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == shape
+                                and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {shape}")
+    return out
+
+
 def gemm(x: np.ndarray, packed: np.ndarray, k: int, scales: np.ndarray, group_size: int,
-         bias: np.ndarray | None = None, mode: str = "fast", impl: str = "auto") -> np.ndarray:
+         bias: np.ndarray | None = None, mode: str = "fast", impl: str = "auto",
+         out: np.ndarray | None = None) -> np.ndarray:
     """``y[M, N] = x[M, K] @ (scale * T[N, K]).T + bias`` with 2bit-packed ternary weights.
 
     ``mode='fast'``: activations quantized per row to int8 (W1.58-A8); ``'exact'``: float activations.
+    ``out``: an existing ``[M, N]`` float32 array to write into (returned).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -41,7 +50,9 @@ def gemm(x: np.ndarray, packed: np.ndarray, k: int, scales: np.ndarray, group_si
     scales = _as("scales", scales, np.float32, 2)
     if bias is not None:
         bias = _as("bias", bias, np.float32, 1)
-    return _ext.gemm(x, packed, int(k), scales, int(group_size), bias, mode, impl)
+    out = _out(out, (x.shape[0], packed.shape[0]))
+    y = _ext.gemm(x, packed, int(k), scales, int(group_size), bias, mode, impl, out)
+    return out if out is not None else y
 
 
 def quantize_rows(x: np.ndarray, group_size: int | None = None, impl: str = "auto"):
@@ -61,9 +72,13 @@ set_num_threads = _ext.set_num_threads
 get_num_threads = _ext.get_num_threads
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, impl: str = "auto") -> np.ndarray:
-    """LayerNorm over the last axis of ``x [M, D]`` (float32)."""
-    return _ext.layer_norm(_as("x", x, np.float32, 2), weight, bias, float(eps), impl)
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, impl: str = "auto",
+               out: np.ndarray | None = None) -> np.ndarray:
+    """LayerNorm over the last axis of ``x [M, D]`` (float32), into ``out`` when given."""
+    x = _as("x", x, np.float32, 2)
+    out = _out(out, x.shape)
+    y = _ext.layer_norm(x, weight, bias, float(eps), impl, out)
+    return out if out is not None else y
 
 
 def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
@@ -73,6 +88,9 @@ def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
     _ext.activation_(x, kind, impl)
 
 
-def attention(qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto") -> np.ndarray:
+def attention(qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto", out: np.ndarray | None = None) -> np.ndarray:
     """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``."""
-    return _ext.attention(_as("qkv", qkv, np.float32, 3), int(heads), bool(causal), impl)
+    qkv = _as("qkv", qkv, np.float32, 3)
+    out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))
+    y = _ext.attention(qkv, int(heads), bool(causal), impl, out)
+    return out if out is not None else y

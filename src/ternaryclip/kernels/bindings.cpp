@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -110,6 +111,27 @@ struct Quantized {
     nb::capsule owners[3];
 };
 
+// Scratch for the int8 activations of one GEMM call, kept per calling thread and only ever grown:
+// fresh allocations of a few MB per call cost page faults that serialized the worker threads.
+struct Scratch {
+    std::vector<int8_t> q;
+    std::vector<float> xscale;
+    std::vector<int32_t> qsum;
+};
+
+QuantizedRows quantize_into_scratch(const float* x, int64_t m, const TernaryWeights& w, bool simd) {
+    thread_local Scratch scratch;
+    if (scratch.q.size() < size_t(m * w.kp)) scratch.q.resize(size_t(m * w.kp));
+    if (scratch.xscale.size() < size_t(m)) scratch.xscale.resize(size_t(m));
+    if (scratch.qsum.size() < size_t(m * w.scale_cols)) scratch.qsum.resize(size_t(m * w.scale_cols));
+    int8_t* q = scratch.q.data();
+    float* xs = scratch.xscale.data();
+    int32_t* qs = scratch.qsum.data();
+    if (simd) avx2::quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, q, xs, qs);
+    else ref::quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, q, xs, qs);
+    return QuantizedRows{q, xs, qs, m, w.kp};
+}
+
 Quantized quantize(const float* x, int64_t m, const TernaryWeights& w, bool simd) {
     Quantized out;
     out.q = alloc<int8_t>(size_t(m * w.kp), out.owners[0]);
@@ -120,9 +142,20 @@ Quantized quantize(const float* x, int64_t m, const TernaryWeights& w, bool simd
     return out;
 }
 
-Out<float, 2> gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
-                   int64_t group_size, const std::optional<In1D>& bias, const std::string& mode,
-                   const std::string& impl) {
+using OutArg = std::optional<nb::ndarray<float, nb::c_contig, nb::device::cpu>>;
+
+// The output: `out` when the caller passes one (checked to hold exactly `count` floats), else new.
+float* output(const OutArg& out, size_t count, nb::capsule& owner) {
+    if (!out) return alloc<float>(count, owner);
+    size_t have = 1;
+    for (size_t i = 0; i < out->ndim(); ++i) have *= out->shape(i);
+    require(have == count, "out has " + std::to_string(have) + " elements, the result has " + std::to_string(count));
+    return out->data();
+}
+
+nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
+                int64_t group_size, const std::optional<In1D>& bias, const std::string& mode, const std::string& impl,
+                const OutArg& out) {
     TernaryWeights w = make_weights(packed, k, scales, group_size, bias);
     require(int64_t(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
             std::to_string(k));
@@ -131,21 +164,21 @@ Out<float, 2> gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k,
     const Impl path = choose(impl, &w, mode == "fast");
     const bool simd = path != Impl::ref;
     nb::capsule owner;
-    float* y = alloc<float>(size_t(m * w.n), owner);
+    float* y = output(out, size_t(m * w.n), owner);
     {
         nb::gil_scoped_release release;
         if (mode == "exact") {
             if (simd) avx2::gemm_exact(x.data(), m, w, y);
             else ref::gemm_exact(x.data(), m, w, y);
         } else if (m > 0) {
-            Quantized xq = quantize(x.data(), m, w, simd);
-            QuantizedRows rows{xq.q, xq.xscale, xq.qsum, m, w.kp};
+            const QuantizedRows rows = quantize_into_scratch(x.data(), m, w, simd);
             if (path == Impl::avx512) avx512::gemm_fast(rows, w, y);
             else if (simd) avx2::gemm_fast(rows, w, y);
             else ref::gemm_fast(rows, w, y);
         }
     }
-    return Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner);
+    if (out) return nb::none();
+    return nb::cast(Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner));
 }
 
 std::tuple<Out<int8_t, 2>, Out<float, 1>, Out<int32_t, 2>> quantize_rows(const In2D<float>& x, int64_t group_size,
@@ -203,18 +236,21 @@ using F32Array = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
 
 bool ops_simd(const std::string& impl) { return use_avx2(impl, nullptr); }
 
-Out<float, 2> layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float eps, const std::string& impl) {
+nb::object layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float eps, const std::string& impl,
+                      const OutArg& out) {
     const int64_t m = int64_t(x.shape(0)), d = int64_t(x.shape(1));
     require(int64_t(w.shape(0)) == d && int64_t(b.shape(0)) == d, "LayerNorm weight and bias must match x's width");
+    require(!out || out->data() != x.data(), "out must not be x");
     const bool simd = ops_simd(impl);
     nb::capsule owner;
-    float* y = alloc<float>(size_t(m * d), owner);
+    float* y = output(out, size_t(m * d), owner);
     {
         nb::gil_scoped_release release;
         if (simd) ops_avx2::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
         else ops_generic::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
     }
-    return Out<float, 2>(y, {size_t(m), size_t(d)}, owner);
+    if (out) return nb::none();
+    return nb::cast(Out<float, 2>(y, {size_t(m), size_t(d)}, owner));
 }
 
 void activation_(F32Array x, const std::string& kind, const std::string& impl) {
@@ -227,33 +263,36 @@ void activation_(F32Array x, const std::string& kind, const std::string& impl) {
     else (simd ? ops_avx2::quick_gelu : ops_generic::quick_gelu)(x.data(), n);
 }
 
-Out<float, 3> attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
-                        bool causal, const std::string& impl) {
+nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
+                     bool causal, const std::string& impl, const OutArg& out) {
     const int64_t batch = int64_t(qkv.shape(0)), t = int64_t(qkv.shape(1)), width3 = int64_t(qkv.shape(2));
     require(heads >= 1 && width3 % (3 * heads) == 0, "qkv width must be 3 * heads * head_dim");
     const int64_t width = width3 / 3;
     const bool simd = ops_simd(impl);
     nb::capsule owner;
-    float* out = alloc<float>(size_t(batch * t * width), owner);
+    float* y = output(out, size_t(batch * t * width), owner);
     {
         nb::gil_scoped_release release;
-        (simd ? ops_avx2::attention : ops_generic::attention)(qkv.data(), batch, t, width, heads, causal, out);
+        (simd ? ops_avx2::attention : ops_generic::attention)(qkv.data(), batch, t, width, heads, causal, y);
     }
-    return Out<float, 3>(out, {size_t(batch), size_t(t), size_t(width)}, owner);
+    if (out) return nb::none();
+    return nb::cast(Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner));
 }
 
 }  // namespace
 
 NB_MODULE(_ext, m) {
     m.def("layer_norm", &layer_norm, nb::arg("x"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
-          nb::arg("impl") = "auto", "LayerNorm over the last axis of x [M, D]");
+          nb::arg("impl") = "auto", nb::arg("out").none() = nb::none(), "LayerNorm over the last axis of x [M, D]");
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
           "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
     m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
+          nb::arg("out").none() = nb::none(),
           "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]");
     m.doc() = "ternaryclip C++ kernels: ternary GEMM (2bit weights; int8 or float activations)";
     m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
+          nb::arg("out").none() = nb::none(),
           "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations) or 'exact' (float)");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");

@@ -8,7 +8,8 @@ every ternary linear layer going through the ternary GEMM (``fast``: int8 activa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,11 +23,33 @@ from .tokenizer import ClipTokenizer
 MODES = ("fast", "exact")
 
 
-class Linear:
-    """``y = x W^T + b`` for a ternary (packed) or float weight stored as ``[N outputs, K inputs]``."""
+class Buffers:
+    """Output arrays reused from call to call, per thread and shape.
 
-    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str):
+    Layer outputs inside a block are consumed before the same layer runs again, so they can live in
+    one array per shape: allocating megabytes afresh for every layer cost page faults that stalled the
+    worker threads.  Thread-local, so one model serves several Python threads.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, shape: tuple) -> np.ndarray:
+        cache = self._local.__dict__.setdefault("arrays", {})
+        if shape not in cache:
+            cache[shape] = np.empty(shape, dtype=np.float32)
+        return cache[shape]
+
+
+class Linear:
+    """``y = x W^T + b`` for a ternary (packed) or float weight stored as ``[N outputs, K inputs]``.
+
+    ``reuse``: write into an array that the next call overwrites (for outputs consumed at once).
+    """
+
+    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str, reuse: bool = False):
         self.weight, self.mode = weight, mode
+        self.buffers = Buffers() if reuse else None
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
@@ -38,19 +61,23 @@ class Linear:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if isinstance(self.weight, TernaryTensor):
             w = self.weight
-            return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode)
+            out = self.buffers.get((x.shape[0], self.out_features)) if self.buffers else None
+            return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
         return y + self.bias if self.bias is not None else y
 
 
 class LayerNorm:
+    """LayerNorm whose output is consumed at once (it lives in a reused array)."""
+
     def __init__(self, weight: np.ndarray, bias: np.ndarray, eps: float):
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.eps = eps
+        self.buffers = Buffers()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return kernels.layer_norm(x, self.weight, self.bias, self.eps)
+        return kernels.layer_norm(x, self.weight, self.bias, self.eps, out=self.buffers.get(x.shape))
 
 
 @dataclass
@@ -65,15 +92,18 @@ class Block:
     c_proj: Linear
     heads: int
     activation: str
+    buffers: Buffers = field(default_factory=Buffers)
 
     def __call__(self, x: np.ndarray, batch: int, causal: bool) -> np.ndarray:
-        """``x`` is ``[batch * tokens, width]``."""
+        """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it)."""
         qkv = self.in_proj(self.ln_1(x))
-        attended = kernels.attention(qkv.reshape(batch, -1, qkv.shape[1]), self.heads, causal)
-        x = x + self.out_proj(attended.reshape(x.shape))
+        attended = kernels.attention(qkv.reshape(batch, -1, qkv.shape[1]), self.heads, causal,
+                                     out=self.buffers.get((batch, x.shape[0] // batch, x.shape[1])))
+        x += self.out_proj(attended.reshape(x.shape))
         hidden = self.c_fc(self.ln_2(x))
         kernels.activation_(hidden, self.activation)
-        return x + self.c_proj(hidden)
+        x += self.c_proj(hidden)
+        return x
 
 
 class TernaryCLIP:
@@ -101,22 +131,22 @@ class TernaryCLIP:
         self.visual_blocks = [self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps)
                               for i in range(v.layers)]
         self.ln_post = self._norm("visual.ln_post", eps)
-        self.visual_proj = self._linear("visual.proj", None)
+        self.visual_proj = self._linear("visual.proj", None, reuse=False)  # returned to the caller
 
         t = self.arch.text
         self.text_pos = self._f["positional_embedding"]
         self.text_blocks = [self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)]
         self.ln_final = self._norm("ln_final", eps)
-        self.text_proj = self._linear("text_projection", None)
+        self.text_proj = self._linear("text_projection", None, reuse=False)
 
     # ------------------------------------------------------------ construction
-    def _linear(self, name: str, bias: str | None) -> Linear:
+    def _linear(self, name: str, bias: str | None, reuse: bool = True) -> Linear:
         if name in self._t:
             weight = self._t[name]
         else:  # float; projections are stored as torch's x @ P, i.e. [K, N]
             weight = self._f[name].T if name in ("visual.proj", "text_projection") else self._f[name]
             weight = weight.reshape(weight.shape[0], -1)
-        return Linear(weight, self._f.get(bias) if bias else None, self.mode)
+        return Linear(weight, self._f.get(bias) if bias else None, self.mode, reuse)
 
     def _norm(self, prefix: str, eps: float) -> LayerNorm:
         return LayerNorm(self._f[prefix + ".weight"], self._f[prefix + ".bias"], eps)
