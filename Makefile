@@ -19,8 +19,13 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# Until the bundled teacher lands, the demo is the whole pipeline on random ViT-B/32 weights:
+# ternarize, pack, run the torch-free runtime and compare it with open_clip fp32 (out/quickstart/).
 quickstart: setup
-	$(VENV)/bin/ternaryclip stats --open-clip ViT-B-16 --scope all --embedding
+	mkdir -p out/quickstart
+	$(VENV)/bin/ternaryclip stats --open-clip ViT-B-32 --scope all --embedding
+	$(VENV)/bin/ternaryclip bench --arch ViT-B-32 --batch 1,8 --repeats 3 \
+		--json out/quickstart/bench.json --plot out/quickstart/bench.png
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build out src/*.egg-info

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,32 +24,36 @@ MODES = ("fast", "exact")
 
 
 class Buffers:
-    """Output arrays reused from call to call, per thread and shape.
+    """Scratch arrays shared by all layers of a model, one per (role, shape) and thread.
 
-    Layer outputs inside a block are consumed before the same layer runs again, so they can live in
-    one array per shape: allocating megabytes afresh for every layer cost page faults that stalled the
-    worker threads.  Thread-local, so one model serves several Python threads.
+    Inside a block every intermediate (LayerNorm output, qkv, attention output, projection output,
+    MLP hidden) is consumed before the next layer of the same role writes it, so all blocks share one
+    array per role: allocating megabytes afresh for every layer cost page faults that stalled the
+    worker threads, and one array per layer would cost memory.  Thread-local, so one model serves
+    several Python threads.
     """
 
     def __init__(self):
         self._local = threading.local()
 
-    def get(self, shape: tuple) -> np.ndarray:
+    def get(self, role: str, shape: tuple) -> np.ndarray:
         cache = self._local.__dict__.setdefault("arrays", {})
-        if shape not in cache:
-            cache[shape] = np.empty(shape, dtype=np.float32)
-        return cache[shape]
+        key = (role, *shape)
+        if key not in cache:
+            cache[key] = np.empty(shape, dtype=np.float32)
+        return cache[key]
 
 
 class Linear:
     """``y = x W^T + b`` for a ternary (packed) or float weight stored as ``[N outputs, K inputs]``.
 
-    ``reuse``: write into an array that the next call overwrites (for outputs consumed at once).
+    With ``buffers`` and a ``role``, the output goes to the shared scratch array of that role (for
+    outputs consumed at once); without, to a new array.
     """
 
-    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str, reuse: bool = False):
-        self.weight, self.mode = weight, mode
-        self.buffers = Buffers() if reuse else None
+    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str,
+                 buffers: Buffers | None = None, role: str = ""):
+        self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
@@ -61,23 +65,22 @@ class Linear:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if isinstance(self.weight, TernaryTensor):
             w = self.weight
-            out = self.buffers.get((x.shape[0], self.out_features)) if self.buffers else None
+            out = self.buffers.get(self.role, (x.shape[0], self.out_features)) if self.buffers else None
             return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
         return y + self.bias if self.bias is not None else y
 
 
 class LayerNorm:
-    """LayerNorm whose output is consumed at once (it lives in a reused array)."""
+    """LayerNorm whose output is consumed at once (it lives in the shared ``ln`` scratch array)."""
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, eps: float):
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, eps: float, buffers: Buffers):
         self.weight = np.ascontiguousarray(weight, dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
-        self.eps = eps
-        self.buffers = Buffers()
+        self.eps, self.buffers = eps, buffers
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return kernels.layer_norm(x, self.weight, self.bias, self.eps, out=self.buffers.get(x.shape))
+        return kernels.layer_norm(x, self.weight, self.bias, self.eps, out=self.buffers.get("ln", x.shape))
 
 
 @dataclass
@@ -92,13 +95,13 @@ class Block:
     c_proj: Linear
     heads: int
     activation: str
-    buffers: Buffers = field(default_factory=Buffers)
+    buffers: Buffers
 
     def __call__(self, x: np.ndarray, batch: int, causal: bool) -> np.ndarray:
         """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it)."""
         qkv = self.in_proj(self.ln_1(x))
         attended = kernels.attention(qkv.reshape(batch, -1, qkv.shape[1]), self.heads, causal,
-                                     out=self.buffers.get((batch, x.shape[0] // batch, x.shape[1])))
+                                     out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])))
         x += self.out_proj(attended.reshape(x.shape))
         hidden = self.c_fc(self.ln_2(x))
         kernels.activation_(hidden, self.activation)
@@ -122,44 +125,45 @@ class TernaryCLIP:
         eps = self.arch.norm_eps
         self._t = data.ternary
         self._f = {k: np.asarray(v, dtype=np.float32) for k, v in data.floats.items()}
+        self._buffers = Buffers()
 
         v = self.arch.vision
-        self.patch_embed = self._linear("visual.conv1.weight", None)
+        self.patch_embed = self._linear("visual.conv1.weight", None, role="patch")
         self.class_embedding = self._f["visual.class_embedding"]
         self.visual_pos = self._f["visual.positional_embedding"]
         self.ln_pre = None if v.no_ln_pre else self._norm("visual.ln_pre", eps)
         self.visual_blocks = [self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps)
                               for i in range(v.layers)]
         self.ln_post = self._norm("visual.ln_post", eps)
-        self.visual_proj = self._linear("visual.proj", None, reuse=False)  # returned to the caller
+        self.visual_proj = self._linear("visual.proj", None)  # no role: a new array, returned to the caller
 
         t = self.arch.text
         self.text_pos = self._f["positional_embedding"]
         self.text_blocks = [self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)]
         self.ln_final = self._norm("ln_final", eps)
-        self.text_proj = self._linear("text_projection", None, reuse=False)
+        self.text_proj = self._linear("text_projection", None)
 
     # ------------------------------------------------------------ construction
-    def _linear(self, name: str, bias: str | None, reuse: bool = True) -> Linear:
+    def _linear(self, name: str, bias: str | None, role: str = "") -> Linear:
         if name in self._t:
             weight = self._t[name]
         else:  # float; projections are stored as torch's x @ P, i.e. [K, N]
             weight = self._f[name].T if name in ("visual.proj", "text_projection") else self._f[name]
             weight = weight.reshape(weight.shape[0], -1)
-        return Linear(weight, self._f.get(bias) if bias else None, self.mode, reuse)
+        return Linear(weight, self._f.get(bias) if bias else None, self.mode, self._buffers if role else None, role)
 
     def _norm(self, prefix: str, eps: float) -> LayerNorm:
-        return LayerNorm(self._f[prefix + ".weight"], self._f[prefix + ".bias"], eps)
+        return LayerNorm(self._f[prefix + ".weight"], self._f[prefix + ".bias"], eps, self._buffers)
 
     def _block(self, prefix: str, heads: int, activation: str, eps: float) -> Block:
         return Block(
             ln_1=self._norm(prefix + ".ln_1", eps),
-            in_proj=self._linear(prefix + ".attn.in_proj_weight", prefix + ".attn.in_proj_bias"),
-            out_proj=self._linear(prefix + ".attn.out_proj.weight", prefix + ".attn.out_proj.bias"),
+            in_proj=self._linear(prefix + ".attn.in_proj_weight", prefix + ".attn.in_proj_bias", "qkv"),
+            out_proj=self._linear(prefix + ".attn.out_proj.weight", prefix + ".attn.out_proj.bias", "proj"),
             ln_2=self._norm(prefix + ".ln_2", eps),
-            c_fc=self._linear(prefix + ".mlp.c_fc.weight", prefix + ".mlp.c_fc.bias"),
-            c_proj=self._linear(prefix + ".mlp.c_proj.weight", prefix + ".mlp.c_proj.bias"),
-            heads=heads, activation=activation)
+            c_fc=self._linear(prefix + ".mlp.c_fc.weight", prefix + ".mlp.c_fc.bias", "hidden"),
+            c_proj=self._linear(prefix + ".mlp.c_proj.weight", prefix + ".mlp.c_proj.bias", "proj"),
+            heads=heads, activation=activation, buffers=self._buffers)
 
     # ------------------------------------------------------------ image tower
     def _image_batch(self, pixels: np.ndarray) -> np.ndarray:
@@ -173,7 +177,7 @@ class TernaryCLIP:
         x = (np.concatenate([cls, tokens], axis=1) + self.visual_pos).reshape(-1, v.width)
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.ln_pre is not None:
-            x = self.ln_pre(x)
+            x = self.ln_pre(x).copy()  # the residual stream needs its own array, not the shared "ln" one
         for block in self.visual_blocks:
             x = block(x, b, causal=False)
         x = x.reshape(b, -1, v.width)
