@@ -50,6 +50,28 @@ class OpenClipFP32:
             return self.model.encode_text(self.torch.from_numpy(ids)).numpy()
 
 
+class TorchInt8Dynamic(OpenClipFP32):
+    """torch dynamic int8 (``quantize_dynamic`` on every ``nn.Linear``), what a torch user would try first.
+
+    Two honest caveats: open_clip's fused attention ``in_proj_weight`` is no ``nn.Linear`` and stays
+    float, and open_clip's ``encode_text`` asks ``mlp.c_fc.weight.dtype`` for its compute dtype,
+    which a dynamically quantized Linear no longer has, so the text tower is told float32 directly.
+    """
+
+    name = "torch_int8_dynamic"
+
+    def __init__(self, files: dict, threads: int):
+        import warnings
+
+        super().__init__(files, threads)
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = quantize_dynamic(self.model, {self.torch.nn.Linear}, dtype=self.torch.qint8)
+        self.model.transformer.get_cast_dtype = lambda: self.torch.float32
+
+
 class TernaryRuntime:
     """ternaryclip's torch-free runtime on the packed file."""
 
@@ -68,6 +90,7 @@ class TernaryRuntime:
 
 ENGINES = {
     "open_clip_fp32": lambda files, threads: OpenClipFP32(files, threads),
+    "torch_int8_dynamic": lambda files, threads: TorchInt8Dynamic(files, threads),
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
 }

@@ -131,9 +131,7 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
         reference = "open_clip_fp32" if "open_clip_fp32" in engines else None
-        sizes = {"open_clip_fp32": os.path.getsize(files["fp32"]),
-                 "ternaryclip_exact": os.path.getsize(files["tclip"]),
-                 "ternaryclip_fast": os.path.getsize(files["tclip"])}
+        sizes = {name: os.path.getsize(files["tclip" if name.startswith("ternaryclip") else "fp32"]) for name in engines}
         for name in engines:
             results[name]["file_bytes"] = sizes[name]
             if reference:
@@ -163,7 +161,7 @@ def format_table(report: dict) -> str:
             cells.append(f"{r[k]['median_s'] * 1e3:9.1f} ms" + (f" {speed:5.2f}x" if speed else "      "))
         cos = f"{r.get('image_cosine_vs_fp32', 1):.4f}/{r.get('text_cosine_vs_fp32', 1):.4f}"
         lines.append(f"{name:<20}" + "".join(f"{c:>20}" for c in cells) +
-                     f"{r['peak_rss_bytes'] / 2**20:9.0f} MB{r['file_bytes'] / 2**20:7.1f} MB{cos:>14}")
+                     f"{r['peak_rss_bytes'] / 1e6:9.0f} MB{r['file_bytes'] / 1e6:7.1f} MB{cos:>14}")
     lines.append("(median latency of interleaved repeats, speed ratio vs open_clip fp32; absolute times are machine-bound)")
     return "\n".join(lines)
 
@@ -193,9 +191,9 @@ def plot(report: dict, path: str) -> None:
     ax_speed.set_title(f"{report['arch']}, {report['threads']} threads")
     ax_speed.legend(fontsize=8)
     names = list(engines)
-    ax_mem.bar([i - 0.2 for i in range(len(names))], [engines[n]["peak_rss_bytes"] / 2**20 for n in names], 0.4,
+    ax_mem.bar([i - 0.2 for i in range(len(names))], [engines[n]["peak_rss_bytes"] / 1e6 for n in names], 0.4,
                label="peak RSS (MB)")
-    ax_mem.bar([i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 2**20 for n in names], 0.4,
+    ax_mem.bar([i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 1e6 for n in names], 0.4,
                label="file (MB)")
     ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
     ax_mem.set_yscale("log")
