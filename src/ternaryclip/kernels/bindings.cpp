@@ -8,6 +8,7 @@
 #include <nanobind/stl/tuple.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -121,7 +122,9 @@ struct Scratch {
 
 QuantizedRows quantize_into_scratch(const float* x, int64_t m, const TernaryWeights& w, bool simd) {
     thread_local Scratch scratch;
-    if (scratch.q.size() < size_t(m * w.kp)) scratch.q.resize(size_t(m * w.kp));
+    const size_t q_bytes = size_t(padded_rows(m) * w.kp);  // zero rows up to a multiple of 16 (AVX-512)
+    if (scratch.q.size() < q_bytes) scratch.q.resize(q_bytes);
+    std::memset(scratch.q.data() + m * w.kp, 0, q_bytes - size_t(m * w.kp));
     if (scratch.xscale.size() < size_t(m)) scratch.xscale.resize(size_t(m));
     if (scratch.qsum.size() < size_t(m * w.scale_cols)) scratch.qsum.resize(size_t(m * w.scale_cols));
     int8_t* q = scratch.q.data();
@@ -224,7 +227,12 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
         for (int64_t i = 0; i < m; ++i)
             for (int64_t c = k; c < w.kp; ++c)
                 if (q.data()[i * w.kp + c] != 0) throw std::invalid_argument("q must be zero past column k");
-        QuantizedRows rows{q.data(), nullptr, qsum, m, w.kp};
+        std::vector<int8_t> padded;  // the AVX-512 path reads whole groups of 16 rows
+        if (path == Impl::avx512) {
+            padded.assign(size_t(padded_rows(m) * w.kp), 0);
+            std::memcpy(padded.data(), q.data(), size_t(m * w.kp));
+        }
+        QuantizedRows rows{path == Impl::avx512 ? padded.data() : q.data(), nullptr, qsum, m, w.kp};
         if (path == Impl::avx512) avx512::int_dot(rows, w, out);
         else if (path == Impl::avx2) avx2::int_dot(rows, w, out);
         else ref::int_dot(rows, w, out);

@@ -37,7 +37,11 @@ struct TernaryWeights {
 
 // Activations quantized per row (token) to int8 by absmax: q = round(x * 127 / absmax), |q| <= 127,
 // xscale = absmax / 127.  q is padded with zeros to kp columns; qsum[m * groups + g] = sum of q over
-// group g (the correction for unsigned weight codes).
+// group g (the correction for unsigned weight codes).  The AVX-512 path reads q in groups of 16 rows:
+// its buffer must hold round_up(m, 16) rows, the ones past m zero (kTokenPad).
+constexpr int64_t kTokenPad = 16;
+inline int64_t padded_rows(int64_t m) { return (m + kTokenPad - 1) / kTokenPad * kTokenPad; }
+
 struct QuantizedRows {
     const int8_t* q;         // [m, kp]
     const float* xscale;     // [m]
