@@ -1,17 +1,18 @@
 // AVX2 kernels (x86-64; this file is compiled with -mavx2 -mfma and only called when the CPU has
 // both).  Same results as ref.cpp: bitwise equal integer dots and fast-path outputs.
 //
-// Fast path (W1.58-A8).  A tile of 4 weight rows is unpacked once into a small uint8 buffer of codes
-// u = t + 1 in {0, 1, 2} and reused for every token (reusing unpacked rows across tokens measured
-// ~10% faster than unpacking in registers per token).  Two tokens at a time, 32 columns per step:
-// 2 activation loads + 4 weight loads feed 8 `maddubs` (u unsigned x q signed), accumulated in int16.
+// Fast path (W1.58-A8), the same plan as the AVX-512 path: the 8 int32 lanes of a vector are 8
+// *output rows*.  A tile of 8 weight rows is unpacked and interleaved as [k / 4][8 rows][4 codes];
+// per 4 columns one 32-byte weight load feeds 8 tokens, each a `vpbroadcastd` of the token's 4 int8
+// activations and one `maddubs` (u unsigned x q signed) into int16 lanes (two per row), so no
+// horizontal reductions and one store per token and tile.
 //
 // int16 bound: one maddubs lane is u_a q_a + u_b q_b with u <= 2 and |q| <= 128, so |lane| <= 512.
-// A segment is at most 32 steps (1024 columns), so |int16 accumulator| <= 32 * 512 = 16384 < 32767:
-// no overflow, and maddubs never saturates.  After each segment the int16 lanes are widened to int32
-// with `madd(acc, 1)`.  The weights are unsigned codes, so sum(u q) = sum(t q) + sum(q): the
-// per-group sum of q is subtracted at the end (the activation padding is zero, so padded columns
-// with u = 1 add nothing).
+// A segment is at most 32 steps (128 columns), so |int16 accumulator| <= 32 * 512 = 16384 < 32767:
+// no overflow, and maddubs never saturates.  After each segment the two int16 lanes of a row are
+// widened and added with `madd(acc, 1)` into int32.  The weights are unsigned codes, so
+// sum(u q) = sum(t q) + sum(q): the per-group sum of q is subtracted at the end (the activation
+// padding is zero, so padded columns with u = 1 add nothing).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,10 +26,161 @@
 namespace tclip::avx2 {
 namespace {
 
-#include "gemm_driver.h"
+constexpr int kRows = 8;                          // output rows per tile = int32 lanes
+constexpr int kTokens = 8;                        // tokens per micro-tile
+constexpr int64_t kSegment = 128;                 // columns accumulated in int16 (see the bound above)
+constexpr int64_t kTokenBlockBytes = 192 << 10;   // int8 activation bytes per token block (fits L2)
 
+// Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
+void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const int64_t row_bytes = w.kp / 4;
+    for (int r = 0; r < rows; ++r) {
+        uint8_t* dst = buf + r * w.kp;
+        if (n0 + r >= w.n) {
+            std::memset(dst, 1, size_t(w.kp));
+            continue;
+        }
+        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
+        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
+            for (int s = 0; s < 4; ++s)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32),
+                                    _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask));
+        }
+    }
+}
 
-constexpr int64_t kSegment = 1024;    // columns accumulated in int16 before widening (see bound above)
+// Rows [n0, n0 + 8) interleaved: word j (4 codes) of row r -> out[j * 8 + r].
+void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+    unpack_rows(w, n0, kRows, rows);
+    const __m256i offsets = _mm256_mullo_epi32(_mm256_set1_epi32(int(w.kp)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int64_t j = 0; j < w.kp / 4; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j * kRows),
+                            _mm256_i32gather_epi32(reinterpret_cast<const int*>(rows + j * 4), offsets, 1));
+}
+
+// acc[t] += sum over columns [k0, k1) of u[row] * q[t] for the 8 rows of the tile and 8 tokens whose
+// int8 rows are kp bytes apart from q0 (k0, k1 multiples of 4).  The step is in assembly: with
+// intrinsics GCC spilled accumulators and row pointers inside the loop.
+inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
+    const int64_t kp3 = 3 * kp;
+    for (int64_t seg = k0; seg < k1; seg += kSegment) {
+        const int64_t end = std::min(k1, seg + kSegment);
+        const uint32_t* wp = wbuf + (seg / 4) * kRows;
+        const int8_t *p0 = q0 + seg, *p4 = p0 + 4 * kp;
+        int64_t k = seg;
+        asm volatile(
+            "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+            "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+            "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+            "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+            "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+            "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+            "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+            "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+            "mov $0x00010001, %%eax\n\t"
+            "vmovd %%eax, %%xmm11\n\t"
+            "vpbroadcastd %%xmm11, %%ymm11\n\t"
+            "1:\n\t"
+            "vmovdqu (%[wp]), %%ymm8\n\t"
+            "vpbroadcastd (%[p0]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm0, %%ymm0\n\t"
+            "vpbroadcastd (%[p0],%[kp]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm1, %%ymm1\n\t"
+            "vpbroadcastd (%[p0],%[kp],2), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm2, %%ymm2\n\t"
+            "vpbroadcastd (%[p0],%[kp3]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm3, %%ymm3\n\t"
+            "vpbroadcastd (%[p4]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm4, %%ymm4\n\t"
+            "vpbroadcastd (%[p4],%[kp]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm5, %%ymm5\n\t"
+            "vpbroadcastd (%[p4],%[kp],2), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm6, %%ymm6\n\t"
+            "vpbroadcastd (%[p4],%[kp3]), %%ymm9\n\t"
+            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
+            "vpaddw %%ymm10, %%ymm7, %%ymm7\n\t"
+            "add $32, %[wp]\n\t"
+            "add $4, %[p0]\n\t"
+            "add $4, %[p4]\n\t"
+            "add $4, %[k]\n\t"
+            "cmp %[end], %[k]\n\t"
+            "jl 1b\n\t"
+            "vpmaddwd %%ymm11, %%ymm0, %%ymm0\n\t"
+            "vpaddd 0(%[acc]), %%ymm0, %%ymm0\n\t"
+            "vmovdqu %%ymm0, 0(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm1, %%ymm1\n\t"
+            "vpaddd 32(%[acc]), %%ymm1, %%ymm1\n\t"
+            "vmovdqu %%ymm1, 32(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm2, %%ymm2\n\t"
+            "vpaddd 64(%[acc]), %%ymm2, %%ymm2\n\t"
+            "vmovdqu %%ymm2, 64(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm3, %%ymm3\n\t"
+            "vpaddd 96(%[acc]), %%ymm3, %%ymm3\n\t"
+            "vmovdqu %%ymm3, 96(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm4, %%ymm4\n\t"
+            "vpaddd 128(%[acc]), %%ymm4, %%ymm4\n\t"
+            "vmovdqu %%ymm4, 128(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm5, %%ymm5\n\t"
+            "vpaddd 160(%[acc]), %%ymm5, %%ymm5\n\t"
+            "vmovdqu %%ymm5, 160(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm6, %%ymm6\n\t"
+            "vpaddd 192(%[acc]), %%ymm6, %%ymm6\n\t"
+            "vmovdqu %%ymm6, 192(%[acc])\n\t"
+            "vpmaddwd %%ymm11, %%ymm7, %%ymm7\n\t"
+            "vpaddd 224(%[acc]), %%ymm7, %%ymm7\n\t"
+            "vmovdqu %%ymm7, 224(%[acc])\n\t"
+            : [k] "+r"(k), [wp] "+r"(wp), [p0] "+r"(p0), [p4] "+r"(p4)
+            : [kp] "r"(kp), [kp3] "r"(kp3), [end] "r"(end), [acc] "r"(acc)
+            : "cc", "memory", "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11");
+    }
+}
+
+int64_t token_block(const TernaryWeights& w) {
+    const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
+    return std::max<int64_t>(kTokenPad, rows / kTokenPad * kTokenPad);
+}
+
+// Calls finish(i0, real_tokens, n0, real_rows, g, dots) per micro-tile and group g, where dots[t] holds
+// the 8 row dots (sum of t * q over group g) of token i0 + t.
+template <class Finish>
+void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
+    const int64_t tiles = (w.n + kRows - 1) / kRows, block = token_block(w);
+#pragma omp parallel
+    {
+        std::vector<uint8_t> rows(size_t(kRows * w.kp));
+        std::vector<uint32_t> wbuf(size_t(w.kp / 4 * kRows));
+        for (int64_t m0 = 0; m0 < x.m; m0 += block) {
+            const int64_t m1 = std::min(x.m, m0 + block);
+#pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < tiles; ++tile) {
+                const int64_t n0 = tile * kRows;
+                const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
+                pack_tile(w, n0, rows.data(), wbuf.data());
+                for (int64_t i = m0; i < m1; i += kTokens) {
+                    // rows past m are zero padding in the activation buffer (see QuantizedRows)
+                    const int real = int(std::min<int64_t>(kTokens, m1 - i));
+                    for (int64_t g = 0; g < w.scale_cols; ++g) {
+                        alignas(32) __m256i acc[kTokens];
+                        for (auto& a : acc) a = _mm256_setzero_si256();
+                        tile_dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
+                        for (int t = 0; t < real; ++t)
+                            acc[t] = _mm256_sub_epi32(acc[t], _mm256_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
+                        finish(i, real, n0, real_rows, g, acc);
+                    }
+                }
+            }
+        }
+    }
+}
 
 inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -37,81 +189,11 @@ inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-// One segment (<= kSegment columns, multiples of 32) of the 4 rows x 2 tokens tile: int16 sums, then
-// widened and added to acc[8] (order r0t0, r0t1, r1t0, r1t1, ...).  Kept out of line so that the
-// eight int32 totals live in memory: with them in registers as well (8 + 8 accumulators) the
-// compiler spilled inside the hot loop.
-__attribute__((noinline)) void segment_4x2(const uint8_t* buf, int64_t kp, const int8_t* q0, const int8_t* q1,
-                                           int64_t c0, int64_t c1, __m256i* acc) {
-    const uint8_t *b0 = buf, *b1 = buf + kp, *b2 = buf + 2 * kp, *b3 = buf + 3 * kp;
-    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    if (c0 < c1) {
-        // The step written in assembly: GCC kept spilling an accumulator and reloading weights here.
-        // Per 32 columns: 2 activation loads, 4 weight loads, 8 maddubs (w unsigned, x signed), 8 adds.
-        int64_t c = c0;
-        __m256i x0, x1, w, t;
-        asm volatile(
-            "1:\n\t"
-            "vmovdqu (%[q0],%[c]), %[x0]\n\t"
-            "vmovdqu (%[q1],%[c]), %[x1]\n\t"
-            "vmovdqu (%[b0],%[c]), %[w]\n\t"
-            "vpmaddubsw %[x0], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a00], %[a00]\n\t"
-            "vpmaddubsw %[x1], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a01], %[a01]\n\t"
-            "vmovdqu (%[b1],%[c]), %[w]\n\t"
-            "vpmaddubsw %[x0], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a10], %[a10]\n\t"
-            "vpmaddubsw %[x1], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a11], %[a11]\n\t"
-            "vmovdqu (%[b2],%[c]), %[w]\n\t"
-            "vpmaddubsw %[x0], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a20], %[a20]\n\t"
-            "vpmaddubsw %[x1], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a21], %[a21]\n\t"
-            "vmovdqu (%[b3],%[c]), %[w]\n\t"
-            "vpmaddubsw %[x0], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a30], %[a30]\n\t"
-            "vpmaddubsw %[x1], %[w], %[t]\n\t"
-            "vpaddw %[t], %[a31], %[a31]\n\t"
-            "add $32, %[c]\n\t"
-            "cmp %[end], %[c]\n\t"
-            "jl 1b\n\t"
-            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20),
-              [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31), [c] "+r"(c), [x0] "=&x"(x0), [x1] "=&x"(x1),
-              [w] "=&x"(w), [t] "=&x"(t)
-            : [q0] "r"(q0), [q1] "r"(q1), [b0] "r"(b0), [b1] "r"(b1), [b2] "r"(b2), [b3] "r"(b3), [end] "r"(c1)
-            : "cc", "memory");
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(a00, ones));
-    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(a01, ones));
-    acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(a10, ones));
-    acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(a11, ones));
-    acc[4] = _mm256_add_epi32(acc[4], _mm256_madd_epi16(a20, ones));
-    acc[5] = _mm256_add_epi32(acc[5], _mm256_madd_epi16(a21, ones));
-    acc[6] = _mm256_add_epi32(acc[6], _mm256_madd_epi16(a30, ones));
-    acc[7] = _mm256_add_epi32(acc[7], _mm256_madd_epi16(a31, ones));
-}
-
-struct MaddubsDots {
-    static constexpr int64_t kStep = 32;
-    static constexpr int kTokens = 2;
-    // Segments of <= kSegment columns, each widened into int32 totals (see the bound above).
-    static void dots(const uint8_t* buf, int64_t kp, const int8_t* const* q, int64_t c0, int64_t c1, __m256i* out) {
-        alignas(32) __m256i acc[8];
-        for (auto& a : acc) a = _mm256_setzero_si256();
-        for (int64_t seg = c0; seg < c1; seg += kSegment)
-            segment_4x2(buf, kp, q[0], q[1], seg, seg + kSegment < c1 ? seg + kSegment : c1, acc);
-        out[0] = reduce8(acc);
-    }
-};
-
 }  // namespace
 
 bool compiled() { return true; }
 
-bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 32 == 0; }
+bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
 
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
                    int8_t* q, float* xscale, int32_t* qsum) {
@@ -159,9 +241,40 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     }
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<MaddubsDots>(x, w, out); }
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
+    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
+        alignas(32) int32_t lanes[kRows];
+        for (int t = 0; t < real; ++t) {
+            _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[t]);
+            for (int r = 0; r < real_rows; ++r) out[((i + t) * w.n + n0 + r) * w.scale_cols + g] = lanes[r];
+        }
+    });
+}
 
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { gemm_fast_driver<MaddubsDots>(x, w, y); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
+    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
+        alignas(32) float scale[kRows], bias[kRows];
+        alignas(32) int32_t lane_mask[kRows];
+        for (int r = 0; r < kRows; ++r) {
+            scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
+            bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
+            lane_mask[r] = r < real_rows ? -1 : 0;
+        }
+        const __m256 vs = _mm256_load_ps(scale), vb = _mm256_load_ps(bias);
+        const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+        const bool first = g == 0, last = g + 1 == w.scale_cols;
+        for (int t = 0; t < real; ++t) {
+            float* yr = y + (i + t) * w.n + n0;
+            // the running sum over groups lives in y itself: exactly the reference's float sequence
+            const __m256 before = first ? _mm256_setzero_ps() : _mm256_maskload_ps(yr, mask);
+            __m256 v = _mm256_add_ps(before, _mm256_mul_ps(vs, _mm256_cvtepi32_ps(acc[t])));
+            if (last) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(x.xscale[i + t])), vb);
+            _mm256_maskstore_ps(yr, mask, v);
+        }
+    });
+}
+
+constexpr int kExactRows = 4;
 
 // Exact mode (float activations): the 4 tile rows as floats t in {-1, 0, 1}, then per group a
 // 4 rows x 2 tokens FMA micro-kernel (2 activation + 4 weight loads per 8 FMAs), tokens in blocks
@@ -197,6 +310,7 @@ inline void exact_group_4x2(const float* tvals, int64_t kp, const float* x0, con
 }  // namespace
 
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
+    constexpr int NR = kExactRows;
     const int64_t tiles = (w.n + NR - 1) / NR;
     const int64_t block = std::max<int64_t>(2, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)) / 2 * 2);
 #pragma omp parallel
@@ -208,7 +322,7 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
 #pragma omp for schedule(static)
             for (int64_t tile = 0; tile < tiles; ++tile) {
                 const int64_t n0 = tile * NR;
-                unpack_tile(w, n0, codes.data());
+                unpack_rows(w, n0, kExactRows, codes.data());
                 for (int64_t c = 0; c < NR * w.kp; ++c) tvals[size_t(c)] = float(int(codes[size_t(c)]) - 1);
                 for (int64_t i = m0; i < m1; i += 2) {
                     const int64_t i1 = std::min(i + 1, m1 - 1);
