@@ -136,9 +136,10 @@ def test_float_ops_match_torch():
     grid = np.linspace(-12, 12, 20001, dtype=np.float32)
     gelu = torch.nn.functional.gelu(torch.from_numpy(grid)).numpy()
     quick = (torch.from_numpy(grid) * torch.sigmoid(1.702 * torch.from_numpy(grid))).numpy()
-    qkv = rng.standard_normal((2, 11, 3 * 32)).astype(np.float32)
-    q, k, v = (torch.from_numpy(qkv[..., i * 32:(i + 1) * 32]).reshape(2, 11, 4, 8).transpose(1, 2) for i in range(3))
-    for impl in IMPLS:
+    qkv = rng.standard_normal((2, 37, 3 * 128)).astype(np.float32)  # head_dim 32: the SIMD value path
+    q, k, v = (torch.from_numpy(qkv[..., i * 128:(i + 1) * 128]).reshape(2, 37, 4, 32).transpose(1, 2)
+               for i in range(3))
+    for impl in IMPLS + (["avx512"] if kernels.cpu_has_avx512_vnni() else []):
         assert np.abs(kernels.layer_norm(x, w, b, 1e-5, impl) - ln).max() < 1e-5
         for kind, ref in [("gelu", gelu), ("quick_gelu", quick)]:
             a = grid.copy()
@@ -146,5 +147,5 @@ def test_float_ops_match_torch():
             assert np.abs(a - ref).max() < 5e-6, kind
         for causal in (False, True):
             ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-            ref = ref.transpose(1, 2).reshape(2, 11, 32).numpy()
+            ref = ref.transpose(1, 2).reshape(2, 37, 128).numpy()
             assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5

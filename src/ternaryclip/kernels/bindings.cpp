@@ -242,20 +242,43 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
 
 using F32Array = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
 
-bool ops_simd(const std::string& impl) { return use_avx2(impl, nullptr); }
+bool cpu_has_avx512f() {
+#if defined(__x86_64__) || defined(_M_X64)
+    static const bool ok = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    return ok;
+#else
+    return false;
+#endif
+}
+
+// The float ops: 0 generic, 1 AVX2, 2 AVX-512 ("auto" takes the widest the CPU has).
+int ops_level(const std::string& impl) {
+    if (impl == "ref") return 0;
+    if (impl == "avx2") {
+        require(cpu_has_avx2(), "impl='avx2' is not available on this CPU");
+        return 1;
+    }
+    if (impl == "avx512") {
+        require(cpu_has_avx512f(), "impl='avx512' is not available on this CPU");
+        return 2;
+    }
+    require(impl == "auto", "impl must be 'auto', 'ref', 'avx2' or 'avx512'");
+    return cpu_has_avx512f() ? 2 : cpu_has_avx2() ? 1 : 0;
+}
 
 nb::object layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float eps, const std::string& impl,
                       const OutArg& out) {
     const int64_t m = int64_t(x.shape(0)), d = int64_t(x.shape(1));
     require(int64_t(w.shape(0)) == d && int64_t(b.shape(0)) == d, "LayerNorm weight and bias must match x's width");
     require(!out || out->data() != x.data(), "out must not be x");
-    const bool simd = ops_simd(impl);
+    const int level = ops_level(impl);
     nb::capsule owner;
     float* y = output(out, size_t(m * d), owner);
     {
         nb::gil_scoped_release release;
-        if (simd) ops_avx2::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
-        else ops_generic::layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
+        (level == 2 ? ops_avx512::layer_norm : level == 1 ? ops_avx2::layer_norm : ops_generic::layer_norm)(
+            x.data(), m, d, w.data(), b.data(), eps, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(d)}, owner));
@@ -263,12 +286,12 @@ nb::object layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float 
 
 void activation_(F32Array x, const std::string& kind, const std::string& impl) {
     require(kind == "gelu" || kind == "quick_gelu", "activation must be 'gelu' or 'quick_gelu'");
-    const bool simd = ops_simd(impl);
+    const int level = ops_level(impl);
     int64_t n = 1;
     for (size_t i = 0; i < x.ndim(); ++i) n *= int64_t(x.shape(i));
     nb::gil_scoped_release release;
-    if (kind == "gelu") (simd ? ops_avx2::gelu : ops_generic::gelu)(x.data(), n);
-    else (simd ? ops_avx2::quick_gelu : ops_generic::quick_gelu)(x.data(), n);
+    if (kind == "gelu") (level == 2 ? ops_avx512::gelu : level == 1 ? ops_avx2::gelu : ops_generic::gelu)(x.data(), n);
+    else (level == 2 ? ops_avx512::quick_gelu : level == 1 ? ops_avx2::quick_gelu : ops_generic::quick_gelu)(x.data(), n);
 }
 
 nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
@@ -276,12 +299,13 @@ nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, n
     const int64_t batch = int64_t(qkv.shape(0)), t = int64_t(qkv.shape(1)), width3 = int64_t(qkv.shape(2));
     require(heads >= 1 && width3 % (3 * heads) == 0, "qkv width must be 3 * heads * head_dim");
     const int64_t width = width3 / 3;
-    const bool simd = ops_simd(impl);
+    const int level = ops_level(impl);
     nb::capsule owner;
     float* y = output(out, size_t(batch * t * width), owner);
     {
         nb::gil_scoped_release release;
-        (simd ? ops_avx2::attention : ops_generic::attention)(qkv.data(), batch, t, width, heads, causal, y);
+        (level == 2 ? ops_avx512::attention : level == 1 ? ops_avx2::attention : ops_generic::attention)(
+            qkv.data(), batch, t, width, heads, causal, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner));

@@ -1,7 +1,8 @@
 // Float operations of the transformer around the ternary GEMMs: LayerNorm, GELU / QuickGELU,
-// multi-head attention.  Plain loops written so that the compiler vectorizes them.  This file is
-// compiled twice (see CMakeLists.txt): as generic code into namespace tclip::ops_generic (the
-// reference, any CPU) and with -mavx2 -mfma into tclip::ops_avx2; the dispatcher picks one at run time.
+// multi-head attention.  Plain loops written so that the compiler vectorizes them, and AVX2 / AVX-512
+// micro-kernels for the two attention products.  This file is compiled three times (see
+// CMakeLists.txt): generic into tclip::ops_generic (the reference, any CPU), with AVX2 + FMA into
+// tclip::ops_avx2 and with AVX-512 into tclip::ops_avx512; the dispatcher picks one at run time.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,7 +12,7 @@
 
 #include "ops.h"
 
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -108,9 +109,28 @@ void quick_gelu(float* x, int64_t n) {
 }
 
 // Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and all (padded) keys.
-// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of 16, S rows are [tp].
+// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of 32, S rows are [tp].
 static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, float* s) {
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__)
+    for (int64_t j = 0; j < tp; j += 32) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        for (int64_t c = 0; c < hd; ++c) {
+            const __m512 k0 = _mm512_loadu_ps(kt + c * tp + j), k1 = _mm512_loadu_ps(kt + c * tp + j + 16);
+            __m512 x = _mm512_set1_ps(q[c]);
+            a0 = _mm512_fmadd_ps(x, k0, a0); a1 = _mm512_fmadd_ps(x, k1, a1);
+            x = _mm512_set1_ps(q[hd + c]);
+            b0 = _mm512_fmadd_ps(x, k0, b0); b1 = _mm512_fmadd_ps(x, k1, b1);
+            x = _mm512_set1_ps(q[2 * hd + c]);
+            c0 = _mm512_fmadd_ps(x, k0, c0); c1 = _mm512_fmadd_ps(x, k1, c1);
+            x = _mm512_set1_ps(q[3 * hd + c]);
+            d0 = _mm512_fmadd_ps(x, k0, d0); d1 = _mm512_fmadd_ps(x, k1, d1);
+        }
+        _mm512_storeu_ps(s + j, a0); _mm512_storeu_ps(s + j + 16, a1);
+        _mm512_storeu_ps(s + tp + j, b0); _mm512_storeu_ps(s + tp + j + 16, b1);
+        _mm512_storeu_ps(s + 2 * tp + j, c0); _mm512_storeu_ps(s + 2 * tp + j + 16, c1);
+        _mm512_storeu_ps(s + 3 * tp + j, d0); _mm512_storeu_ps(s + 3 * tp + j + 16, d1);
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
     for (int64_t j = 0; j < tp; j += 16) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
         for (int64_t c = 0; c < hd; ++c) {
@@ -144,7 +164,29 @@ static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp
 // O[i, :] = sum_j P[i, j] V[j, :] for 4 query rows; P rows [tp] (zero past the keys), V [tp, hd],
 // hd a multiple of 16 on the SIMD path.
 static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t hd, float* o) {
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__)
+    if (hd % 32 == 0) {
+        for (int64_t c = 0; c < hd; c += 32) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+            for (int64_t j = 0; j < tp; ++j) {
+                const __m512 v0 = _mm512_loadu_ps(v + j * hd + c), v1 = _mm512_loadu_ps(v + j * hd + c + 16);
+                __m512 x = _mm512_set1_ps(p[j]);
+                a0 = _mm512_fmadd_ps(x, v0, a0); a1 = _mm512_fmadd_ps(x, v1, a1);
+                x = _mm512_set1_ps(p[tp + j]);
+                b0 = _mm512_fmadd_ps(x, v0, b0); b1 = _mm512_fmadd_ps(x, v1, b1);
+                x = _mm512_set1_ps(p[2 * tp + j]);
+                c0 = _mm512_fmadd_ps(x, v0, c0); c1 = _mm512_fmadd_ps(x, v1, c1);
+                x = _mm512_set1_ps(p[3 * tp + j]);
+                d0 = _mm512_fmadd_ps(x, v0, d0); d1 = _mm512_fmadd_ps(x, v1, d1);
+            }
+            _mm512_storeu_ps(o + c, a0); _mm512_storeu_ps(o + c + 16, a1);
+            _mm512_storeu_ps(o + hd + c, b0); _mm512_storeu_ps(o + hd + c + 16, b1);
+            _mm512_storeu_ps(o + 2 * hd + c, c0); _mm512_storeu_ps(o + 2 * hd + c + 16, c1);
+            _mm512_storeu_ps(o + 3 * hd + c, d0); _mm512_storeu_ps(o + 3 * hd + c + 16, d1);
+        }
+        return;
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
     if (hd % 16 == 0) {
         for (int64_t c = 0; c < hd; c += 16) {
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
@@ -182,7 +224,7 @@ static void weighted_values_4rows(const float* p, const float* v, int64_t tp, in
 // time: scores, softmax (masked past the keys, and causally), weighted sum of values.
 void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     const int64_t hd = width / heads;
-    const int64_t tp = (t + 15) / 16 * 16, tq = (t + 3) / 4 * 4;
+    const int64_t tp = (t + 31) / 32 * 32, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
 #pragma omp parallel
     {
