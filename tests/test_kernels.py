@@ -10,17 +10,17 @@ IMPLS = ["ref"] + (["avx2"] if kernels.cpu_has_avx2() else [])
 
 
 def impls_for(group_size: int, k: int) -> list[str]:
-    """SIMD paths need groups on 32 (AVX2) / 64 (AVX-512) column boundaries; 'auto' falls back otherwise."""
+    """SIMD paths need groups on 4-column boundaries; 'auto' falls back to the reference otherwise."""
     impls = ["ref", "auto"]
-    if kernels.cpu_has_avx2() and (group_size == k or group_size % 32 == 0):
+    if kernels.cpu_has_avx2() and (group_size == k or group_size % 4 == 0):
         impls.append("avx2")
-    if kernels.cpu_has_avx512_vnni() and (group_size == k or group_size % 64 == 0):
+    if kernels.cpu_has_avx512_vnni() and (group_size == k or group_size % 4 == 0):
         impls.append("avx512")
     return impls
 # (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 1024-column segments
 SHAPES = [(1, 1, 1, None), (1, 7, 5, None), (3, 5, 130, None), (2, 9, 257, None), (5, 7, 300, 64),
           (4, 4, 256, 128), (7, 33, 512, None), (1, 3, 1100, None), (9, 6, 2100, None), (2, 5, 96, 32),
-          (3, 6, 100, 10)]
+          (3, 6, 100, 10), (17, 19, 200, 12), (33, 16, 64, None)]
 
 
 def make_case(m, n, k, group, seed):
@@ -91,7 +91,7 @@ def test_gemm_matches_dequantized_float_matmul(shape, mode):
 def test_explicit_simd_request_for_an_unsupported_group_size_is_refused():
     if not kernels.cpu_has_avx2():
         pytest.skip("no AVX2 on this CPU")
-    codes, packed, scales, bias, x, gs = make_case(2, 3, 100, 10, 0)
+    codes, packed, scales, bias, x, gs = make_case(2, 3, 100, 10, 0)  # groups of 10: not 4-aligned
     with pytest.raises(ValueError, match="not available"):
         kernels.gemm(x, packed, 100, scales, gs, bias, "fast", "avx2")
 

@@ -189,7 +189,8 @@ def plot(report: dict, path: str) -> None:
     ax_speed.set_xticks([i + width * (len(engines) - 1) / 2 for i in range(len(workloads))], workloads)
     ax_speed.set_ylabel("speed vs open_clip fp32 (higher is better)")
     ax_speed.set_title(f"{report['arch']}, {report['threads']} threads")
-    ax_speed.legend(fontsize=8)
+    ax_speed.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(engines))
+    ax_speed.set_ylim(0, max(r["speedup_vs_fp32"][w] for r in engines.values() for w in workloads) * 1.15)
     names = list(engines)
     ax_mem.bar([i - 0.2 for i in range(len(names))], [engines[n]["peak_rss_bytes"] / 1e6 for n in names], 0.4,
                label="peak RSS (MB)")
@@ -198,7 +199,7 @@ def plot(report: dict, path: str) -> None:
     ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
     ax_mem.set_yscale("log")
     ax_mem.set_title("memory and size (log scale)")
-    ax_mem.legend(fontsize=8)
+    ax_mem.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

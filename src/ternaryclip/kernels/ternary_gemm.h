@@ -65,7 +65,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
-// The AVX2 paths need groups that start on a 32-column boundary; other shapes use the reference.
+// The SIMD paths need groups that start on a 4-column boundary; other shapes use the reference.
 bool supports(const TernaryWeights& w);
 }  // namespace avx2
 
@@ -73,7 +73,7 @@ namespace avx512 {  // AVX-512 VNNI: the fast path only (quantization and exact 
 bool compiled();
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
-bool supports(const TernaryWeights& w);  // groups must start on 64-column boundaries
+bool supports(const TernaryWeights& w);  // groups must start on 4-column boundaries
 }  // namespace avx512
 
 }  // namespace tclip
