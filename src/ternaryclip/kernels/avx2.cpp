@@ -26,10 +26,10 @@
 namespace tclip::avx2 {
 namespace {
 
-constexpr int kRows = 8;                          // output rows per tile = int32 lanes
-constexpr int kTokens = 8;                        // tokens per micro-tile
-constexpr int64_t kSegment = 128;                 // columns accumulated in int16 (see the bound above)
-constexpr int64_t kTokenBlockBytes = 192 << 10;   // int8 activation bytes per token block (fits L2)
+#include "tile_driver.h"
+
+constexpr int kRows = 8;             // output rows per tile = int32 lanes
+constexpr int64_t kSegment = 128;    // columns accumulated in int16 (see the bound above)
 
 // Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
 void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
@@ -144,43 +144,16 @@ inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_
     }
 }
 
-int64_t token_block(const TernaryWeights& w) {
-    const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
-    return std::max<int64_t>(kTokenPad, rows / kTokenPad * kTokenPad);
-}
-
-// Calls finish(i0, real_tokens, n0, real_rows, g, dots) per micro-tile and group g, where dots[t] holds
-// the 8 row dots (sum of t * q over group g) of token i0 + t.
-template <class Finish>
-void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
-    const int64_t tiles = (w.n + kRows - 1) / kRows, block = token_block(w);
-#pragma omp parallel
-    {
-        std::vector<uint8_t> rows(size_t(kRows * w.kp));
-        std::vector<uint32_t> wbuf(size_t(w.kp / 4 * kRows));
-        for (int64_t m0 = 0; m0 < x.m; m0 += block) {
-            const int64_t m1 = std::min(x.m, m0 + block);
-#pragma omp for schedule(static)
-            for (int64_t tile = 0; tile < tiles; ++tile) {
-                const int64_t n0 = tile * kRows;
-                const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-                pack_tile(w, n0, rows.data(), wbuf.data());
-                for (int64_t i = m0; i < m1; i += kTokens) {
-                    // rows past m are zero padding in the activation buffer (see QuantizedRows)
-                    const int real = int(std::min<int64_t>(kTokens, m1 - i));
-                    for (int64_t g = 0; g < w.scale_cols; ++g) {
-                        alignas(32) __m256i acc[kTokens];
-                        for (auto& a : acc) a = _mm256_setzero_si256();
-                        tile_dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
-                        for (int t = 0; t < real; ++t)
-                            acc[t] = _mm256_sub_epi32(acc[t], _mm256_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
-                        finish(i, real, n0, real_rows, g, acc);
-                    }
-                }
-            }
-        }
+struct Avx2Tile {
+    static constexpr int kRows = 8, kTokens = 8;
+    using Acc = __m256i;
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_tile(w, n0, rows, out); }
+    static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
+        for (int t = 0; t < kTokens; ++t) acc[t] = _mm256_setzero_si256();
+        tile_dots(wbuf, q0, kp, k0, k1, acc);
     }
-}
+    static Acc minus(Acc a, int32_t v) { return _mm256_sub_epi32(a, _mm256_set1_epi32(v)); }
+};
 
 inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -241,18 +214,10 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     }
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
-    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
-        alignas(32) int32_t lanes[kRows];
-        for (int t = 0; t < real; ++t) {
-            _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[t]);
-            for (int r = 0; r < real_rows; ++r) out[((i + t) * w.n + n0 + r) * w.scale_cols + g] = lanes[r];
-        }
-    });
-}
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2Tile>(x, w, out); }
 
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
+    drive<Avx2Tile>(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
         alignas(32) float scale[kRows], bias[kRows];
         alignas(32) int32_t lane_mask[kRows];
         for (int r = 0; r < kRows; ++r) {

@@ -21,9 +21,9 @@
 namespace tclip::avx512 {
 namespace {
 
-constexpr int kRows = 16;                         // output rows per tile = int32 lanes
-constexpr int kTokens = 16;                       // tokens per micro-tile (16 accumulators)
-constexpr int64_t kTokenBlockBytes = 192 << 10;   // int8 activation bytes per token block (fits L2)
+#include "tile_driver.h"
+
+constexpr int kRows = 16;   // output rows per tile = int32 lanes
 
 // Rows [n0, n0 + 16) as int32 words of 4 codes u in {0, 1, 2}: out[(k / 4) * 16 + r]; rows past n
 // hold u = 1 (value 0).  `rows` is scratch for the unpacked [16][kp] codes.
@@ -128,43 +128,15 @@ inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_
         : "cc", "memory", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
 }
 
-int64_t token_block(const TernaryWeights& w) {
-    const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
-    return std::max<int64_t>(kTokens, rows / kTokens * kTokens);
-}
-
-// Calls finish(i0, real_tokens, n0, real_rows, dots) per micro-tile and group g, where dots[t] holds the
-// 16 row dots (sum of t * q over group g) of token i0 + t.
-template <class Finish>
-void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
-    const int64_t tiles = (w.n + kRows - 1) / kRows, block = token_block(w);
-#pragma omp parallel
-    {
-        std::vector<uint8_t> rows(size_t(kRows * w.kp));
-        std::vector<uint32_t> wbuf(size_t(w.kp / 4 * kRows));
-        for (int64_t m0 = 0; m0 < x.m; m0 += block) {
-            const int64_t m1 = std::min(x.m, m0 + block);
-#pragma omp for schedule(static)
-            for (int64_t tile = 0; tile < tiles; ++tile) {
-                const int64_t n0 = tile * kRows;
-                const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-                pack_tile(w, n0, rows.data(), wbuf.data());
-                for (int64_t i = m0; i < m1; i += kTokens) {
-                    // rows past m are zero padding in the scratch buffer (see QuantizedRows)
-                    const int real = int(std::min<int64_t>(kTokens, m1 - i));
-                    for (int64_t g = 0; g < w.scale_cols; ++g) {
-                        alignas(64) __m512i acc[kTokens];
-                        const int64_t k1 = (w.group_end(g) + 3) / 4 * 4;
-                        tile_dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), k1, acc);
-                        for (int t = 0; t < real; ++t)
-                            acc[t] = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
-                        finish(i, real, n0, real_rows, g, acc);
-                    }
-                }
-            }
-        }
+struct Avx512Tile {
+    static constexpr int kRows = 16, kTokens = 16;
+    using Acc = __m512i;
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_tile(w, n0, rows, out); }
+    static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
+        tile_dots(wbuf, q0, kp, k0, k1, acc);
     }
-}
+    static Acc minus(Acc a, int32_t v) { return _mm512_sub_epi32(a, _mm512_set1_epi32(v)); }
+};
 
 }  // namespace
 
@@ -172,18 +144,10 @@ bool compiled() { return true; }
 
 bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
-    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) {
-        alignas(64) int32_t lanes[kRows];
-        for (int t = 0; t < real; ++t) {
-            _mm512_store_si512(lanes, acc[t]);
-            for (int r = 0; r < real_rows; ++r) out[((i + t) * w.n + n0 + r) * w.scale_cols + g] = lanes[r];
-        }
-    });
-}
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx512Tile>(x, w, out); }
 
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    drive(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) {
+    drive<Avx512Tile>(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) {
         alignas(64) float scale[kRows], bias[kRows];
         for (int r = 0; r < kRows; ++r) {
             scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;

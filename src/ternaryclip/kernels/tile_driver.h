@@ -1,0 +1,65 @@
+// The loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 8 rows x 8 tokens; avx512.cpp:
+// 16 x 16).  Include it inside the file's anonymous namespace, after <immintrin.h>: each file compiles
+// its own copy with its own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code
+// can be picked for an AVX2-only CPU).
+//
+// Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
+// blocking every weight tile would stream all of them from memory), then weight tiles split across
+// threads, each unpacked and interleaved once per token block and reused by all its tokens.
+//
+// Tile provides: kRows (output rows = int32 lanes), kTokens, Acc (the int32 vector type),
+//   pack(w, n0, rows_scratch, wbuf)   unpack rows [n0, n0 + kRows) and interleave them as
+//                                     wbuf[(k / 4) * kRows + r] = 4 codes of row r;
+//   dots(wbuf, q0, kp, k0, k1, acc)   acc[t] = sum over columns [k0, k1) of u * q for token rows kp
+//                                     bytes apart from q0 (k0, k1 multiples of 4);
+//   minus(acc, v)                     lane-wise acc - v.
+
+constexpr int64_t kTokenBlockBytes = 192 << 10;  // int8 activation bytes per token block
+
+inline int64_t token_block(const TernaryWeights& w) {
+    const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
+    return std::max<int64_t>(kTokenPad, rows / kTokenPad * kTokenPad);
+}
+
+// Calls finish(i0, real_tokens, n0, real_rows, g, dots) per micro-tile and group g (groups in
+// increasing order), where dots[t] holds the row dots (sum of t * q over group g) of token i0 + t.
+template <class Tile, class Finish>
+void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
+    const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w);
+#pragma omp parallel
+    {
+        std::vector<uint8_t> rows(size_t(Tile::kRows * w.kp));
+        std::vector<uint32_t> wbuf(size_t(w.kp / 4 * Tile::kRows));
+        for (int64_t m0 = 0; m0 < x.m; m0 += block) {
+            const int64_t m1 = std::min(x.m, m0 + block);
+#pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < tiles; ++tile) {
+                const int64_t n0 = tile * Tile::kRows;
+                const int real_rows = int(std::min<int64_t>(Tile::kRows, w.n - n0));
+                Tile::pack(w, n0, rows.data(), wbuf.data());
+                for (int64_t i = m0; i < m1; i += Tile::kTokens) {
+                    // rows past m are zero padding in the activation buffer (see QuantizedRows)
+                    const int real = int(std::min<int64_t>(Tile::kTokens, m1 - i));
+                    for (int64_t g = 0; g < w.scale_cols; ++g) {
+                        alignas(64) typename Tile::Acc acc[Tile::kTokens];
+                        Tile::dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
+                        for (int t = 0; t < real; ++t) acc[t] = Tile::minus(acc[t], x.qsum[(i + t) * w.scale_cols + g]);
+                        finish(i, real, n0, real_rows, g, acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// out[(token * n + row) * groups + g] = the integer dots (the exactness-test hook).
+template <class Tile>
+void int_dot_driver(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
+    drive<Tile>(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const typename Tile::Acc* acc) {
+        int32_t lanes[Tile::kRows];
+        for (int t = 0; t < real; ++t) {
+            std::memcpy(lanes, &acc[t], sizeof lanes);
+            for (int r = 0; r < real_rows; ++r) out[((i + t) * w.n + n0 + r) * w.scale_cols + g] = lanes[r];
+        }
+    });
+}
