@@ -27,3 +27,13 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert engines["torch_int8_dynamic"]["text_cosine_vs_fp32"] > 0.9  # text tower runs despite int8 Linears
     assert report["tclip_base3_bytes"] < engines["ternaryclip_fast"]["file_bytes"]
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kernel_bench_reports_every_engine(tmp_path, capsys):
+    from ternaryclip.bench.kernels import run_kernel_bench
+
+    report = run_kernel_bench(threads=1, repeats=1, shapes=[(64, 48)], tokens=(1, 5), progress=lambda *_: None)
+    assert [(r["m"], r["k"], r["n"]) for r in report["rows"]] == [(1, 64, 48), (5, 64, 48)]
+    for row in report["rows"]:
+        assert row["ternary_auto_gops_per_core"] > 0 and row["torch_fp32_gops_per_core"] > 0
+        assert row["torch_int8_dynamic_gops_per_core"] > 0

@@ -22,10 +22,21 @@ def add_parser(sub, name: str) -> None:
                         "(torch_int8_dynamic loads the fp32 weights; its file size is theirs)")
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
+    p.add_argument("--kernels", action="store_true",
+                   help="instead: ternary GEMM GOPS per core on CLIP's linear shapes (M in 1, 77, 197) vs torch fp32 "
+                        "and torch dynamic int8, single thread and all threads")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..bench.run import format_table, plot, run_bench, write_json
+
+    if args.kernels:
+        from ..bench.kernels import run_kernel_bench
+
+        report = run_kernel_bench(threads=args.threads, repeats=args.repeats)
+        if args.json:
+            write_json(report, args.json)
+        return 0
 
     batches = tuple(int(b) for b in args.batch.split(",") if b)
     if not batches or min(batches) < 1:

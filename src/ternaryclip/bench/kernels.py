@@ -1,0 +1,83 @@
+"""``ternaryclip bench --kernels``: ternary GEMM throughput on CLIP's linear-layer shapes.
+
+Per shape and thread count: our fast GEMM (the path ``auto`` picks, and the AVX2 path for
+comparison), torch fp32 ``F.linear`` and torch dynamic int8 on the same shape, in one process,
+interleaved.  Each timed call follows one untimed call of the same engine, so that the other
+runtime's idle threads have gone to sleep.  Reported as GOPS per core (2 ops a multiply-add),
+activation quantization included for the int8 engines.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+# (K, N) of ViT-B/16's and the text tower's linears: qkv, attention out, MLP in, MLP out
+CLIP_SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768), (512, 1536), (512, 512), (512, 2048), (2048, 512)]
+TOKENS = (1, 77, 197)
+
+
+def _time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        fn()  # untimed: lets the previous engine's spinning threads settle
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_kernel_bench(threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS,
+                     progress=print) -> dict:
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    from .. import kernels
+    from ..pack.bits import pack_2bit
+
+    all_threads = threads or os.cpu_count() or 1
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, n in shapes:
+        codes = rng.integers(-1, 2, (n, k)).astype(np.int8)
+        packed, scales = pack_2bit(codes), (rng.random((n, 1)) * 0.1).astype(np.float32)
+        weight = torch.from_numpy(codes.astype(np.float32) * scales)
+        with warnings.catch_warnings():  # torch deprecates its quantized tensors; users still reach for them
+            warnings.simplefilter("ignore")
+            int8 = DynamicInt8Linear(k, n)
+            int8.set_weight_bias(torch.quantize_per_tensor(weight, float(scales.max()) / 127, 0, torch.qint8), None)
+        for m in tokens:
+            x = rng.standard_normal((m, k)).astype(np.float32)
+            xt = torch.from_numpy(x)
+            for t in sorted({1, all_threads}):
+                kernels.set_num_threads(t)
+                torch.set_num_threads(t)
+                engines = {
+                    "ternary_auto": lambda: kernels.gemm(x, packed, k, scales, k),
+                    "ternary_avx2": lambda: kernels.gemm(x, packed, k, scales, k, impl="avx2"),
+                    "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
+                    "torch_int8_dynamic": lambda: int8(xt),
+                }
+                if not kernels.cpu_has_avx2():
+                    engines.pop("ternary_avx2")
+                seconds = {name: [] for name in engines}
+                with torch.inference_mode():
+                    for _ in range(repeats):  # interleaved
+                        for name, fn in engines.items():
+                            seconds[name].append(_time(fn, 1))
+                ops = 2 * m * k * n
+                row = {"m": m, "k": k, "n": n, "threads": t}
+                for name, ts in seconds.items():
+                    row[f"{name}_gops_per_core"] = ops / statistics.median(ts) / 1e9 / t
+                row["ternary_vs_fp32"] = row["ternary_auto_gops_per_core"] / row["torch_fp32_gops_per_core"]
+                row["ternary_vs_int8"] = row["ternary_auto_gops_per_core"] / row["torch_int8_dynamic_gops_per_core"]
+                rows.append(row)
+                progress(f"{m:>4} x {k:>4} x {n:>4}, {t} thread(s): ternary {row['ternary_auto_gops_per_core']:6.0f} "
+                         f"GOPS/core ({row['ternary_vs_fp32']:.2f}x fp32, {row['ternary_vs_int8']:.2f}x int8)")
+    kernels.set_num_threads(all_threads)
+    return {"threads": all_threads, "repeats": repeats, "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
+            "rows": rows, "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound"}
