@@ -15,12 +15,15 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert "open_clip_fp32" in capsys.readouterr().out
     report = json.loads(out.read_text())
     engines = report["engines"]
-    assert set(engines) == {"open_clip_fp32", "torch_int8_dynamic", "ternaryclip_exact", "ternaryclip_fast"}
+    assert set(engines) == {"open_clip_fp32", "torch_int8_dynamic", "onnxruntime_fp32", "ternaryclip_exact",
+                            "ternaryclip_fast"}
     for name, r in engines.items():
         for key in ("image_b1", "image_b2", "text_b1", "text_b2"):
             assert r[key]["min_s"] <= r[key]["median_s"] <= r[key]["max_s"]
             assert r["speedup_vs_fp32"][key] > 0
         assert r["peak_rss_bytes"] > 0 and r["file_bytes"] > 0
+    assert engines["onnxruntime_fp32"]["image_cosine_vs_fp32"] >= 0.9999
+    assert engines["onnxruntime_fp32"]["text_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_exact"]["image_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_exact"]["text_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_fast"]["size_ratio_vs_fp32"] > 3

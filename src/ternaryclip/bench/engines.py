@@ -72,6 +72,26 @@ class TorchInt8Dynamic(OpenClipFP32):
         self.model.transformer.get_cast_dtype = lambda: self.torch.float32
 
 
+class OnnxRuntimeFP32:
+    """ONNX Runtime's CPU provider on the float model, exported per tower by the parent process."""
+
+    name = "onnxruntime_fp32"
+
+    def __init__(self, files: dict, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.image = ort.InferenceSession(files["onnx_image"], options, providers=["CPUExecutionProvider"])
+        self.text = ort.InferenceSession(files["onnx_text"], options, providers=["CPUExecutionProvider"])
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        return self.image.run(None, {"pixels": pixels})[0]
+
+    def encode_text(self, ids: np.ndarray) -> np.ndarray:
+        return self.text.run(None, {"ids": ids})[0]
+
+
 class TernaryRuntime:
     """ternaryclip's torch-free runtime on the packed file."""
 
@@ -91,6 +111,7 @@ class TernaryRuntime:
 ENGINES = {
     "open_clip_fp32": lambda files, threads: OpenClipFP32(files, threads),
     "torch_int8_dynamic": lambda files, threads: TorchInt8Dynamic(files, threads),
+    "onnxruntime_fp32": lambda files, threads: OnnxRuntimeFP32(files, threads),
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
 }

@@ -21,7 +21,43 @@ import numpy as np
 from .engines import ENGINES, worker
 
 
-def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0) -> dict:
+def export_onnx(float_model, tmp: Path) -> dict:
+    """The float model's two towers as ONNX files (TorchScript exporter, dynamic batch)."""
+    import warnings
+
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self, model, kind: str):
+            super().__init__()
+            self.model, self.kind = model, kind
+
+        def forward(self, x):
+            return self.model.encode_image(x) if self.kind == "image" else self.model.encode_text(x)
+
+    size = float_model.visual.image_size[0]
+    context = float_model.context_length
+    paths = {"onnx_image": tmp / "image.onnx", "onnx_text": tmp / "text.onnx"}
+    float_model.requires_grad_(False)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused CPU attention op has no ONNX export
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Tower(float_model, "image"), (torch.zeros(1, 3, size, size),), str(paths["onnx_image"]),
+                              dynamo=False, input_names=["pixels"], output_names=["embedding"],
+                              dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}})
+            ids = torch.zeros(1, context, dtype=torch.long)
+            ids[0, :3] = torch.tensor([1, 2, 3])
+            torch.onnx.export(Tower(float_model, "text"), (ids,), str(paths["onnx_text"]), dynamo=False,
+                              input_names=["ids"], output_names=["embedding"],
+                              dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}})
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0, onnx: bool = False) -> dict:
     """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison)."""
     import torch
 
@@ -45,6 +81,8 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0)
     fp32 = tmp / "model.fp32.safetensors"
     save_file({k: v.contiguous() for k, v in float_model.state_dict().items()}, fp32)
     files = {"tclip": str(path), "fp32": str(fp32)}
+    if onnx:
+        files.update(export_onnx(float_model, tmp))
     if (tmp / "model.base3.tclip").exists():
         files["tclip_base3"] = str(tmp / "model.base3.tclip")
     return files
@@ -88,7 +126,7 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
               repeats: int = 5, engines=tuple(ENGINES), progress=print) -> dict:
     threads = threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        files = prepare_files(arch, model, Path(tmp))
+        files = prepare_files(arch, model, Path(tmp), onnx="onnxruntime_fp32" in engines)
         from ..pack import read
 
         info = read(files["tclip"])
@@ -131,7 +169,14 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
         reference = "open_clip_fp32" if "open_clip_fp32" in engines else None
-        sizes = {name: os.path.getsize(files["tclip" if name.startswith("ternaryclip") else "fp32"]) for name in engines}
+        def size_of(name: str) -> int:
+            if name.startswith("ternaryclip"):
+                return os.path.getsize(files["tclip"])
+            if name.startswith("onnxruntime"):
+                return os.path.getsize(files["onnx_image"]) + os.path.getsize(files["onnx_text"])
+            return os.path.getsize(files["fp32"])
+
+        sizes = {name: size_of(name) for name in engines}
         for name in engines:
             results[name]["file_bytes"] = sizes[name]
             if reference:
