@@ -224,7 +224,7 @@ def plot(report: dict, path: str) -> None:
 
     engines = report["engines"]
     workloads = [k for k in next(iter(engines.values())).get("speedup_vs_fp32", {})]
-    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [2, 1.4]})
     width = 0.8 / max(len(engines), 1)
     for e, (name, r) in enumerate(engines.items()):
         xs = [i + e * width for i in range(len(workloads))]
@@ -241,7 +241,7 @@ def plot(report: dict, path: str) -> None:
                label="peak RSS (MB)")
     ax_mem.bar([i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 1e6 for n in names], 0.4,
                label="file (MB)")
-    ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=8)
+    ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
     ax_mem.set_yscale("log")
     ax_mem.set_title("memory and size (log scale)")
     ax_mem.legend(fontsize=8, loc="upper right")
