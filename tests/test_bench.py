@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from conftest import TINY_OPEN_CLIP
 from ternaryclip.cli import main
 
@@ -15,8 +17,8 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert "open_clip_fp32" in capsys.readouterr().out
     report = json.loads(out.read_text())
     engines = report["engines"]
-    assert set(engines) == {"open_clip_fp32", "torch_int8_dynamic", "onnxruntime_fp32", "ternaryclip_exact",
-                            "ternaryclip_fast"}
+    assert set(engines) == {"open_clip_fp32", "torch_int8_dynamic", "onnxruntime_fp32", "onnxruntime_2bit",
+                            "ternaryclip_exact", "ternaryclip_fast"}
     for name, r in engines.items():
         for key in ("image_b1", "image_b2", "text_b1", "text_b2"):
             assert r[key]["min_s"] <= r[key]["median_s"] <= r[key]["max_s"]
@@ -40,3 +42,37 @@ def test_kernel_bench_reports_every_engine(tmp_path, capsys):
     for row in report["rows"]:
         assert row["ternary_auto_gops_per_core"] > 0 and row["torch_fp32_gops_per_core"] > 0
         assert row["torch_int8_dynamic_gops_per_core"] > 0
+
+
+def test_onnx_2bit_conversion_matches_the_ternary_matmul(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ternaryclip.bench.ort_2bit import convert
+
+    rng = np.random.default_rng(0)
+    k, n = 256, 24
+    codes = rng.integers(-1, 2, (n, k))
+    scales = rng.random(n).astype(np.float32) + 0.5
+    w_nk = (codes * scales[:, None]).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    float_w = rng.standard_normal((k, n)).astype(np.float32)  # not ternary: must stay a MatMul
+    nodes = [helper.make_node("MatMul", ["x", "w_kn"], ["a"]),
+             helper.make_node("Gemm", ["x", "w_nk", "bias"], ["b"], transB=1),
+             helper.make_node("MatMul", ["x", "float_w"], ["c"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, k])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [3, n]) for o in "abc"],
+                              initializer=[numpy_helper.from_array(np.ascontiguousarray(w_nk.T), "w_kn"),
+                                           numpy_helper.from_array(w_nk, "w_nk"), numpy_helper.from_array(bias, "bias"),
+                                           numpy_helper.from_array(float_w, "float_w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx")
+    assert convert(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx")) == 2
+    converted = onnx.load(tmp_path / "q.onnx")
+    assert [node.op_type for node in converted.graph.node].count("MatMulNBits") == 2
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    a, b, c = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    expected = x @ w_nk.T
+    tolerance = 0.02 * np.abs(expected).max()  # accuracy_level 4 quantizes activations to int8
+    assert np.abs(a - expected).max() < tolerance and np.abs(b - (expected + bias)).max() < tolerance
+    assert np.allclose(c, x @ float_w, atol=1e-4)

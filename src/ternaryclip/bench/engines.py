@@ -77,13 +77,13 @@ class OnnxRuntimeFP32:
 
     name = "onnxruntime_fp32"
 
-    def __init__(self, files: dict, threads: int):
+    def __init__(self, files: dict, threads: int, variant: str = "onnx"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        self.image = ort.InferenceSession(files["onnx_image"], options, providers=["CPUExecutionProvider"])
-        self.text = ort.InferenceSession(files["onnx_text"], options, providers=["CPUExecutionProvider"])
+        self.image = ort.InferenceSession(files[f"{variant}_image"], options, providers=["CPUExecutionProvider"])
+        self.text = ort.InferenceSession(files[f"{variant}_text"], options, providers=["CPUExecutionProvider"])
 
     def encode_image(self, pixels: np.ndarray) -> np.ndarray:
         return self.image.run(None, {"pixels": pixels})[0]
@@ -112,6 +112,8 @@ ENGINES = {
     "open_clip_fp32": lambda files, threads: OpenClipFP32(files, threads),
     "torch_int8_dynamic": lambda files, threads: TorchInt8Dynamic(files, threads),
     "onnxruntime_fp32": lambda files, threads: OnnxRuntimeFP32(files, threads),
+    # MatMulNBits: 2-bit codes, zero point 1, per-row scales, accuracy_level 4 (int8 activations)
+    "onnxruntime_2bit": lambda files, threads: OnnxRuntimeFP32(files, threads, "onnx2bit"),
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
 }

@@ -82,7 +82,12 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0,
     save_file({k: v.contiguous() for k, v in float_model.state_dict().items()}, fp32)
     files = {"tclip": str(path), "fp32": str(fp32)}
     if onnx:
+        from .ort_2bit import convert
+
         files.update(export_onnx(float_model, tmp))
+        for tower in ("image", "text"):
+            files[f"onnx2bit_{tower}"] = str(tmp / f"{tower}.2bit.onnx")
+            convert(files[f"onnx_{tower}"], files[f"onnx2bit_{tower}"])
     if (tmp / "model.base3.tclip").exists():
         files["tclip_base3"] = str(tmp / "model.base3.tclip")
     return files
@@ -126,7 +131,7 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
               repeats: int = 5, engines=tuple(ENGINES), progress=print) -> dict:
     threads = threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        files = prepare_files(arch, model, Path(tmp), onnx="onnxruntime_fp32" in engines)
+        files = prepare_files(arch, model, Path(tmp), onnx=any(e.startswith("onnxruntime") for e in engines))
         from ..pack import read
 
         info = read(files["tclip"])
@@ -173,7 +178,8 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
             if name.startswith("ternaryclip"):
                 return os.path.getsize(files["tclip"])
             if name.startswith("onnxruntime"):
-                return os.path.getsize(files["onnx_image"]) + os.path.getsize(files["onnx_text"])
+                variant = "onnx2bit" if name.endswith("2bit") else "onnx"
+                return os.path.getsize(files[f"{variant}_image"]) + os.path.getsize(files[f"{variant}_text"])
             return os.path.getsize(files["fp32"])
 
         sizes = {name: size_of(name) for name in engines}

@@ -18,9 +18,11 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--engines",
-                   default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,ternaryclip_exact,ternaryclip_fast",
-                   help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, ternaryclip_exact, "
-                        "ternaryclip_fast (torch_int8_dynamic loads the fp32 weights; its file size is theirs)")
+                   default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"
+                           "ternaryclip_fast",
+                   help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
+                        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
+                        "(torch_int8_dynamic loads the fp32 weights; its file size is theirs)")
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
     p.add_argument("--kernels", action="store_true",
