@@ -76,3 +76,21 @@ def test_onnx_2bit_conversion_matches_the_ternary_matmul(tmp_path):
     tolerance = 0.02 * np.abs(expected).max()  # accuracy_level 4 quantizes activations to int8
     assert np.abs(a - expected).max() < tolerance and np.abs(b - (expected + bias)).max() < tolerance
     assert np.allclose(c, x @ float_w, atol=1e-4)
+
+
+def test_bench_on_a_given_tclip_file(tmp_path):
+    import open_clip
+    import torch
+
+    import ternaryclip
+    from ternaryclip.bench import run_bench
+    from ternaryclip.quant import TernaryConfig, ternarize_
+
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**{**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}})
+    path = ternaryclip.save(ternarize_(model.eval(), TernaryConfig(embedding=True)), tmp_path / "m.tclip")
+    report = run_bench(model=str(path), batches=(1,), threads=1, repeats=1,
+                       engines=("open_clip_fp32", "ternaryclip_fast"), progress=lambda *_: None)
+    assert report["arch"] == str(path)
+    assert report["engines"]["ternaryclip_fast"]["file_bytes"] == path.stat().st_size
+    assert report["engines"]["ternaryclip_fast"]["image_cosine_vs_fp32"] > 0.99
