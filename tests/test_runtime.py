@@ -62,6 +62,22 @@ def test_fast_mode_stays_close_to_exact_mode(ternary_file):
     assert img.min() >= 0.995 and txt.min() >= 0.995
 
 
+@pytest.mark.parametrize("final_ln_after_pool", [False, True])
+def test_average_pooled_image_tower(tmp_path, final_ln_after_pool):
+    import open_clip
+
+    cfg = {**TINY_OPEN_CLIP, "vision_cfg": {**TINY_OPEN_CLIP["vision_cfg"], "pool_type": "avg",
+                                            "final_ln_after_pool": final_ln_after_pool}}
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**cfg).eval()
+    ternarize_(model, TernaryConfig())
+    path = ternaryclip.save(model, tmp_path / "avg.tclip")
+    image, _ = random_inputs()
+    with torch.no_grad():
+        want = model.encode_image(image).numpy()
+    assert np.allclose(ternaryclip.load(path, mode="exact").encode_image(image.numpy()), want, atol=1e-4)
+
+
 def test_quick_gelu_and_eos_pooling(tmp_path):
     import open_clip
 

@@ -181,13 +181,12 @@ class TernaryCLIP:
         for block in self.visual_blocks:
             x = block(x, b, causal=False)
         x = x.reshape(b, -1, v.width)
-        if v.pool_type == "avg":
-            pooled = x[:, 1:].mean(axis=1) if v.final_ln_after_pool else \
-                self.ln_post(x.reshape(-1, v.width)).reshape(b, -1, v.width)[:, 1:].mean(axis=1)
-            if v.final_ln_after_pool:
-                pooled = self.ln_post(np.ascontiguousarray(pooled))
-        else:
+        if v.pool_type == "tok":  # LayerNorm is per token: normalizing only the class token is the same
             pooled = self.ln_post(np.ascontiguousarray(x[:, 0]))
+        elif v.final_ln_after_pool:  # average the patch tokens, then LayerNorm
+            pooled = self.ln_post(np.ascontiguousarray(x[:, 1:].mean(axis=1)))
+        else:  # LayerNorm every token, then average the patch tokens
+            pooled = self.ln_post(x.reshape(-1, v.width)).reshape(b, -1, v.width)[:, 1:].mean(axis=1)
         return self.visual_proj(np.ascontiguousarray(pooled, dtype=np.float32))
 
     def _pixels(self, images) -> np.ndarray:
