@@ -64,3 +64,23 @@ def test_invalid_base3_bytes_are_detected():
 def test_codes_outside_ternary_are_refused():
     with pytest.raises(ValueError, match="-1, 0"):
         pack_2bit(np.array([[2]], dtype=np.int8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (5, 127), (4, 129), (7, 513), (2, 640)])
+def test_compiled_base3_converter_equals_numpy(shape):
+    from ternaryclip.kernels import _ext
+
+    codes = np.random.default_rng(sum(shape)).integers(-1, 2, shape).astype(np.int8)
+    b3 = pack_base3(codes)
+    assert np.array_equal(_ext.base3_to_2bit(b3, *shape), base3_to_2bit(b3, *shape))
+    bad = b3.copy()
+    bad[0] = 250
+    with pytest.raises(ValueError, match="243"):
+        _ext.base3_to_2bit(bad, *shape)
+    if (shape[0] * shape[1]) % 5:
+        bad = b3.copy()
+        bad[-1] = 0
+        with pytest.raises(ValueError, match="padding"):
+            _ext.base3_to_2bit(bad, *shape)
+    with pytest.raises(ValueError, match="bytes"):
+        _ext.base3_to_2bit(b3[:-1], *shape)

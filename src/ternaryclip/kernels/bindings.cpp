@@ -8,6 +8,7 @@
 #include <nanobind/stl/tuple.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -311,9 +312,63 @@ nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, n
     return nb::cast(Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner));
 }
 
+// base3 bytes (five codes u in {0, 1, 2} a byte, u0 + 3 u1 + 9 u2 + 27 u3 + 81 u4) -> the 2bit kernel
+// layout [n, kp / 4], rows in parallel.  The same checks as pack/bits.py: no byte >= 243, padding
+// trits of the last byte equal to 1.  numpy's version of this is the reference (tests compare them).
+Out<uint8_t, 2> base3_to_2bit(const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& packed,
+                              int64_t n, int64_t k) {
+    require(n >= 0 && k >= 1, "n must be >= 0 and k >= 1");
+    const int64_t codes = n * k, bytes = (codes + 4) / 5, kp = padded_k(k);
+    require(int64_t(packed.shape(0)) == bytes, "base3 data has " + std::to_string(packed.shape(0)) +
+            " bytes, expected " + std::to_string(bytes) + " for [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+    const uint8_t* src = packed.data();
+    nb::capsule owner;
+    uint8_t* out = alloc<uint8_t>(size_t(n * kp / 4), owner);
+    bool bad_byte = false;
+    {
+        nb::gil_scoped_release release;
+        static const auto digits = [] {
+            std::array<std::array<uint8_t, 5>, 243> table{};
+            for (int b = 0; b < 243; ++b)
+                for (int d = 0, v = b; d < 5; ++d, v /= 3) table[size_t(b)][size_t(d)] = uint8_t(v % 3);
+            return table;
+        }();
+        for (int64_t i = 0; i < bytes; ++i) bad_byte |= src[i] >= 243;
+        if (!bad_byte) {
+#pragma omp parallel
+            {
+                std::vector<uint8_t> u(size_t(kp + 10));  // one row of codes, decoded five a byte
+#pragma omp for schedule(static)
+                for (int64_t r = 0; r < n; ++r) {
+                    const int64_t first = r * k, b0 = first / 5, skip = first % 5, span = (skip + k + 4) / 5;
+                    for (int64_t i = 0; i < span; ++i) std::memcpy(u.data() + 5 * i, digits[src[b0 + i]].data(), 5);
+                    uint8_t* codes_row = u.data() + skip;
+                    std::memset(codes_row + k, 1, size_t(kp - k));  // padding columns hold the code of 0
+                    uint8_t* row = out + r * (kp / 4);
+                    for (int64_t b = 0; b < kp / kBlock; ++b) {
+                        const uint8_t* blk = codes_row + b * kBlock;
+                        for (int j = 0; j < 32; ++j)
+                            row[b * 32 + j] = uint8_t(blk[j] | (blk[j + 32] << 2) | (blk[j + 64] << 4) | (blk[j + 96] << 6));
+                    }
+                }
+            }
+        }
+    }
+    require(!bad_byte, "base3 data holds a byte >= 243, which no five trits produce");
+    if (codes % 5 != 0 && bytes > 0) {
+        const auto last = src[bytes - 1];
+        int v = last;
+        for (int d = 0; d < 5; ++d, v /= 3)
+            if (d >= codes % 5) require(v % 3 == 1, "base3 padding holds nonzero codes");
+    }
+    return Out<uint8_t, 2>(out, {size_t(n), size_t(kp / 4)}, owner);
+}
+
 }  // namespace
 
 NB_MODULE(_ext, m) {
+    m.def("base3_to_2bit", &base3_to_2bit, nb::arg("packed"), nb::arg("n"), nb::arg("k"),
+          "base3-packed ternary codes -> the 2bit kernel layout [n, ceil(k / 128) * 32]");
     m.def("layer_norm", &layer_norm, nb::arg("x"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
           nb::arg("impl") = "auto", nb::arg("out").none() = nb::none(), "LayerNorm over the last axis of x [M, D]");
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",

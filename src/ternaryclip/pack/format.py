@@ -290,6 +290,18 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
     return model
 
 
+def _base3_to_2bit(data: np.ndarray, n: int, k: int) -> np.ndarray:
+    """The C++ converter when the extension is built (about 10x faster), else numpy's."""
+    try:
+        from ..kernels import _ext
+    except ImportError:
+        return base3_to_2bit(data, n, k)
+    try:
+        return _ext.base3_to_2bit(np.ascontiguousarray(data), n, k)
+    except ValueError as err:
+        raise PackingError(str(err)) from None
+
+
 def _load_tensor(model: TclipModel, name: str, spec: dict, array, packing: str, verify: bool) -> None:
     if spec["kind"] == "float":
         data = array(name)
@@ -304,7 +316,7 @@ def _load_tensor(model: TclipModel, name: str, spec: dict, array, packing: str, 
         raise ValueError("scales must be finite and non-negative")
     n, k = spec["shape"]
     if packing == "base3":
-        data = base3_to_2bit(data, n, k)
+        data = _base3_to_2bit(data, n, k)
     elif verify:
         check_2bit(data, k)
     torch_shape = _int_list(spec.get("torch_shape"))
