@@ -31,26 +31,6 @@ namespace {
 constexpr int kRows = 8;             // output rows per tile = int32 lanes
 constexpr int64_t kSegment = 128;    // columns accumulated in int16 (see the bound above)
 
-// Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
-void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    const int64_t row_bytes = w.kp / 4;
-    for (int r = 0; r < rows; ++r) {
-        uint8_t* dst = buf + r * w.kp;
-        if (n0 + r >= w.n) {
-            std::memset(dst, 1, size_t(w.kp));
-            continue;
-        }
-        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
-        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
-            for (int s = 0; s < 4; ++s)
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32),
-                                    _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask));
-        }
-    }
-}
-
 // Rows [n0, n0 + 8) interleaved: word j (4 codes) of row r -> out[j * 8 + r].
 void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
     unpack_rows(w, n0, kRows, rows);

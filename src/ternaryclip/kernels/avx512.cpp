@@ -28,22 +28,7 @@ constexpr int kRows = 16;   // output rows per tile = int32 lanes
 // Rows [n0, n0 + 16) as int32 words of 4 codes u in {0, 1, 2}: out[(k / 4) * 16 + r]; rows past n
 // hold u = 1 (value 0).  `rows` is scratch for the unpacked [16][kp] codes.
 void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    const int64_t row_bytes = w.kp / 4;
-    for (int r = 0; r < kRows; ++r) {
-        uint8_t* dst = rows + r * w.kp;
-        if (n0 + r >= w.n) {
-            std::memset(dst, 1, size_t(w.kp));
-            continue;
-        }
-        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
-        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
-            for (int s = 0; s < 4; ++s)
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32),
-                                    _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask));
-        }
-    }
+    unpack_rows(w, n0, kRows, rows);
     // Interleave: word j (4 codes) of row r -> out[j * 16 + r], one 16-row gather per word.
     const __m512i row_offsets = _mm512_mullo_epi32(_mm512_set1_epi32(int(w.kp)),
                                                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));

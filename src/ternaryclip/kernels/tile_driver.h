@@ -1,7 +1,7 @@
-// The loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 8 rows x 8 tokens; avx512.cpp:
-// 16 x 16).  Include it inside the file's anonymous namespace, after <immintrin.h>: each file compiles
-// its own copy with its own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code
-// can be picked for an AVX2-only CPU).
+// The 2bit row unpacking and the loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 8 rows
+// x 8 tokens; avx512.cpp: 16 x 16).  Include it inside the file's anonymous namespace, after
+// <immintrin.h>: each file compiles its own copy with its own ISA flags, and internal linkage keeps
+// the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
 // blocking every weight tile would stream all of them from memory), then weight tiles split across
@@ -15,6 +15,26 @@
 //   minus(acc, v)                     lane-wise acc - v.
 
 constexpr int64_t kTokenBlockBytes = 192 << 10;  // int8 activation bytes per token block
+
+// Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
+void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const int64_t row_bytes = w.kp / 4;
+    for (int r = 0; r < rows; ++r) {
+        uint8_t* dst = buf + r * w.kp;
+        if (n0 + r >= w.n) {
+            std::memset(dst, 1, size_t(w.kp));
+            continue;
+        }
+        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
+        for (int64_t b = 0; b < w.kp / kBlock; ++b) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + b * 32));
+            for (int s = 0; s < 4; ++s)
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * kBlock + s * 32),
+                                    _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), mask));
+        }
+    }
+}
 
 inline int64_t token_block(const TernaryWeights& w) {
     const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
