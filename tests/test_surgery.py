@@ -225,3 +225,17 @@ def test_real_architecture_is_fully_ternarized(arch):
     assert 16.0 <= stats["compression_vs_fp32"] <= 20.0
     with torch.no_grad():
         assert model.encode_text(torch.randint(0, 49408, (1, 77))).shape == (1, 512)
+
+
+def test_ternary_can_be_switched_off_for_a_float_warm_up(tiny_open_clip):
+    from ternaryclip.quant import set_ternary_enabled
+
+    image, _ = random_inputs()
+    with torch.no_grad():
+        float_out = tiny_open_clip.encode_image(image)
+        ternarize_(tiny_open_clip, TernaryConfig())
+        ternary_out = tiny_open_clip.encode_image(image)
+        set_ternary_enabled(tiny_open_clip, False)
+        assert torch.allclose(tiny_open_clip.encode_image(image), float_out, atol=1e-6)
+        set_ternary_enabled(tiny_open_clip, True)
+        assert torch.allclose(tiny_open_clip.encode_image(image), ternary_out, atol=1e-6)
