@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 import ternaryclip
 from ternaryclip.pack import TclipError, read

@@ -9,7 +9,7 @@ import torch
 import ternaryclip
 from conftest import TINY_OPEN_CLIP, random_inputs
 from ternaryclip.cli import main
-from ternaryclip.pack import TclipError, read, to_torch
+from ternaryclip.pack import read, to_torch
 from ternaryclip.pack.export import NotTernaryError, detect_ternary
 from ternaryclip.quant import TernaryConfig, materialize_, ternarize_, ternary_sites
 

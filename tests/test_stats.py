@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from conftest import TINY_OPEN_CLIP
 from ternaryclip.cli import main

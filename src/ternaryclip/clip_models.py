@@ -46,7 +46,6 @@ def load_hf_clip(path: str) -> nn.Module:
 
 def load_openai_checkpoint(path: str, quick_gelu: bool = True) -> nn.Module:
     """A CLIP from a bare OpenAI-layout state dict; open_clip infers the architecture from its shapes."""
-    import torch
     from open_clip.factory import load_state_dict
     from open_clip.model import build_model_from_openai_state_dict
 
