@@ -1,0 +1,36 @@
+"""Image decoding shared by training and evaluation: every format Pillow reads, made RGB-convertible."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000   # larger images are skipped: decoding one would take gigabytes
+
+
+class DataError(ValueError):
+    """A data spec that cannot be used: missing paths, no samples, missing columns."""
+
+
+def decode_rgb(source) -> Image.Image:
+    """A PIL RGB(-convertible) image from a path or bytes; 16-bit and float images scaled to 8 bits.
+
+    Raises ``ValueError`` (with the reason) for anything that cannot become an RGB image.
+    """
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        if image.width * image.height > MAX_PIXELS:
+            raise ValueError(f"too large ({image.width}x{image.height})")
+        image.load()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot decode: {err}") from err
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "CMYK":
+        image = image.convert("RGB")
+    return image
