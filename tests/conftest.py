@@ -64,3 +64,27 @@ def random_inputs(seed: int = 1, image_size: int = 32, context: int = 16, vocab:
 
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, image_size, image_size, generator=g), torch.randint(1, vocab, (batch, context), generator=g)
+
+
+# A tiny CLIP that reads real CLIP BPE ids (vocabulary 49408) and 32 px synthetic images.
+TINY_DISTILL = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture
+def tiny_teacher_files(tmp_path):
+    """A tiny open_clip config and a checkpoint of it, written locally (the teacher of these tests)."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    config = tmp_path / "tiny-distill.json"
+    config.write_text(json.dumps(TINY_DISTILL))
+    torch.manual_seed(1)
+    model = open_clip.CLIP(**TINY_DISTILL)
+    weights = tmp_path / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return str(config), str(weights)

@@ -1,0 +1,283 @@
+"""The QAT + KD training loop: AdamW, warmup + cosine, accumulation, clipping, checkpoints, torchrun.
+
+Deterministic on CPU: the data of step k, the optimizer state and the RNG are all in the checkpoint,
+so a run stopped at step k and resumed reaches the same weights at step n as a run that never
+stopped.  A non-finite loss stops the run before the optimizer touches the weights; the last
+checkpoint on disk is the last good state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..quant import TernaryConfig, set_ternary_enabled, ternarize_, ternary_stats
+from ..runtime.preprocess import Preprocess
+from ..runtime.tokenizer import ClipTokenizer
+from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
+from .config import DistillConfig
+from .data import BatchStream, open_source
+from .losses import DistillLoss, LossWeights
+from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def lr_at(step: int, config: DistillConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup`` steps, then cosine down to ``min_lr`` at ``steps``."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: not on norms, biases, scales, embeddings of position or logit scale."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        plain = p.ndim < 2 or any(s in name for s in ("ln", "norm", "bias", "logit_scale", "positional_embedding",
+                                                      "class_embedding", "position_embedding"))
+        (no_decay if plain else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class StudentPair(nn.Module):
+    """Student and optional projection behind one ``forward`` so that DDP sees every trained weight."""
+
+    def __init__(self, student: nn.Module, projection: FeatureProjection | None):
+        super().__init__()
+        self.student, self.projection = student, projection
+
+    def forward(self, pixels: torch.Tensor, ids: torch.Tensor):
+        clip = as_clip(self.student)
+        image, text = clip.encode_image(pixels), clip.encode_text(ids)
+        kd_image, kd_text = (self.projection.image(image), self.projection.text(text)) if self.projection else (image, text)
+        return image, text, clip.logit_scale.exp().clamp(max=100.0), kd_image, kd_text
+
+
+def _preprocess_of(model: nn.Module) -> Preprocess:
+    from ..pack.export import arch_from_hf, arch_from_open_clip, preprocess_meta
+    from ..quant import clip_family
+
+    arch = arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
+    return Preprocess.from_meta(preprocess_meta(model, arch)), arch
+
+
+class Trainer:
+    """One distillation run.  ``eval_fn(student, step) -> dict`` is called every ``eval_every`` steps."""
+
+    def __init__(self, config: DistillConfig, eval_fn: Callable[[nn.Module, int], dict] | None = None,
+                 teacher: nn.Module | None = None, student: nn.Module | None = None):
+        self.config, self.eval_fn = config, eval_fn
+        self.rank, self.world = _init_distributed(config)
+        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+            else torch.device("cpu")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.out = Path(config.out)
+        self.checkpoint_path = self.out / "checkpoint.safetensors"
+        resume_state = self._check_resume()
+
+        if teacher is None and config.teacher:
+            teacher = load_clip(config.teacher, config.teacher_pretrained)
+        self.teacher = freeze(teacher).to(self.device) if teacher is not None else None
+        if student is None:
+            if self.teacher is None and not config.student:
+                raise ValueError("training needs a teacher or a student (--student)")
+            student = make_student(self.teacher, config.student, config.student_pretrained) if config.student or \
+                self.teacher is None else make_student(self.teacher)
+        self.student = student.to(self.device).train()
+        if config.ternary:
+            ternarize_(self.student, TernaryConfig(rule=config.rule, granularity=config.granularity,
+                                                   group_size=config.group_size, scope=config.scope,
+                                                   embedding=config.embedding))
+        self.projection = self._projection()
+        self.pair = StudentPair(self.student, self.projection).to(self.device)
+        self.model = nn.parallel.DistributedDataParallel(self.pair) if self.world > 1 else self.pair
+        self.optimizer = torch.optim.AdamW(param_groups(self.pair, config.weight_decay), lr=config.lr,
+                                           betas=(config.beta1, config.beta2), eps=config.eps)
+        self.loss = DistillLoss(LossWeights(config.contrastive, config.logit, config.feature), config.temperature,
+                                config.reverse_kl, config.feature_loss)
+        self.preprocess, self.arch = _preprocess_of(self.student)
+        self.tokenizer = ClipTokenizer(self.arch.text.context_length)
+        self.step, position = 0, 0
+        if resume_state is not None:
+            state = load_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer)
+            self.step, position = state["step"], state["position"]
+        source = open_source(config.data, config.seed, self.preprocess.size, config.image_key, config.caption_key)
+        self.data = BatchStream(source, self.preprocess, self.tokenizer, config.batch_size, self.rank, self.world,
+                                position, config.workers, **({"agree": _sum_across_ranks} if self.world > 1 else {}))
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------ setup helpers
+    def _check_resume(self) -> dict | None:
+        if not self.config.resume:
+            if self.checkpoint_path.exists() and self.rank == 0:
+                print(f"note: {self.checkpoint_path} exists and will be overwritten (use --resume to continue it)")
+            return None
+        state = read_state(self.checkpoint_path)
+        mine, theirs = self.config.training_values(), state.get("training", {})
+        differ = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        if differ:
+            raise CheckpointError(f"{self.checkpoint_path} was written with other settings "
+                                  f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differ.items())})")
+        return state
+
+    def _projection(self) -> FeatureProjection | None:
+        if self.teacher is None:
+            return None
+        t_dim, s_dim = embed_dim(self.teacher), embed_dim(self.student)
+        if t_dim == s_dim and not self.config.project:
+            return None
+        if t_dim != s_dim and not self.config.project:
+            raise ValueError(f"teacher embeddings are {t_dim}-d but the student's are {s_dim}-d: pick a student "
+                             "with the same embedding width or add a learned projection (--project)")
+        return FeatureProjection(s_dim, t_dim).to(self.device)
+
+    # ------------------------------------------------------------ one step
+    def _micro_batch(self):
+        batch = self.data.next_batch()
+        return (torch.from_numpy(batch.pixels).to(self.device), torch.from_numpy(batch.ids).to(self.device))
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.precision != "fp32":
+            dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return nullcontext()
+
+    def train_step(self) -> dict:
+        config = self.config
+        set_ternary_enabled(self.student, self.step >= int(config.float_warmup * config.steps))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, config)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for micro in range(config.accum):
+            pixels, ids = self._micro_batch()
+            sync = nullcontext() if self.world == 1 or micro == config.accum - 1 else self.model.no_sync()
+            with sync, self._autocast():
+                image, text, scale, kd_image, kd_text = self.model(pixels, ids)
+                teacher = self._teacher_features(pixels, ids)
+                objective, parts = self.loss(image, text, scale, *teacher, student_kd=(kd_image, kd_text))
+            if not math.isfinite(parts["loss"]):
+                raise TrainingDiverged(f"loss is {parts['loss']} at step {self.step} (micro-batch {micro}); the last "
+                                       f"good state is {self.checkpoint_path if self.checkpoint_path.exists() else 'not saved'}"
+                                       "; lower --lr, raise --warmup or check the data")
+            (objective / config.accum).backward()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v / config.accum
+        norm = torch.nn.utils.clip_grad_norm_(self.pair.parameters(), config.grad_clip if config.grad_clip > 0 else 1e30)
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(f"gradient norm is {float(norm)} at step {self.step}; lower --lr or raise --warmup")
+        self.optimizer.step()
+        self.step += 1
+        return {**totals, "grad_norm": float(norm), "lr": lr_at(self.step - 1, config)}
+
+    def _teacher_features(self, pixels, ids):
+        if self.teacher is None:
+            return None, None, None
+        with torch.no_grad():
+            clip = as_clip(self.teacher)
+            return clip.encode_image(pixels), clip.encode_text(ids), clip.logit_scale.exp().clamp(max=100.0)
+
+    # ------------------------------------------------------------ the run
+    def save(self) -> None:
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer,
+                            {"step": self.step, "position": self.data.position, "training": self.config.training_values(),
+                             "skipped": dict(self.data.skipped.counts)})
+
+    def run(self) -> list[dict]:
+        """Train to ``config.steps``; returns the logged metrics (also in ``out/metrics.jsonl``)."""
+        from tqdm.auto import tqdm
+
+        config = self.config
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        log = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
+        bar = tqdm(total=config.steps, initial=self.step, disable=self.rank != 0 or not config.progress,
+                   desc="distill" if self.teacher is not None else "train", dynamic_ncols=True)
+        try:
+            while self.step < config.steps:
+                start = time.perf_counter()
+                metrics = self.train_step()
+                seconds = time.perf_counter() - start
+                metrics.update(step=self.step, seconds=seconds,
+                               samples_per_s=config.batch_size * config.accum / seconds, skipped=self.data.skipped.total)
+                if config.eval_every and self.eval_fn and (self.step % config.eval_every == 0 or self.step == config.steps):
+                    metrics.update(self.eval_fn(self.student, self.step))
+                    self.student.train()
+                self.history.append(metrics)
+                if log and (self.step % config.log_every == 0 or self.step == config.steps):
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}",
+                                sps=f"{metrics['samples_per_s']:.0f}")
+                bar.update(1)
+                if self.step % config.save_every == 0 or self.step == config.steps:
+                    self.save()
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        if self.data.skipped.total and self.rank == 0:
+            print(f"skipped {self.data.skipped.total} samples: {dict(self.data.skipped.counts)}")
+        return self.history
+
+    def export(self, path: str | os.PathLike | None = None) -> Path | None:
+        """The student as ``.tclip`` (rank 0 only); a float run (``ternary=False``) as safetensors."""
+        if self.rank != 0:
+            return None
+        self.student.eval()
+        if not self.config.ternary:
+            from safetensors.torch import save_file
+
+            target = Path(path or self.out / "model.safetensors")
+            save_file({k: v.detach().contiguous().clone() for k, v in self.student.state_dict().items()}, str(target))
+            return target
+        from ..pack.export import save
+
+        target = Path(path or self.out / "student.tclip")
+        provenance = {"teacher": self.config.teacher, "data": self.config.data, "steps": self.step,
+                      "method": "QAT+KD" if self.teacher is not None else "QAT"}
+        return save(self.student, target, packing=self.config.packing, provenance=provenance)
+
+    def stats(self) -> dict:
+        return ternary_stats(self.student)
+
+
+def _init_distributed(config: DistillConfig) -> tuple[int, int]:
+    """Rank and world size; joins the torchrun process group (NCCL on GPUs, gloo on CPU) when launched by it."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _sum_across_ranks(codes: np.ndarray) -> np.ndarray:
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.from_numpy(codes).to(device)
+    dist.all_reduce(t)
+    return t.cpu().numpy()

@@ -1,0 +1,159 @@
+"""Distillation data: CSV/TSV, image folders, webdataset shards; broken samples are counted, not fatal."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ternaryclip.distill.data import BatchStream, DataError, ListSource, decode_rgb, open_source
+from ternaryclip.runtime.preprocess import Preprocess
+from ternaryclip.runtime.tokenizer import ClipTokenizer
+
+PRE = Preprocess(size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+def _image(colour, mode="RGB", size=(40, 48)) -> Image.Image:
+    return Image.new("RGB", size, colour).convert(mode)
+
+
+def _write_images(folder):
+    """Good images in several modes, one truncated file, one 16-bit grey image."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, mode in enumerate(["RGB", "RGBA", "L", "P", "CMYK"]):
+        path = folder / f"img{i}.{'jpg' if mode in ('RGB', 'L', 'CMYK') else 'png'}"
+        _image((40 * i, 200 - 30 * i, 90), mode).save(path)
+        files[path.name] = f"caption {i}"
+    sixteen = folder / "deep.png"
+    Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(sixteen)
+    files[sixteen.name] = "a 16-bit grey square"
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0not really a jpeg")
+    files[broken.name] = "broken"
+    return files
+
+
+def _stream(source, batch_size=4, **kw) -> BatchStream:
+    return BatchStream(source, PRE, ClipTokenizer(24), batch_size, workers=2, **kw)
+
+
+def test_decode_converts_modes_and_scales_16_bit(tmp_path):
+    files = _write_images(tmp_path)
+    deep = decode_rgb(str(tmp_path / "deep.png"))
+    assert deep.mode == "L" and deep.getpixel((0, 0)) == round(40000 / 65535 * 255)
+    assert decode_rgb(str(tmp_path / "img4.jpg")).mode == "RGB"  # CMYK
+    with pytest.raises(ValueError, match="cannot decode"):
+        decode_rgb(str(tmp_path / "broken.jpg"))
+    assert len(files) == 7
+
+
+def test_csv_skips_broken_images_and_empty_captions(tmp_path):
+    files = _write_images(tmp_path / "imgs")
+    rows = ["filepath\ttitle"] + [f"imgs/{name}\t{caption}" for name, caption in files.items()] + ["imgs/img0.jpg\t  "]
+    (tmp_path / "pairs.tsv").write_text("\n".join(rows) + "\n")
+    source = open_source(str(tmp_path / "pairs.tsv"), seed=0)
+    assert isinstance(source, ListSource) and len(source.items) == 8
+    stream = _stream(source, batch_size=6)
+    batch = stream.next_batch()
+    assert batch.pixels.shape == (6, 3, 32, 32) and batch.ids.shape == (6, 24)
+    assert stream.position == 6 + stream.skipped.total
+    stream.next_batch()  # past the end of the first epoch: every bad record has been met once
+    assert stream.skipped.counts["cannot decode"] >= 1 and stream.skipped.counts["empty caption"] >= 1
+    assert stream.position == 12 + stream.skipped.total
+    # Pixels equal the runtime's preprocessing of the same file.
+    order = np.random.default_rng([0, 0]).permutation(8)
+    first_good = next(source.items[i] for i in order if not source.items[i][0].endswith("broken.jpg") and source.items[i][1].strip())
+    np.testing.assert_allclose(batch.pixels[0], PRE(decode_rgb(first_good[0])), atol=1e-6)
+
+
+def test_csv_without_the_named_columns(tmp_path):
+    (tmp_path / "a.csv").write_text("path,text\nx.jpg,hello\n")
+    with pytest.raises(DataError, match="needs columns 'filepath' and 'title'"):
+        open_source(str(tmp_path / "a.csv"))
+    assert len(open_source(str(tmp_path / "a.csv"), image_key="path", caption_key="text").items) == 1
+
+
+def test_image_folder_with_sidecars_and_with_captions_txt(tmp_path):
+    _write_images(tmp_path / "side")
+    for path in (tmp_path / "side").iterdir():
+        if path.suffix != ".txt":
+            path.with_suffix(".txt").write_text(f"a picture called {path.stem}")
+    source = open_source(str(tmp_path / "side"))
+    assert len(source.items) == 7 and all(c.startswith("a picture called") for _, c in source.items)
+    listed = tmp_path / "listed"
+    _write_images(listed)
+    (listed / "captions.txt").write_text("img0.jpg\tfirst\nimg1.png\tsecond\n")
+    assert [c for _, c in open_source(str(listed)).items] == ["first", "second"]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="no image-caption pairs"):
+        open_source(str(tmp_path / "nothing"))
+
+
+def _shard(path, samples):
+    with tarfile.open(path, "w") as tar:
+        for key, files in samples:
+            for ext, data in files.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def _jpeg(colour) -> bytes:
+    out = io.BytesIO()
+    _image(colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+def test_webdataset_shards_skip_bad_samples_and_resume(tmp_path):
+    samples = [(f"s{i:03d}", {"jpg": _jpeg((10 * i, 0, 0)), "txt": f"caption {i}".encode()}) for i in range(10)]
+    samples[3] = ("s003", {"jpg": b"garbage", "txt": b"broken image"})
+    samples[5] = ("s005", {"jpg": _jpeg((1, 2, 3)), "txt": b""})
+    _shard(tmp_path / "shard-000.tar", samples[:6])
+    _shard(tmp_path / "shard-001.tar", samples[6:])
+    spec = str(tmp_path / "shard-{000..001}.tar")
+    stream = _stream(open_source(spec), batch_size=4)
+    b1, b2 = stream.next_batch(), stream.next_batch()
+    assert stream.skipped.counts == {"cannot decode": 1, "empty caption": 1}
+    assert stream.position == 10
+    resumed = _stream(open_source(spec), batch_size=4, start=6)
+    np.testing.assert_array_equal(resumed.next_batch().ids, b2.ids)
+    np.testing.assert_array_equal(open_source(str(tmp_path)).files, [str(tmp_path / "shard-000.tar"),
+                                                                     str(tmp_path / "shard-001.tar")])
+    assert b1.pixels.shape == (4, 3, 32, 32)
+
+
+def test_ranks_split_the_global_batch(tmp_path):
+    """Two ranks' rows, stacked, are the one-process batch (the agreement step is a sum over ranks)."""
+    files = _write_images(tmp_path / "imgs")
+    (tmp_path / "a.csv").write_text("filepath,title\n" + "".join(f"imgs/{n},{c}\n" for n, c in files.items()) * 3)
+    single = _stream(open_source(str(tmp_path / "a.csv")), batch_size=6).next_batch()
+    streams = [_stream(open_source(str(tmp_path / "a.csv")), batch_size=6, rank=r, world_size=2) for r in range(2)]
+    pending = {}
+
+    def agree_for(rank):
+        def agree(codes):  # each rank contributes its share; emulate all_reduce(sum) across the two
+            pending[rank] = codes
+            other = 1 - rank
+            if other not in pending:
+                other_stream = streams[other]
+                other_stream.agree = agree_for(other)
+                pending["rows", other] = other_stream.next_batch()
+            return pending[0] + pending[1]
+        return agree
+
+    streams[0].agree = agree_for(0)
+    rank0 = streams[0].next_batch()
+    rank1 = pending["rows", 1]
+    np.testing.assert_array_equal(np.concatenate([rank0.ids, rank1.ids]), single.ids)
+    np.testing.assert_allclose(np.concatenate([rank0.pixels, rank1.pixels]), single.pixels)
+
+
+def test_synthetic_stream_is_deterministic():
+    a = _stream(open_source("synthetic:3", image_size=32), batch_size=5)
+    b = _stream(open_source("synthetic:3", image_size=32), batch_size=5, start=5)
+    a.next_batch()
+    np.testing.assert_array_equal(a.next_batch().pixels, b.next_batch().pixels)
