@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, embed, info, pack, stats
+from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, report, stats
 
-VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed, "bench": bench}
+VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed, "bench": bench, "distill": distill,
+         "eval": evaluate, "report": report, "clip-benchmark": clip_benchmark}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["clip-benchmark"]:  # every following flag is CLIP_benchmark's, --help included
+        from ..eval.clip_benchmark import main as clip_benchmark_main
+
+        try:
+            return clip_benchmark_main(argv[1:])
+        except (ValueError, FileNotFoundError) as err:  # e.g. a data set name CLIP_benchmark does not know
+            print(f"ternaryclip clip-benchmark: error: {err}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         return VERBS[args.verb].run(args) or 0

@@ -1,0 +1,77 @@
+"""`ternaryclip eval`: zero-shot classification and retrieval of a model, optionally next to its teacher."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)",
+                       description="Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: "
+                                   "a .tclip file (torch-free runtime), 'bundled' (the bundled teacher), an open_clip "
+                                   "name or JSON config with --pretrained/--teacher-pretrained, or a Hugging Face "
+                                   "folder. With --teacher, both are shown side by side with student/teacher ratios.")
+    p.add_argument("--model", required=True, help="the model to evaluate (usually the ternary student)")
+    p.add_argument("--pretrained", help="checkpoint for an open_clip --model")
+    p.add_argument("--teacher", help="reference model, evaluated on the same data")
+    p.add_argument("--teacher-pretrained", help="checkpoint for an open_clip --teacher")
+    p.add_argument("--dataset", required=True,
+                   help="synthetic | synthetic/<task> | an image folder root/<class>/*.jpg | a CSV/TSV of image,caption")
+    p.add_argument("--task", default="auto", choices=("auto", "zeroshot_classification", "zeroshot_retrieval"))
+    p.add_argument("--classnames", help="TXT (one per line) or JSON (folder -> name) class names for an image folder")
+    p.add_argument("--templates", help="TXT (one per line, {c} = class) or JSON list of prompt templates")
+    p.add_argument("--image-key", default="filepath", help="CSV/TSV image column")
+    p.add_argument("--caption-key", default="title", help="CSV/TSV caption column")
+    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for .tclip models")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--json", metavar="FILE", help="write the results (CLIP_benchmark's result shape, in 'results')")
+    p.add_argument("--plot", metavar="PNG", help="bar chart of the results")
+
+
+def _evaluate(spec, pretrained, args, image_size_hint=None):
+    from ..eval.datasets import open_eval_sets
+    from ..eval.run import evaluate_set, load_model
+
+    model = load_model(spec, pretrained, args.mode, args.threads, args.batch_size)
+    sets = open_eval_sets(args.dataset, model.preprocess.size, args.classnames, args.templates, args.image_key,
+                          args.caption_key, args.task)
+    return [evaluate_set(model, data, args.batch_size) for data in sets]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..eval.report import markdown, plot
+    from ..eval.run import retention
+
+    results = _evaluate(args.model, args.pretrained, args)
+    teacher = _evaluate(args.teacher, args.teacher_pretrained, args) if args.teacher else []
+    for r in results + teacher:
+        if r["skipped"]:
+            print(f"{r['model']} on {r['dataset']}: skipped {sum(r['skipped'].values())} images {r['skipped']}")
+    reference = teacher[0]["model"] if teacher else None
+    print(markdown(results + teacher, reference=reference))
+    ratios = retention(results, teacher)
+    if ratios:
+        print("| data set | metric | student | teacher | retention |\n|---|---|---|---|---|")
+        for row in ratios:
+            print(f"| {row['dataset']} | {row['metric']} | {100 * row['student']:.2f} | {100 * row['teacher']:.2f} | "
+                  f"{row['retention']:.1%} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_json_safe({"results": results + teacher, "retention": ratios}), f, indent=2)
+    if args.plot:
+        plot(results + teacher, args.plot)
+    return 0
+
+
+def _json_safe(value):
+    """NaN (acc5 with < 5 classes) becomes null: strict JSON readers refuse NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,49 @@
+"""One calling convention for every model the evaluation sees.
+
+An *encoder* has ``encode_image(pixels)`` (float32 ``[B, 3, H, W]``, already normalized) and
+``encode_text(list[str])``, both returning numpy arrays.  The runtime's ``TernaryCLIP`` is one
+already; :class:`TorchEncoder` wraps an open_clip model or a Hugging Face ``CLIPModel``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtime.tokenizer import ClipTokenizer
+
+
+class TorchEncoder:
+    """An open_clip / Hugging Face CLIP (torch) behind numpy in, numpy out, in batches, without grad."""
+
+    def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
+        from ..distill.models import as_clip
+        from ..pack.export import arch_from_hf, arch_from_open_clip
+        from ..quant import clip_family
+
+        self.model = model.eval()
+        self.clip = as_clip(model)
+        self.arch = arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
+        self.tokenizer = ClipTokenizer(context_length or self.arch.text.context_length)
+        self.batch_size = batch_size
+
+    def _run(self, fn, data) -> np.ndarray:
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = [fn(torch.as_tensor(data[i:i + self.batch_size]).to(device)).float().cpu().numpy()
+                   for i in range(0, len(data), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.arch.embed_dim), np.float32)
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray:
+        return self._run(self.clip.encode_image, np.ascontiguousarray(pixels, dtype=np.float32))
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        return self._run(self.clip.encode_text, self.tokenizer(list(texts)))
+
+
+def as_encoder(model, batch_size: int = 256):
+    """Runtime models as they are; torch modules wrapped in :class:`TorchEncoder`."""
+    if hasattr(model, "parameters") and callable(model.parameters):
+        return TorchEncoder(model, batch_size)
+    return model
