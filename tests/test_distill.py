@@ -204,3 +204,29 @@ def test_config_file_and_cli_flags(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"stepz": 3}))
     with pytest.raises(ValueError, match="stepz"):
         DistillConfig.from_file(str(tmp_path / "bad.json"))
+
+
+def test_hugging_face_teacher_and_student(tmp_path):
+    """A Hugging Face CLIP folder as teacher (student = its copy): trains, exports, runs in the runtime."""
+    from transformers import CLIPConfig, CLIPModel
+
+    import ternaryclip
+    from ternaryclip.eval.encoders import TorchEncoder
+
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         vocab_size=49408, max_position_embeddings=24, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    CLIPModel(config).save_pretrained(tmp_path / "hf")
+    trainer = Trainer(DistillConfig(teacher=str(tmp_path / "hf"), data="synthetic", steps=3, batch_size=8, warmup=1,
+                                    out=str(tmp_path / "run"), progress=False, threads=1, workers=1))
+    history = trainer.run()
+    assert all(np.isfinite(h["loss"]) for h in history) and "feature" in history[0]
+    path = trainer.export()
+    texts = ["one red circle on a dark background"]
+    np.testing.assert_allclose(ternaryclip.load(path, mode="exact").encode_text(texts),
+                               TorchEncoder(trainer.student).encode_text(texts), rtol=1e-3, atol=1e-4)

@@ -26,7 +26,7 @@ from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from .config import DistillConfig
-from .data import BatchStream, open_source
+from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
 from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student
 
@@ -92,6 +92,8 @@ class Trainer:
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoint.safetensors"
         resume_state = self._check_resume()
+        # Open the data first: a wrong path fails in a second, not after loading a large teacher.
+        source = open_source(config.data, config.seed, 224, config.image_key, config.caption_key)
 
         if teacher is None and config.teacher:
             teacher = load_clip(config.teacher, config.teacher_pretrained)
@@ -119,10 +121,13 @@ class Trainer:
         if resume_state is not None:
             state = load_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer)
             self.step, position = state["step"], state["position"]
-        source = open_source(config.data, config.seed, self.preprocess.size, config.image_key, config.caption_key)
+        if isinstance(source, SyntheticSource) and source.world.image_size != self.preprocess.size:
+            source = SyntheticSource(self.preprocess.size, source.seed)
         self.data = BatchStream(source, self.preprocess, self.tokenizer, config.batch_size, self.rank, self.world,
                                 position, config.workers, **({"agree": _sum_across_ranks} if self.world > 1 else {}))
         self.history: list[dict] = []
+        fp16 = self.device.type == "cuda" and config.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None  # fp16 gradients underflow unscaled
 
     # ------------------------------------------------------------ setup helpers
     def _check_resume(self) -> dict | None:
@@ -178,13 +183,20 @@ class Trainer:
                 raise TrainingDiverged(f"loss is {parts['loss']} at step {self.step} (micro-batch {micro}); the last "
                                        f"good state is {self.checkpoint_path if self.checkpoint_path.exists() else 'not saved'}"
                                        "; lower --lr, raise --warmup or check the data")
-            (objective / config.accum).backward()
+            scaled = objective / config.accum
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v / config.accum
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.pair.parameters(), config.grad_clip if config.grad_clip > 0 else 1e30)
-        if not torch.isfinite(norm):
+        if self.scaler:  # an overflowing fp16 step is skipped and the scale lowered, as GradScaler does
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif not torch.isfinite(norm):
             raise TrainingDiverged(f"gradient norm is {float(norm)} at step {self.step}; lower --lr or raise --warmup")
-        self.optimizer.step()
+        else:
+            self.optimizer.step()
         self.step += 1
         return {**totals, "grad_norm": float(norm), "lr": lr_at(self.step - 1, config)}
 

@@ -18,8 +18,14 @@ class TorchEncoder:
     def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
         from ..distill.models import as_clip
         from ..pack.export import arch_from_hf, arch_from_open_clip
-        from ..quant import clip_family
+        from ..quant import clip_family, materialize_, ternary_sites
 
+        if any(True for _ in ternary_sites(model)):
+            # A ternarized model re-quantizes every weight on every forward; its materialized copy holds
+            # the same values (scale * code, bit for bit) and runs as fast as a float model.
+            import copy
+
+            model = materialize_(copy.deepcopy(model))
         self.model = model.eval()
         self.clip = as_clip(model)
         self.arch = arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)

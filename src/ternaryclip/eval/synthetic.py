@@ -35,14 +35,16 @@ def retrieval(encoder, images: np.ndarray, captions: list[list[str]]) -> dict:
     return retrieval_metrics(encoder.encode_image(normalize_pixels(images)), encoder.encode_text(flat), index)
 
 
-def evaluate_synthetic(model, quick: bool = False, image_size: int | None = None, seed: int = 0) -> dict:
-    """Flat metrics: ``zeroshot/<task>/acc1`` ..., ``retrieval/<metric>``; ``quick`` uses fewer images."""
+def evaluate_synthetic(model, quick: bool = False, image_size: int | None = None, seed: int = 0,
+                       n: int | None = None) -> dict:
+    """Flat metrics: ``zeroshot/<task>/acc1`` ..., ``retrieval/<metric>``; ``n`` images a zero-shot task
+    (600, or 200 when ``quick``)."""
     encoder = as_encoder(model)
     size = image_size or _image_size(encoder)
     world = SyntheticWorld(image_size=size)
     out: dict[str, float] = {}
     for task in ZERO_SHOT_TASKS:
-        images, target, classnames, templates = world.zero_shot_set(task, n=200 if quick else 600, seed=seed)
+        images, target, classnames, templates = world.zero_shot_set(task, n=n or (200 if quick else 600), seed=seed)
         for k, v in zero_shot(encoder, images, target, classnames, templates).items():
             out[f"zeroshot/{task}/{k}"] = v
     images, captions = _retrieval_set(world, seed)
