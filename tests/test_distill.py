@@ -103,17 +103,17 @@ def _student_state(trainer: Trainer) -> dict:
 
 
 def test_resume_is_bit_exact(tiny_teacher_files, tmp_path):
-    straight = Trainer(tiny_config(tiny_teacher_files, tmp_path / "a"))
+    straight = Trainer(tiny_config(tiny_teacher_files, tmp_path / "a", accum=2))
     straight.run()
     def interrupt(model, step):
         if step == 5:  # after the step-3 checkpoint, before the next one: work since then is lost
             raise KeyboardInterrupt
         return {}
 
-    first = Trainer(tiny_config(tiny_teacher_files, tmp_path / "b", eval_every=1), eval_fn=interrupt)
+    first = Trainer(tiny_config(tiny_teacher_files, tmp_path / "b", eval_every=1, accum=2), eval_fn=interrupt)
     with pytest.raises(KeyboardInterrupt):
         first.run()
-    resumed = Trainer(tiny_config(tiny_teacher_files, tmp_path / "b", resume=True))
+    resumed = Trainer(tiny_config(tiny_teacher_files, tmp_path / "b", resume=True, accum=2))
     assert resumed.step == 3
     resumed.run()
     a, b = _student_state(straight), _student_state(resumed)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 
 def add_parser(sub, name: str) -> None:
@@ -42,7 +41,7 @@ def _evaluate(spec, pretrained, args, image_size_hint=None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.report import markdown, plot
+    from ..eval.report import json_safe, markdown, plot
     from ..eval.run import retention
 
     results = _evaluate(args.model, args.pretrained, args)
@@ -60,18 +59,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{row['retention']:.1%} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(_json_safe({"results": results + teacher, "retention": ratios}), f, indent=2)
+            json.dump(json_safe({"results": results + teacher, "retention": ratios}), f, indent=2)
     if args.plot:
         plot(results + teacher, args.plot)
     return 0
 
-
-def _json_safe(value):
-    """NaN (acc5 with < 5 classes) becomes null: strict JSON readers refuse NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

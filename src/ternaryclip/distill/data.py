@@ -30,7 +30,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..data.images import IMAGE_SUFFIXES, MAX_PIXELS, DataError, decode_rgb
+from ..data.images import IMAGE_SUFFIXES, DataError, decode_rgb
 from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 

@@ -13,6 +13,17 @@ import math
 import os
 
 
+def json_safe(value):
+    """NaN and inf (acc5 with < 5 classes) become null: strict JSON readers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def headline(result: dict) -> tuple[str, float]:
     m = result.get("metrics", {})
     if "acc1" in m:
