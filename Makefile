@@ -19,13 +19,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# Until the bundled teacher lands, the demo is the whole pipeline on random ViT-B/32 weights:
-# ternarize, pack, run the torch-free runtime and compare it with open_clip fp32 (out/quickstart/).
+# The offline demo: bundled teacher, post-training ternary, QAT, QAT + KD, packed runtime (out/quickstart/).
 quickstart: setup
-	mkdir -p out/quickstart
-	$(VENV)/bin/ternaryclip stats --open-clip ViT-B-32 --scope all --embedding
-	$(VENV)/bin/ternaryclip bench --arch ViT-B-32 --batch 1,8 --repeats 3 \
-		--json out/quickstart/bench.json --plot out/quickstart/bench.png
+	$(VENV)/bin/ternaryclip quickstart --out out/quickstart
 
 clean:
 	rm -rf $(VENV) build out src/*.egg-info

@@ -59,10 +59,11 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--install", action="store_true", help="after training, write the weights into the assets")
     parser.add_argument("--install-only", action="store_true", help="install the finished run in --out")
+    parser.add_argument("--minutes", type=float, help="with --install-only: the run's training time, for the card")
     args = parser.parse_args()
 
     if args.install_only:
-        print(json.dumps(install(Path(args.out), None), indent=2))
+        print(json.dumps(install(Path(args.out), args.minutes), indent=2))
         return
     from ternaryclip.eval.synthetic import evaluate_synthetic
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, report, stats
+from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, stats
 
 VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed, "bench": bench, "distill": distill,
-         "eval": evaluate, "report": report, "clip-benchmark": clip_benchmark}
+         "eval": evaluate, "report": report, "clip-benchmark": clip_benchmark,
+         "quickstart": quickstart}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,14 +44,29 @@ CAPTION_TEMPLATES = (
 
 # Zero-shot tasks: the attribute, its class names and prompt templates (CLIP_benchmark's shape).
 ZERO_SHOT_TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "shape": (SHAPES, ("a picture of {c} shapes", "an image of a {c}", "{c}")),
+    "shape": (SHAPES, ("a single {c}", "one {c}", "an image showing one {c}")),
     "colour": (tuple(COLOURS), ("a picture of {c} shapes", "something {c}", "{c} objects")),
     "count": (COUNTS, ("a picture of {c} shapes", "{c} objects", "there are {c} things")),
     "size": (SIZES, ("a picture of {c} shapes", "{c} objects", "the objects are {c}")),
     "background": (tuple(BACKGROUNDS), ("shapes on a {c} background", "a {c} backdrop", "{c} background")),
 }
 
-_RADIUS = {"small": (5.0, 6.5), "large": (8.0, 9.5)}   # in output pixels at 64 px
+# The bundled benchmark's zero-shot tasks: every attribute on held-out (shape, colour) pairs, and shape
+# on new images of seen pairs too -- a small ViT learns shape as part of shape-colour conjunctions
+# first, so shape on held-out pairs stays near chance while on seen pairs it is learned but not
+# saturated, which is what retention needs.
+BENCHMARK_TASKS = ("shape", "colour", "count", "size", "background", "shape-seen")
+
+
+def benchmark_task(name: str) -> tuple[str, str]:
+    """``(attribute, split)`` of a benchmark task name: ``shape`` -> held-out pairs, ``shape-seen`` -> seen."""
+    attribute, _, split = name.partition("-")
+    if attribute not in ZERO_SHOT_TASKS or split not in ("", "seen"):
+        raise ValueError(f"unknown zero-shot task {name!r}; choose from {BENCHMARK_TASKS}")
+    return attribute, split or "heldout"
+
+
+_RADIUS = {"small": (5.5, 6.5), "large": (8.0, 9.5)}   # in output pixels at 64 px
 
 
 def heldout_pairs() -> tuple[tuple[str, str], ...]:
@@ -172,14 +187,17 @@ class SyntheticWorld:
             texts.append([per_template[t][i] for t in chosen])
         return images, texts
 
-    def zero_shot_set(self, task: str, n: int = 600, split: str = "heldout", seed: int = 0
+    def zero_shot_set(self, task: str, n: int = 600, split: str | None = None, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-        """Images, their class indices, class names and prompt templates for one zero-shot task."""
-        if task not in ZERO_SHOT_TASKS:
-            raise ValueError(f"unknown zero-shot task {task!r}; choose from {tuple(ZERO_SHOT_TASKS)}")
+        """Images, their class indices, class names and prompt templates for one zero-shot task.
+
+        ``task`` is an attribute or a benchmark task name (``shape-seen``); ``split`` overrides its split.
+        """
+        attribute, task_split = benchmark_task(task)
+        split = split or task_split
         labels = self.attributes(n, 20_000 + seed, split)
-        classnames, templates = ZERO_SHOT_TASKS[task]
-        return self.render(labels, seed=20_000 + seed), labels[task], classnames, templates
+        classnames, templates = ZERO_SHOT_TASKS[attribute]
+        return self.render(labels, seed=20_000 + seed), labels[attribute], classnames, templates
 
 
 def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:

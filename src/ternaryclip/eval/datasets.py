@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.synthetic import ZERO_SHOT_TASKS, SyntheticWorld
+from ..data.synthetic import BENCHMARK_TASKS, SyntheticWorld
 from ..data.images import IMAGE_SUFFIXES, DataError
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.")
@@ -50,18 +50,18 @@ class RetrievalSet:
 def synthetic_sets(task: str | None, image_size: int, seed: int = 0, n: int = 600) -> list:
     """The bundled benchmark's tasks (all of them when ``task`` is None)."""
     world = SyntheticWorld(image_size=image_size)
-    tasks = [task] if task else [*ZERO_SHOT_TASKS, "retrieval"]
+    tasks = [task] if task else [*BENCHMARK_TASKS, "retrieval"]
     out = []
     for name in tasks:
         if name == "retrieval":
             seen, seen_caps = world.retrieval_set("seen", seed=seed)
             held, held_caps = world.retrieval_set("heldout", seed=seed)
             out.append(RetrievalSet("synthetic/retrieval", list(np.concatenate([seen, held])), seen_caps + held_caps))
-        elif name in ZERO_SHOT_TASKS:
+        elif name in BENCHMARK_TASKS:
             images, labels, classnames, templates = world.zero_shot_set(name, n=n, seed=seed)
             out.append(ClassificationSet(f"synthetic/{name}", list(images), labels, list(classnames), list(templates)))
         else:
-            raise DataError(f"unknown synthetic task {name!r}; choose from {[*ZERO_SHOT_TASKS, 'retrieval']}")
+            raise DataError(f"unknown synthetic task {name!r}; choose from {[*BENCHMARK_TASKS, 'retrieval']}")
     return out
 
 
