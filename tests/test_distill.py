@@ -230,3 +230,15 @@ def test_hugging_face_teacher_and_student(tmp_path):
     texts = ["one red circle on a dark background"]
     np.testing.assert_allclose(ternaryclip.load(path, mode="exact").encode_text(texts),
                                TorchEncoder(trainer.student).encode_text(texts), rtol=1e-3, atol=1e-4)
+
+
+def test_token_distillation(tiny_teacher_files, tmp_path):
+    """Last-block tokens: zero loss for a float copy of the teacher, positive once ternary, and it trains."""
+    float_copy = Trainer(tiny_config(tiny_teacher_files, tmp_path / "f", ternary=False, token_feature=1.0, steps=1,
+                                     lr=1e-9))
+    assert float_copy.run()[0]["token_feature"] == pytest.approx(0.0, abs=1e-5)
+    trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path / "t", token_feature=1.0, steps=2))
+    history = trainer.run()
+    assert history[0]["token_feature"] > 1e-3
+    assert history[0]["loss"] == pytest.approx(sum(history[0][k] for k in ("contrastive", "logit", "feature",
+                                                                              "token_feature")), rel=1e-5)

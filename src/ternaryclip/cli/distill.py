@@ -32,6 +32,7 @@ FLAGS = {
     "contrastive": (float, "weight of the student's CLIP contrastive loss"),
     "logit": (float, "weight of logit distillation (KL of in-batch similarity distributions)"),
     "feature": (float, "weight of feature distillation (normalized embeddings)"),
+    "token_feature": (float, "weight of token distillation: last-block tokens of both towers, cosine (same widths)"),
     "temperature": (float, "logit distillation temperature"),
     "feature_loss": (str, "cosine or mse"),
     "seed": (int, "seed of weights init, data order and synthetic data"),

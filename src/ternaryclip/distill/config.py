@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 TRAINING_KEYS = ("teacher", "teacher_pretrained", "student", "student_pretrained", "project", "data", "image_key",
                  "caption_key", "steps", "batch_size", "accum", "lr", "min_lr", "warmup", "weight_decay",
                  "grad_clip", "beta1", "beta2", "eps", "scope", "rule", "granularity", "group_size", "embedding",
-                 "float_warmup", "contrastive", "logit", "feature", "temperature", "reverse_kl", "feature_loss",
+                 "float_warmup", "contrastive", "logit", "feature", "token_feature", "temperature", "reverse_kl", "feature_loss",
                  "seed", "precision", "ternary")
 
 
@@ -23,7 +23,8 @@ class DistillConfig:
     ``teacher_pretrained``), or a Hugging Face folder.  ``student``: None copies the teacher (the
     paper's setting).  ``batch_size`` is the global contrastive batch (split across torchrun
     processes); ``accum`` micro-batches make one optimizer step.  Loss weights ``contrastive``,
-    ``logit``, ``feature``; ``teacher=None`` trains plain CLIP (contrastive only).
+    ``logit``, ``feature`` and ``token_feature`` (last-block tokens, same widths only); ``teacher=None``
+    trains plain CLIP (contrastive only).
     """
     teacher: str | None = "bundled"
     teacher_pretrained: str | None = None
@@ -54,6 +55,7 @@ class DistillConfig:
     contrastive: float = 1.0
     logit: float = 1.0
     feature: float = 1.0
+    token_feature: float = 0.0
     temperature: float = 1.0
     reverse_kl: bool = False
     feature_loss: str = "cosine"

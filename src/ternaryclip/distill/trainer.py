@@ -28,6 +28,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_state, save_check
 from .config import DistillConfig
 from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
+from .tokens import TokenRecorder, token_loss
 from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student
 
 
@@ -126,6 +127,9 @@ class Trainer:
         self.data = BatchStream(source, self.preprocess, self.tokenizer, config.batch_size, self.rank, self.world,
                                 position, config.workers, **({"agree": _sum_across_ranks} if self.world > 1 else {}))
         self.history: list[dict] = []
+        self.tokens = None
+        if config.token_feature and self.teacher is not None:
+            self.tokens = (TokenRecorder(self.student), TokenRecorder(self.teacher))
         fp16 = self.device.type == "cuda" and config.precision == "fp16"
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None  # fp16 gradients underflow unscaled
 
@@ -179,6 +183,11 @@ class Trainer:
                 image, text, scale, kd_image, kd_text = self.model(pixels, ids)
                 teacher = self._teacher_features(pixels, ids)
                 objective, parts = self.loss(image, text, scale, *teacher, student_kd=(kd_image, kd_text))
+                if self.tokens:  # a per-rank mean: DDP's gradient average is already the global mean
+                    tokens = token_loss(*self.tokens)
+                    objective = objective + config.token_feature * tokens
+                    parts["token_feature"] = float(tokens.detach())
+                    parts["loss"] += config.token_feature * parts["token_feature"]
             if not math.isfinite(parts["loss"]):
                 raise TrainingDiverged(f"loss is {parts['loss']} at step {self.step} (micro-batch {micro}); the last "
                                        f"good state is {self.checkpoint_path if self.checkpoint_path.exists() else 'not saved'}"
