@@ -242,3 +242,15 @@ def test_token_distillation(tiny_teacher_files, tmp_path):
     assert history[0]["token_feature"] > 1e-3
     assert history[0]["loss"] == pytest.approx(sum(history[0][k] for k in ("contrastive", "logit", "feature",
                                                                               "token_feature")), rel=1e-5)
+
+
+def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_path):
+    import copy
+
+    from ternaryclip.distill.models import freeze, load_clip
+
+    teacher = freeze(load_clip(*tiny_teacher_files))
+    trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path, teacher=None, steps=1), student=copy.deepcopy(teacher))
+    before = trainer.student.visual.ln_post.weight.clone()
+    trainer.run()
+    assert not torch.equal(before, trainer.student.visual.ln_post.weight)

@@ -104,6 +104,8 @@ class Trainer:
                 raise ValueError("training needs a teacher or a student (--student)")
             student = make_student(self.teacher, config.student, config.student_pretrained) if config.student or \
                 self.teacher is None else make_student(self.teacher)
+        for p in student.parameters():  # a copy of a frozen teacher arrives frozen
+            p.requires_grad_(True)
         self.student = student.to(self.device).train()
         if config.ternary:
             ternarize_(self.student, TernaryConfig(rule=config.rule, granularity=config.granularity,
