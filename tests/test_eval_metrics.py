@@ -54,6 +54,10 @@ def test_same_numbers_as_clip_benchmark():
     from clip_benchmark.metrics import zeroshot_classification as zsc
     from clip_benchmark.metrics import zeroshot_retrieval as zsr
 
+    from ternaryclip.eval.clip_benchmark import register
+
+    register()  # CLIP_benchmark 1.6's accuracy() fails under NumPy 2; the plugin swaps in the same formula
+
     rng = np.random.default_rng(0)
     n, classes, templates, dim = 60, 7, 3, 16
     images = rng.normal(size=(n, dim)).astype(np.float32)
@@ -81,7 +85,7 @@ def test_same_numbers_as_clip_benchmark():
 
     captions = rng.normal(size=(2 * n, dim)).astype(np.float32)
     owner = np.repeat(np.arange(n), 2)
-    captions += 1.5 * images[owner]
+    captions += 0.6 * images[owner]  # related, not identical: recall strictly between 0 and 1
 
     class Pairs(torch.utils.data.Dataset):
         def __len__(self):
@@ -95,7 +99,7 @@ def test_same_numbers_as_clip_benchmark():
                           collate_fn=collate), lambda ids: torch.tensor(ids), "cpu", amp=False, recall_k_list=[1, 5, 10])
     ours = retrieval_metrics(images, captions, owner)
     for key, value in theirs.items():
-        assert ours[key] == pytest.approx(value, abs=1e-9), key
+        assert ours[key] == pytest.approx(value, abs=1e-6), key  # theirs averages in float32
     assert 0 < ours["text_retrieval_recall@1"] < 1
 
 
