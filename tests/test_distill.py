@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -245,8 +246,6 @@ def test_token_distillation(tiny_teacher_files, tmp_path):
 
 
 def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_path):
-    import copy
-
     from ternaryclip.distill.models import freeze, load_clip
 
     teacher = freeze(load_clip(*tiny_teacher_files))
@@ -254,3 +253,16 @@ def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_pat
     before = trainer.student.visual.ln_post.weight.clone()
     trainer.run()
     assert not torch.equal(before, trainer.student.visual.ln_post.weight)
+
+
+@pytest.mark.slow
+def test_vit_b_32_distillation_steps(tmp_path):
+    """Real shapes: two QAT + KD steps of a ViT-B/32 student from a ViT-B/32 teacher (random weights)."""
+    from ternaryclip.distill.models import load_clip
+
+    teacher = load_clip("ViT-B-32")
+    trainer = Trainer(DistillConfig(teacher=None, data="synthetic", steps=2, batch_size=4, warmup=1, out=str(tmp_path),
+                                    progress=False, workers=1), teacher=teacher, student=copy.deepcopy(teacher))
+    history = trainer.run()
+    assert all(np.isfinite(h["loss"]) for h in history) and history[0]["teacher_cosine"] < 1.0
+    assert trainer.stats()["ternary_fraction"] > 0.99
