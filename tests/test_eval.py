@@ -52,7 +52,7 @@ def test_runtime_and_torch_twin_score_alike(tiny_tclip):
     from ternaryclip.pack import to_torch
 
     runtime = load_model(tiny_tclip, mode="exact", threads=1)
-    twin = LoadedModel(TorchEncoder(to_torch(tiny_tclip)), runtime.preprocess, "twin", "torch")
+    twin = LoadedModel(TorchEncoder(to_torch(tiny_tclip)), "twin", "torch")
     for data in synthetic_sets("shape", image_size=32, n=200) + synthetic_sets("retrieval", image_size=32):
         a, b = evaluate_set(runtime, data)["metrics"], evaluate_set(twin, data)["metrics"]
         for key in a:

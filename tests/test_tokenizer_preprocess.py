@@ -71,3 +71,19 @@ def test_preprocess_reads_paths_and_reports_broken_files(tmp_path):
         ours(broken)
     with pytest.raises(ImageError, match="PIL image or a path"):
         ours(42)
+
+
+def test_normalize_equals_the_pil_path_at_model_size():
+    import numpy as np
+    from PIL import Image
+
+    from ternaryclip.runtime.preprocess import Preprocess
+
+    pre = Preprocess(size=32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    batch = pre.normalize(images)
+    assert batch.shape == (3, 3, 32, 32)
+    for image, normalized in zip(images, batch):
+        np.testing.assert_array_equal(normalized, pre(Image.fromarray(image)))
+    with pytest.raises(ValueError, match="uint8"):
+        pre.normalize(images[:, :16])

@@ -53,22 +53,19 @@ def summary_metrics(metrics: dict) -> dict:
     return out
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
-def measure_latency(teacher, runtime, image_size: int, repeats: int) -> dict:
+def measure_latency(teacher, runtime, repeats: int) -> dict:
     """Teacher (torch fp32) vs runtime, image b1 / b32 and text b1 / b32, interleaved rounds."""
     import torch
 
     from .runtime.tokenizer import ClipTokenizer
 
-    rng = np.random.default_rng(0)
+    rng, image_size = np.random.default_rng(0), runtime.arch.vision.image_size
     ids = ClipTokenizer(runtime.arch.text.context_length)(["two small red circles on a dark background"] * 32)
     pixels = rng.standard_normal((32, 3, image_size, image_size)).astype(np.float32)
     work = {
@@ -83,8 +80,8 @@ def measure_latency(teacher, runtime, image_size: int, repeats: int) -> dict:
             torch_fn(), runtime_fn()  # warm up
             t, r = [], []
             for _ in range(repeats):
-                t.append(_median_seconds(torch_fn, 1))
-                r.append(_median_seconds(runtime_fn, 1))
+                t.append(_seconds(torch_fn))
+                r.append(_seconds(runtime_fn))
             out[name] = {"teacher_ms": 1e3 * statistics.median(t), "runtime_ms": 1e3 * statistics.median(r),
                          "speedup": statistics.median(t) / statistics.median(r)}
     return out
@@ -124,7 +121,6 @@ def run_quickstart(options: QuickstartOptions) -> dict:
     started = time.perf_counter()
     n = options.eval_images
     teacher = bundled_teacher()
-    image_size = teacher.visual.image_size[0] if isinstance(teacher.visual.image_size, tuple) else teacher.visual.image_size
     fp32_path = out / "teacher-fp32.safetensors"
     save_file({k: v.contiguous().clone() for k, v in teacher.state_dict().items()}, str(fp32_path))
     fp32_bytes = fp32_path.stat().st_size
@@ -132,7 +128,7 @@ def run_quickstart(options: QuickstartOptions) -> dict:
 
     def add(name: str, model, extra: dict) -> None:
         print(f"evaluating {name} ...", flush=True)
-        rows[name] = {**summary_metrics(evaluate_synthetic(model, image_size=image_size, n=n)), **extra}
+        rows[name] = {**summary_metrics(evaluate_synthetic(model, n=n)), **extra}
 
     add("teacher (fp32)", teacher, {"ternary_fraction": 0.0, "sparsity": 0.0, "size_vs_fp32": 1.0})
     for rule in ("absmean", "twn"):
@@ -164,7 +160,7 @@ def run_quickstart(options: QuickstartOptions) -> dict:
             {"ternary_fraction": s["ternary_fraction"], "sparsity": s["sparsity"],
              "size_vs_fp32": files["base3"].stat().st_size / fp32_bytes})
     print("measuring latency (interleaved, median) ...", flush=True)
-    latency = measure_latency(teacher, runtimes["fast"], image_size, options.latency_repeats)
+    latency = measure_latency(teacher, runtimes["fast"], options.latency_repeats)
     report = {
         "options": options.__dict__,
         "rows": rows,

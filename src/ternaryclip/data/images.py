@@ -1,8 +1,10 @@
-"""Image decoding shared by training and evaluation: every format Pillow reads, made RGB-convertible."""
+"""Image decoding and caption tables shared by training and evaluation (no torch)."""
 
 from __future__ import annotations
 
+import csv
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -34,3 +36,17 @@ def decode_rgb(source) -> Image.Image:
     if image.mode == "CMYK":
         image = image.convert("RGB")
     return image
+
+
+def read_caption_table(path: str, image_key: str = "filepath", caption_key: str = "title") -> list[tuple[str, str]]:
+    """``(image path, caption)`` rows of a CSV (or ``.tsv``); relative paths are resolved against its folder."""
+    if not os.path.isfile(path):
+        raise DataError(f"CSV/TSV file {path!r} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
+        columns = reader.fieldnames or []
+        if image_key not in columns or caption_key not in columns:
+            raise DataError(f"{path}: needs columns {image_key!r} and {caption_key!r} (--image-key / --caption-key), "
+                            f"has {columns}")
+        base = os.path.dirname(os.path.abspath(path))
+        return [(os.path.join(base, row[image_key]), row[caption_key] or "") for row in reader]

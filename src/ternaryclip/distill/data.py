@@ -18,7 +18,6 @@ file, a folder of ``.tar`` files, or ``wds:URLS``.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import tarfile
@@ -30,7 +29,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..data.images import IMAGE_SUFFIXES, DataError, decode_rgb
+from ..data.images import IMAGE_SUFFIXES, DataError, decode_rgb, read_caption_table
 from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 
@@ -163,18 +162,6 @@ def _tar_has_pair(path: str) -> bool:
     return any("txt" in exts and exts & {"jpg", "jpeg", "png", "webp"} for exts in stems.values())
 
 
-def _csv_records(path: str, image_key: str, caption_key: str) -> list[tuple[str, str]]:
-    delimiter = "\t" if path.endswith(".tsv") else ","
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        if image_key not in columns or caption_key not in columns:
-            raise DataError(f"{path}: needs columns {image_key!r} and {caption_key!r} (--image-key / "
-                            f"--caption-key), has {columns}")
-        base = os.path.dirname(os.path.abspath(path))
-        return [(os.path.join(base, row[image_key]), row[caption_key] or "") for row in reader]
-
-
 def _folder_records(root: str) -> list[tuple[str, str]]:
     """``captions.txt`` lines ``file<TAB>caption`` (or ``file,caption``), else a ``.txt`` beside each image."""
     listing = os.path.join(root, "captions.txt")
@@ -209,9 +196,7 @@ def open_source(spec: str, seed: int = 0, image_size: int = 224, image_key: str 
     if kind == "wds" or "{" in path or path.endswith(".tar") or "://" in path:
         return WebDatasetSource(path)
     if kind == "csv" or path.endswith((".csv", ".tsv")):
-        if not os.path.isfile(path):
-            raise DataError(f"CSV/TSV file {path!r} does not exist")
-        return ListSource(_csv_records(path, image_key, caption_key), seed, path)
+        return ListSource(read_caption_table(path, image_key, caption_key), seed, path)
     if not os.path.isdir(path):
         raise DataError(f"data {spec!r} does not exist (expected synthetic, a CSV/TSV, an image folder or "
                         "webdataset shards)")
@@ -256,10 +241,7 @@ class BatchStream:
             size = self.preprocess.size
             if image.shape[:2] != (size, size):
                 return self.preprocess(Image.fromarray(image))
-            x = image.astype(np.float32).transpose(2, 0, 1) / 255.0
-            mean = np.asarray(self.preprocess.mean, np.float32)[:, None, None]
-            std = np.asarray(self.preprocess.std, np.float32)[:, None, None]
-            return (x - mean) / std
+            return self.preprocess.normalize(image)
         return self.preprocess(decode_rgb(image))
 
     def _try(self, record) -> tuple[np.ndarray | None, int]:

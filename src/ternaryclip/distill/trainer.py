@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..pack.export import model_arch, model_preprocess
 from ..quant import TernaryConfig, set_ternary_enabled, ternarize_, ternary_stats
-from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from .config import DistillConfig
@@ -70,14 +70,6 @@ class StudentPair(nn.Module):
         return image, text, clip.logit_scale.exp().clamp(max=100.0), kd_image, kd_text
 
 
-def _preprocess_of(model: nn.Module) -> Preprocess:
-    from ..pack.export import arch_from_hf, arch_from_open_clip, preprocess_meta
-    from ..quant import clip_family
-
-    arch = arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
-    return Preprocess.from_meta(preprocess_meta(model, arch)), arch
-
-
 class Trainer:
     """One distillation run.  ``eval_fn(student, step) -> dict`` is called every ``eval_every`` steps."""
 
@@ -118,7 +110,7 @@ class Trainer:
                                            betas=(config.beta1, config.beta2), eps=config.eps)
         self.loss = DistillLoss(LossWeights(config.contrastive, config.logit, config.feature), config.temperature,
                                 config.reverse_kl, config.feature_loss)
-        self.preprocess, self.arch = _preprocess_of(self.student)
+        self.preprocess, self.arch = model_preprocess(self.student), model_arch(self.student)
         self.tokenizer = ClipTokenizer(self.arch.text.context_length)
         self.step, position = 0, 0
         if resume_state is not None:

@@ -76,16 +76,12 @@ class TorchTransform:
 
 def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: str | None = None, device="cpu"):
     """CLIP_benchmark loader: ``(model, transform, tokenizer)`` for a ``.tclip`` file or ``bundled``."""
-    from ..runtime.preprocess import Preprocess
-
     if model_name == "bundled":
         from ..assets import bundled_teacher
-        from ..pack.export import arch_from_open_clip, preprocess_meta
+        from ..pack.export import model_arch, model_preprocess
 
         model = bundled_teacher().to(device)
-        arch = arch_from_open_clip(model)
-        return model, TorchTransform(Preprocess.from_meta(preprocess_meta(model, arch))), \
-            TorchTokenizer(arch.text.context_length)
+        return model, TorchTransform(model_preprocess(model)), TorchTokenizer(model_arch(model).text.context_length)
     if not model_name.endswith(".tclip"):
         raise ValueError(f"--model_type {MODEL_TYPE} takes a .tclip file or 'bundled', got {model_name!r}; "
                          "float open_clip models use --model_type open_clip")

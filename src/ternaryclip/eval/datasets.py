@@ -15,7 +15,6 @@ Images that fail to decode are counted in ``skipped`` and left out, never fatal.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import Counter
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.synthetic import BENCHMARK_TASKS, SyntheticWorld
-from ..data.images import IMAGE_SUFFIXES, DataError
+from ..data.images import IMAGE_SUFFIXES, DataError, read_caption_table
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.")
 
@@ -107,20 +106,10 @@ def image_folder_set(root: str, classnames: str | None = None, templates: str | 
 
 
 def caption_file_set(path: str, image_key: str = "filepath", caption_key: str = "title") -> RetrievalSet:
-    if not os.path.isfile(path):
-        raise DataError(f"CSV/TSV file {path!r} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
-        columns = reader.fieldnames or []
-        if image_key not in columns or caption_key not in columns:
-            raise DataError(f"{path}: needs columns {image_key!r} and {caption_key!r} (--image-key / --caption-key), "
-                            f"has {columns}")
-        base = os.path.dirname(os.path.abspath(path))
-        grouped: dict[str, list[str]] = {}
-        for row in reader:
-            caption = (row[caption_key] or "").strip()
-            if caption:
-                grouped.setdefault(os.path.join(base, row[image_key]), []).append(caption)
+    grouped: dict[str, list[str]] = {}
+    for image, caption in read_caption_table(path, image_key, caption_key):
+        if caption.strip():
+            grouped.setdefault(image, []).append(caption.strip())
     if not grouped:
         raise DataError(f"{path}: no image-caption rows")
     return RetrievalSet(os.path.basename(path), list(grouped), list(grouped.values()))

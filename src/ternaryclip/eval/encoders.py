@@ -1,7 +1,7 @@
 """One calling convention for every model the evaluation sees.
 
-An *encoder* has ``encode_image(pixels)`` (float32 ``[B, 3, H, W]``, already normalized) and
-``encode_text(list[str])``, both returning numpy arrays.  The runtime's ``TernaryCLIP`` is one
+An *encoder* has ``encode_image(pixels)`` (float32 ``[B, 3, H, W]``, already normalized),
+``encode_text(list[str])``, both returning numpy arrays, and ``arch`` and ``preprocess``.  The runtime's ``TernaryCLIP`` is one
 already; :class:`TorchEncoder` wraps an open_clip model or a Hugging Face ``CLIPModel``.
 """
 
@@ -17,8 +17,8 @@ class TorchEncoder:
 
     def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
         from ..distill.models import as_clip
-        from ..pack.export import arch_from_hf, arch_from_open_clip
-        from ..quant import clip_family, materialize_, ternary_sites
+        from ..pack.export import model_arch, model_preprocess
+        from ..quant import materialize_, ternary_sites
 
         if any(True for _ in ternary_sites(model)):
             # A ternarized model re-quantizes every weight on every forward; its materialized copy holds
@@ -28,7 +28,7 @@ class TorchEncoder:
             model = materialize_(copy.deepcopy(model))
         self.model = model.eval()
         self.clip = as_clip(model)
-        self.arch = arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
+        self.arch, self.preprocess = model_arch(model), model_preprocess(model)
         self.tokenizer = ClipTokenizer(context_length or self.arch.text.context_length)
         self.batch_size = batch_size
 

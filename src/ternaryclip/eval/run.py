@@ -21,12 +21,15 @@ from .metrics import class_embeddings, classification_metrics, retrieval_metrics
 
 @dataclass
 class LoadedModel:
-    """An encoder (numpy in / out), its preprocessing, and what to call it in reports."""
+    """An encoder (numpy in / out, with ``preprocess``) and what to call it in reports."""
     encoder: object
-    preprocess: Preprocess
     name: str
     kind: str              # "tclip" (runtime) or "torch"
     file_bytes: int | None = None
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.encoder.preprocess
 
 
 def load_model(spec: str, pretrained: str | None = None, mode: str = "fast", threads: int | None = None,
@@ -36,28 +39,24 @@ def load_model(spec: str, pretrained: str | None = None, mode: str = "fast", thr
         from ..runtime import load
 
         model = load(spec, mode=mode, threads=threads, batch_size=batch_size)
-        return LoadedModel(model, model.preprocess, f"{os.path.basename(spec)} ({mode})", "tclip", os.path.getsize(spec))
+        return LoadedModel(model, f"{os.path.basename(spec)} ({mode})", "tclip", os.path.getsize(spec))
     import torch
 
     from ..distill.models import load_clip
-    from ..pack.export import preprocess_meta
     from .encoders import TorchEncoder
 
     if threads:
         torch.set_num_threads(threads)
     encoder = TorchEncoder(load_clip(spec, pretrained), batch_size)
     size = os.path.getsize(pretrained) if pretrained and os.path.isfile(pretrained) else None
-    return LoadedModel(encoder, Preprocess.from_meta(preprocess_meta(encoder.model, encoder.arch)), spec, "torch", size)
+    return LoadedModel(encoder, spec, "torch", size)
 
 
 def pixels_of(images: list, preprocess: Preprocess, skipped: Counter, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed ``[N, 3, S, S]`` and the indices kept; files that fail to decode are counted and dropped."""
-    mean = np.asarray(preprocess.mean, np.float32)[:, None, None]
-    std = np.asarray(preprocess.std, np.float32)[:, None, None]
-
     def one(image):
         if isinstance(image, np.ndarray) and image.shape[:2] == (preprocess.size, preprocess.size):
-            return (image.astype(np.float32).transpose(2, 0, 1) / 255.0 - mean) / std
+            return preprocess.normalize(image)
         try:
             from PIL import Image
 
@@ -74,21 +73,22 @@ def pixels_of(images: list, preprocess: Preprocess, skipped: Counter, workers: i
     return stacked.astype(np.float32, copy=False), kept
 
 
-def _encode_images(model: LoadedModel, pixels: np.ndarray, batch_size: int, desc: str) -> np.ndarray:
+def _encode_images(model: LoadedModel, pixels: np.ndarray, batch_size: int, desc: str, progress: bool) -> np.ndarray:
     from tqdm.auto import tqdm
 
     chunks = [model.encoder.encode_image(pixels[i:i + batch_size])
-              for i in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False, unit="batch")]
+              for i in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False, unit="batch",
+                            disable=not progress)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
 
 
-def evaluate_set(model: LoadedModel, data, batch_size: int = 64) -> dict:
+def evaluate_set(model: LoadedModel, data, batch_size: int = 64, progress: bool = True) -> dict:
     """One result (CLIP_benchmark's shape) for a ClassificationSet or RetrievalSet."""
     skipped = Counter(data.skipped)
     pixels, kept = pixels_of(data.images, model.preprocess, skipped)
     if not len(kept):
         raise ValueError(f"{data.name}: no image could be decoded")
-    images = _encode_images(model, pixels, batch_size, data.name)
+    images = _encode_images(model, pixels, batch_size, data.name, progress)
     if isinstance(data, ClassificationSet):
         prompts = [t.format(c=c) for c in data.classnames for t in data.templates]
         text = model.encoder.encode_text(prompts).reshape(len(data.classnames), len(data.templates), -1)

@@ -108,6 +108,18 @@ def preprocess_meta(model: nn.Module, arch: ClipArch) -> dict:
     }
 
 
+def model_arch(model: nn.Module) -> ClipArch:
+    """The architecture of an open_clip or Hugging Face CLIP."""
+    return arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
+
+
+def model_preprocess(model: nn.Module):
+    """The runtime's ``Preprocess`` (equal to open_clip's eval transform) for a torch CLIP."""
+    from ..runtime.preprocess import Preprocess
+
+    return Preprocess.from_meta(preprocess_meta(model, model_arch(model)))
+
+
 # ---------------------------------------------------------------- ternary detection
 
 def detect_ternary(w: torch.Tensor, group_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,7 +268,7 @@ def tclip_from_model(model: nn.Module, config: TernaryConfig | None = None, quan
                      provenance: dict | None = None) -> TclipModel:
     """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights."""
     family = clip_family(model)
-    arch = arch_from_hf(model) if family == "hf" else arch_from_open_clip(model)
+    arch = model_arch(model)
     if any(True for _ in ternary_sites(model)):
         ternary, floats = _tensors_of_ternarized(model)
         config = getattr(model, "ternary_config", None) or config or TernaryConfig()

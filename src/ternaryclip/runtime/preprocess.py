@@ -38,6 +38,17 @@ class Preprocess:
             raise ValueError(f"unsupported preprocessing {p.interpolation}/{p.resize_mode}")
         return p
 
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[..., size, size, 3]`` already at the model's size -> float32 ``[..., 3, size, size]``.
+
+        The same arithmetic as ``__call__`` after its resize and crop, without a PIL round trip.
+        """
+        if images.dtype != np.uint8 or images.shape[-3:] != (self.size, self.size, 3):
+            raise ValueError(f"expected uint8 [..., {self.size}, {self.size}, 3], got {images.dtype} {images.shape}")
+        pixels = images.astype(np.float32) / 255.0
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
+
     def __call__(self, image) -> np.ndarray:
         """A PIL image or a path -> float32 ``[3, size, size]``."""
         image = open_image(image)
