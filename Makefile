@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast quickstart clean
+.PHONY: setup test test-fast lint format quickstart clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,6 +15,15 @@ setup: $(STAMP)
 
 test: setup
 	$(PY) -m pytest -q
+
+# ruff: lint and formatting, configured in pyproject.toml (CI runs this before the tests).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

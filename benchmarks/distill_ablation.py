@@ -59,22 +59,40 @@ def main() -> None:
         kw.update(VARIANTS[name])
         distill = kw["logit"] or kw["feature"]
         with tempfile.TemporaryDirectory() as tmp:
-            config = DistillConfig(teacher=None, data="synthetic", steps=args.steps, batch_size=args.batch_size,
-                                   warmup=max(1, args.steps // 10), weight_decay=0.0, embedding=True, out=tmp,
-                                   save_every=10 ** 9, progress=False, threads=args.threads, seed=1, **kw)
+            config = DistillConfig(
+                teacher=None,
+                data="synthetic",
+                steps=args.steps,
+                batch_size=args.batch_size,
+                warmup=max(1, args.steps // 10),
+                weight_decay=0.0,
+                embedding=True,
+                out=tmp,
+                save_every=10**9,
+                progress=False,
+                threads=args.threads,
+                seed=1,
+                **kw,
+            )
             start = time.perf_counter()
             trainer = Trainer(config, teacher=teacher if distill else None, student=copy.deepcopy(teacher))
             trainer.run()
             seconds = time.perf_counter() - start
         m = summary_metrics(evaluate_synthetic(trainer.student.eval()))
-        m.update(zs_retention=m["zs_mean"] / reference["zs_mean"], r1_retention=m["R@1_mean"] / reference["R@1_mean"],
-                 seconds=seconds)
+        m.update(
+            zs_retention=m["zs_mean"] / reference["zs_mean"],
+            r1_retention=m["R@1_mean"] / reference["R@1_mean"],
+            seconds=seconds,
+        )
         results["variants"][name] = m
         if args.json:  # after every variant, so a long run can be read while it goes
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2)
-        print(f"{name:<36} zero-shot {100 * m['zs_mean']:5.1f} ({m['zs_retention']:6.1%})   "
-              f"R@1 {100 * m['R@1_mean']:5.1f} ({m['r1_retention']:6.1%})   {seconds:5.0f} s", flush=True)
+        print(
+            f"{name:<36} zero-shot {100 * m['zs_mean']:5.1f} ({m['zs_retention']:6.1%})   "
+            f"R@1 {100 * m['R@1_mean']:5.1f} ({m['r1_retention']:6.1%})   {seconds:5.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -29,15 +29,29 @@ def measure(arch: str, batch: int, steps: int, threads: int | None) -> dict:
     teacher = load_clip(arch)
     image_size = teacher.visual.image_size
     image_size = image_size[0] if isinstance(image_size, tuple) else image_size
-    variants = {"float": dict(ternary=False, logit=0.0, feature=0.0), "QAT": dict(logit=0.0, feature=0.0),
-                "QAT+KD": dict()}
+    variants = {
+        "float": dict(ternary=False, logit=0.0, feature=0.0),
+        "QAT": dict(logit=0.0, feature=0.0),
+        "QAT+KD": dict(),
+    }
     trainers = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, kw in variants.items():
-            config = DistillConfig(teacher=None, data="synthetic", steps=steps + 1, batch_size=batch, warmup=1,
-                                   out=f"{tmp}/{name}", save_every=10 ** 9, progress=False, threads=threads, **kw)
-            trainers[name] = Trainer(config, teacher=teacher if name == "QAT+KD" else None,
-                                     student=copy.deepcopy(teacher))
+            config = DistillConfig(
+                teacher=None,
+                data="synthetic",
+                steps=steps + 1,
+                batch_size=batch,
+                warmup=1,
+                out=f"{tmp}/{name}",
+                save_every=10**9,
+                progress=False,
+                threads=threads,
+                **kw,
+            )
+            trainers[name] = Trainer(
+                config, teacher=teacher if name == "QAT+KD" else None, student=copy.deepcopy(teacher)
+            )
         times = {name: [] for name in trainers}
         for step in range(steps + 1):
             for name, trainer in trainers.items():
@@ -46,10 +60,14 @@ def measure(arch: str, batch: int, steps: int, threads: int | None) -> dict:
                 if step:  # the first step warms up allocations
                     times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"arch": arch, "batch": batch, "steps": steps,
-            "seconds_per_step": medians,
-            "ratio_vs_float": {name: m / medians["float"] for name, m in medians.items()},
-            "kd_vs_qat": medians["QAT+KD"] / medians["QAT"]}
+    return {
+        "arch": arch,
+        "batch": batch,
+        "steps": steps,
+        "seconds_per_step": medians,
+        "ratio_vs_float": {name: m / medians["float"] for name, m in medians.items()},
+        "kd_vs_qat": medians["QAT+KD"] / medians["QAT"],
+    }
 
 
 def main() -> None:
@@ -64,8 +82,10 @@ def main() -> None:
     print(f"{'student':<12}{'batch':>6}{'float s/step':>14}{'QAT':>10}{'QAT+KD':>10}{'KD/QAT':>10}")
     for r in results:
         s, q = r["seconds_per_step"], r["ratio_vs_float"]
-        print(f"{r['arch']:<12}{r['batch']:>6}{s['float']:>14.3f}{q['QAT']:>9.2f}x{q['QAT+KD']:>9.2f}x"
-              f"{r['kd_vs_qat']:>9.2f}x")
+        print(
+            f"{r['arch']:<12}{r['batch']:>6}{s['float']:>14.3f}{q['QAT']:>9.2f}x{q['QAT+KD']:>9.2f}x"
+            f"{r['kd_vs_qat']:>9.2f}x"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

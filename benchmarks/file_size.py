@@ -42,7 +42,9 @@ def main() -> None:
             ternarize_(model, TernaryConfig(scope="all", embedding=True))
             files = {"fp32_safetensors": fp32}
             for packing in ("2bit", "base3"):
-                files[f"tclip_{packing}"] = ternaryclip.save(model, Path(tmp) / f"{arch}.{packing}.tclip", packing=packing)
+                files[f"tclip_{packing}"] = ternaryclip.save(
+                    model, Path(tmp) / f"{arch}.{packing}.tclip", packing=packing
+                )
             loaders = {"fp32_safetensors": load_numpy, "tclip_2bit": read, "tclip_base3": read}
             times = {k: [] for k in files}
             for _ in range(args.repeats):
@@ -54,13 +56,19 @@ def main() -> None:
             fp32_size = files["fp32_safetensors"].stat().st_size
             for key, path in files.items():
                 size = path.stat().st_size
-                row[key] = {"bytes": size, "vs_fp32": fp32_size / size,
-                            "load_s_median": statistics.median(times[key]), "load_s_min": min(times[key])}
+                row[key] = {
+                    "bytes": size,
+                    "vs_fp32": fp32_size / size,
+                    "load_s_median": statistics.median(times[key]),
+                    "load_s_min": min(times[key]),
+                }
             results[arch] = row
             print(f"{arch}:")
             for key, r in row.items():
-                print(f"  {key:<17} {r['bytes'] / 1e6:8.2f} MB  {r['vs_fp32']:6.2f}x smaller  "
-                      f"load {r['load_s_median'] * 1e3:7.1f} ms (median, machine-bound)")
+                print(
+                    f"  {key:<17} {r['bytes'] / 1e6:8.2f} MB  {r['vs_fp32']:6.2f}x smaller  "
+                    f"load {r['load_s_median'] * 1e3:7.1f} ms (median, machine-bound)"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

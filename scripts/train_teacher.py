@@ -34,15 +34,26 @@ def install(run: Path, minutes: float | None) -> dict:
     state = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run / "model.safetensors")).items()}
     save_file(state, str(TEACHER_WEIGHTS))
     config = json.loads((run / "config.json").read_text())
-    recipe = {k: v for k, v in config.items() if k in DistillConfig.__dataclass_fields__ and
-              k in DistillConfig().training_values()}
-    curve = [{k: v for k, v in json.loads(line).items() if k.startswith(("step", "loss", "zeroshot/mean", "retrieval/"))}
-             for line in open(run / "metrics.jsonl") if "zeroshot/mean_acc1" in line]
+    recipe = {
+        k: v
+        for k, v in config.items()
+        if k in DistillConfig.__dataclass_fields__ and k in DistillConfig().training_values()
+    }
+    curve = [
+        {k: v for k, v in json.loads(line).items() if k.startswith(("step", "loss", "zeroshot/mean", "retrieval/"))}
+        for line in open(run / "metrics.jsonl")
+        if "zeroshot/mean_acc1" in line
+    ]
     result = evaluate_synthetic(bundled_teacher())
-    card = {"architecture": json.loads(TEACHER_CONFIG.read_text()), "recipe": recipe,
-            "command": "python scripts/train_teacher.py --out runs/teacher --install",
-            "minutes_on_2_cores": minutes, "weights": "fp16 safetensors", "evaluation": result,
-            "training_evaluations": curve}
+    card = {
+        "architecture": json.loads(TEACHER_CONFIG.read_text()),
+        "recipe": recipe,
+        "command": "python scripts/train_teacher.py --out runs/teacher --install",
+        "minutes_on_2_cores": minutes,
+        "weights": "fp16 safetensors",
+        "evaluation": result,
+        "training_evaluations": curve,
+    }
     TEACHER_CARD.write_text(json.dumps(json_safe(card), indent=2) + "\n")
     return result
 
@@ -67,10 +78,23 @@ def main() -> None:
         return
     from ternaryclip.eval.synthetic import evaluate_synthetic
 
-    config = DistillConfig(teacher=None, student=str(TEACHER_CONFIG), ternary=False, data="synthetic",
-                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-                           weight_decay=0.1, seed=args.seed, out=args.out, resume=args.resume, save_every=100,
-                           eval_every=250, threads=args.threads)
+    config = DistillConfig(
+        teacher=None,
+        student=str(TEACHER_CONFIG),
+        ternary=False,
+        data="synthetic",
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        weight_decay=0.1,
+        seed=args.seed,
+        out=args.out,
+        resume=args.resume,
+        save_every=100,
+        eval_every=250,
+        threads=args.threads,
+    )
     start = time.time()
     trainer = Trainer(config, eval_fn=lambda model, step: evaluate_synthetic(model, quick=True))
     trainer.run()

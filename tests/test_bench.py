@@ -12,14 +12,38 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     config = tmp_path / "tiny-bench.json"
     config.write_text(json.dumps({**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}}))
     out = tmp_path / "bench.json"
-    assert main(["bench", "--arch", str(config), "--batch", "1,2", "--repeats", "1", "--threads", "1",
-                 "--json", str(out), "--plot", str(tmp_path / "bench.png")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--arch",
+                str(config),
+                "--batch",
+                "1,2",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+                "--plot",
+                str(tmp_path / "bench.png"),
+            ]
+        )
+        == 0
+    )
     assert "open_clip_fp32" in capsys.readouterr().out
     report = json.loads(out.read_text())
     engines = report["engines"]
-    assert set(engines) == {"open_clip_fp32", "torch_int8_dynamic", "onnxruntime_fp32", "onnxruntime_2bit",
-                            "ternaryclip_exact", "ternaryclip_fast"}
-    for name, r in engines.items():
+    assert set(engines) == {
+        "open_clip_fp32",
+        "torch_int8_dynamic",
+        "onnxruntime_fp32",
+        "onnxruntime_2bit",
+        "ternaryclip_exact",
+        "ternaryclip_fast",
+    }
+    for r in engines.values():
         for key in ("image_b1", "image_b2", "text_b1", "text_b2"):
             assert r[key]["min_s"] <= r[key]["median_s"] <= r[key]["max_s"]
             assert r["speedup_vs_fp32"][key] > 0
@@ -58,14 +82,23 @@ def test_onnx_2bit_conversion_matches_the_ternary_matmul(tmp_path):
     w_nk = (codes * scales[:, None]).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     float_w = rng.standard_normal((k, n)).astype(np.float32)  # not ternary: must stay a MatMul
-    nodes = [helper.make_node("MatMul", ["x", "w_kn"], ["a"]),
-             helper.make_node("Gemm", ["x", "w_nk", "bias"], ["b"], transB=1),
-             helper.make_node("MatMul", ["x", "float_w"], ["c"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, k])],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [3, n]) for o in "abc"],
-                              initializer=[numpy_helper.from_array(np.ascontiguousarray(w_nk.T), "w_kn"),
-                                           numpy_helper.from_array(w_nk, "w_nk"), numpy_helper.from_array(bias, "bias"),
-                                           numpy_helper.from_array(float_w, "float_w")])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w_kn"], ["a"]),
+        helper.make_node("Gemm", ["x", "w_nk", "bias"], ["b"], transB=1),
+        helper.make_node("MatMul", ["x", "float_w"], ["c"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, k])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [3, n]) for o in "abc"],
+        initializer=[
+            numpy_helper.from_array(np.ascontiguousarray(w_nk.T), "w_kn"),
+            numpy_helper.from_array(w_nk, "w_nk"),
+            numpy_helper.from_array(bias, "bias"),
+            numpy_helper.from_array(float_w, "float_w"),
+        ],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx")
     assert convert(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx")) == 2
     converted = onnx.load(tmp_path / "q.onnx")
@@ -89,8 +122,14 @@ def test_bench_on_a_given_tclip_file(tmp_path):
     torch.manual_seed(0)
     model = open_clip.CLIP(**{**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}})
     path = ternaryclip.save(ternarize_(model.eval(), TernaryConfig(embedding=True)), tmp_path / "m.tclip")
-    report = run_bench(model=str(path), batches=(1,), threads=1, repeats=1,
-                       engines=("open_clip_fp32", "ternaryclip_fast"), progress=lambda *_: None)
+    report = run_bench(
+        model=str(path),
+        batches=(1,),
+        threads=1,
+        repeats=1,
+        engines=("open_clip_fp32", "ternaryclip_fast"),
+        progress=lambda *_: None,
+    )
     assert report["arch"] == str(path)
     assert report["engines"]["ternaryclip_fast"]["file_bytes"] == path.stat().st_size
     assert report["engines"]["ternaryclip_fast"]["image_cosine_vs_fp32"] > 0.99

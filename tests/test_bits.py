@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from ternaryclip.pack.bits import (PackingError, base3_to_2bit, check_2bit, pack_2bit, pack_base3, packed_2bit_shape,
-                                   unpack_2bit, unpack_base3)
+from ternaryclip.pack.bits import (
+    PackingError,
+    base3_to_2bit,
+    check_2bit,
+    pack_2bit,
+    pack_base3,
+    packed_2bit_shape,
+    unpack_2bit,
+    unpack_base3,
+)
 
 
 def test_2bit_layout_interleaves_four_32_column_stripes():

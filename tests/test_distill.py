@@ -11,21 +11,43 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ternaryclip.distill import DistillConfig, DistillLoss, LogitDistillLoss, LossWeights, Trainer, TrainingDiverged, lr_at
+from conftest import TINY_DISTILL
+from ternaryclip.distill import (
+    DistillConfig,
+    DistillLoss,
+    LogitDistillLoss,
+    LossWeights,
+    Trainer,
+    TrainingDiverged,
+    lr_at,
+)
 from ternaryclip.distill.checkpoint import CheckpointError
 from ternaryclip.distill.losses import ClipLoss, FeatureDistillLoss
 from ternaryclip.distill.trainer import param_groups
 
-from conftest import TINY_DISTILL
 
 def tiny_config(files, tmp_path, **kw) -> DistillConfig:
     config, weights = files
-    base = dict(teacher=config, teacher_pretrained=weights, data="synthetic", steps=6, batch_size=8, lr=1e-3,
-                warmup=2, out=str(tmp_path / "run"), save_every=3, log_every=1, progress=False, threads=1, workers=1)
+    base = dict(
+        teacher=config,
+        teacher_pretrained=weights,
+        data="synthetic",
+        steps=6,
+        batch_size=8,
+        lr=1e-3,
+        warmup=2,
+        out=str(tmp_path / "run"),
+        save_every=3,
+        log_every=1,
+        progress=False,
+        threads=1,
+        workers=1,
+    )
     return DistillConfig(**{**base, **kw})
 
 
 # ---------------------------------------------------------------- losses
+
 
 def test_clip_loss_equals_open_clip():
     from open_clip.loss import ClipLoss as OpenClipLoss
@@ -42,13 +64,18 @@ def test_logit_distillation_is_kl_both_ways():
     for tau in (1.0, 2.0):
         expected = 0.0
         for s, t in ((student, teacher), (student.T, teacher.T)):
-            expected += 0.5 * F.kl_div(F.log_softmax(s / tau, -1), F.log_softmax(t / tau, -1), log_target=True,
-                                       reduction="batchmean") * tau ** 2
+            expected += (
+                0.5
+                * F.kl_div(
+                    F.log_softmax(s / tau, -1), F.log_softmax(t / tau, -1), log_target=True, reduction="batchmean"
+                )
+                * tau**2
+            )
         assert torch.allclose(LogitDistillLoss(tau)(student, teacher), expected, atol=1e-6)
-    reverse = 0.5 * (F.kl_div(F.log_softmax(teacher, -1), F.log_softmax(student, -1), log_target=True,
-                              reduction="batchmean")
-                     + F.kl_div(F.log_softmax(teacher.T, -1), F.log_softmax(student.T, -1), log_target=True,
-                                reduction="batchmean"))
+    reverse = 0.5 * (
+        F.kl_div(F.log_softmax(teacher, -1), F.log_softmax(student, -1), log_target=True, reduction="batchmean")
+        + F.kl_div(F.log_softmax(teacher.T, -1), F.log_softmax(student.T, -1), log_target=True, reduction="batchmean")
+    )
     assert torch.allclose(LogitDistillLoss(reverse=True)(student, teacher), reverse, atol=1e-6)
     assert float(LogitDistillLoss()(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
@@ -65,9 +92,11 @@ def test_feature_loss_and_weighted_total():
     loss = DistillLoss(LossWeights(0.5, 2.0, 3.0), temperature=2.0)
     objective, parts = loss(si, st, scale, ti, tt, scale)
     n = lambda x: F.normalize(x, dim=-1)  # noqa: E731
-    expected = (0.5 * ClipLoss()(n(si), n(st), scale)
-                + 2.0 * LogitDistillLoss(2.0)(scale * n(si) @ n(st).T, scale * n(ti) @ n(tt).T)
-                + 3.0 * 0.5 * (FeatureDistillLoss()(n(si), n(ti)) + FeatureDistillLoss()(n(st), n(tt))))
+    expected = (
+        0.5 * ClipLoss()(n(si), n(st), scale)
+        + 2.0 * LogitDistillLoss(2.0)(scale * n(si) @ n(st).T, scale * n(ti) @ n(tt).T)
+        + 3.0 * 0.5 * (FeatureDistillLoss()(n(si), n(ti)) + FeatureDistillLoss()(n(st), n(tt)))
+    )
     assert float(objective) == pytest.approx(float(expected), rel=1e-5)
     assert parts["loss"] == pytest.approx(float(expected), rel=1e-5)
     assert set(parts) == {"contrastive", "logit", "feature", "loss", "teacher_cosine"}
@@ -76,6 +105,7 @@ def test_feature_loss_and_weighted_total():
 
 
 # ---------------------------------------------------------------- schedule and optimizer groups
+
 
 def test_warmup_cosine_schedule():
     c = DistillConfig(steps=10, warmup=2, lr=1.0, min_lr=0.1)
@@ -99,6 +129,7 @@ def test_no_weight_decay_on_norms_biases_and_logit_scale(tiny_open_clip):
 
 # ---------------------------------------------------------------- the trainer
 
+
 def _student_state(trainer: Trainer) -> dict:
     return {k: v.clone() for k, v in trainer.student.state_dict().items()}
 
@@ -106,6 +137,7 @@ def _student_state(trainer: Trainer) -> dict:
 def test_resume_is_bit_exact(tiny_teacher_files, tmp_path):
     straight = Trainer(tiny_config(tiny_teacher_files, tmp_path / "a", accum=2))
     straight.run()
+
     def interrupt(model, step):
         if step == 5:  # after the step-3 checkpoint, before the next one: work since then is lost
             raise KeyboardInterrupt
@@ -149,8 +181,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_teacher_files, tmp_p
 
 def test_distillation_learns_the_teacher(tiny_teacher_files, tmp_path):
     """QAT + KD from a copy of the teacher: the student's embeddings move toward the teacher's."""
-    trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path, steps=40, lr=2e-3, batch_size=16, warmup=5,
-                                  contrastive=0.0, save_every=100))
+    trainer = Trainer(
+        tiny_config(
+            tiny_teacher_files, tmp_path, steps=40, lr=2e-3, batch_size=16, warmup=5, contrastive=0.0, save_every=100
+        )
+    )
     history = trainer.run()
     early = np.mean([h["teacher_cosine"] for h in history[:5]])
     late = np.mean([h["teacher_cosine"] for h in history[-5:]])
@@ -198,8 +233,9 @@ def test_config_file_and_cli_flags(tmp_path):
     from ternaryclip.cli.distill import config_from_args
 
     (tmp_path / "c.yaml").write_text("steps: 7\nbatch-size: 12\nlr: 0.002\nscope: ffn\n")
-    args = build_parser().parse_args(["distill", "--config", str(tmp_path / "c.yaml"), "--lr", "0.005",
-                                      "--no-embedding"])
+    args = build_parser().parse_args(
+        ["distill", "--config", str(tmp_path / "c.yaml"), "--lr", "0.005", "--no-embedding"]
+    )
     config = config_from_args(args)
     assert (config.steps, config.batch_size, config.lr, config.scope, config.embedding) == (7, 12, 0.005, "ffn", False)
     (tmp_path / "bad.json").write_text(json.dumps({"stepz": 3}))
@@ -216,33 +252,65 @@ def test_hugging_face_teacher_and_student(tmp_path):
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         vocab_size=49408, max_position_embeddings=24, bos_token_id=49406, eos_token_id=49407,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            vocab_size=49408,
+            max_position_embeddings=24,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     CLIPModel(config).save_pretrained(tmp_path / "hf")
-    trainer = Trainer(DistillConfig(teacher=str(tmp_path / "hf"), data="synthetic", steps=3, batch_size=8, warmup=1,
-                                    out=str(tmp_path / "run"), progress=False, threads=1, workers=1))
+    trainer = Trainer(
+        DistillConfig(
+            teacher=str(tmp_path / "hf"),
+            data="synthetic",
+            steps=3,
+            batch_size=8,
+            warmup=1,
+            out=str(tmp_path / "run"),
+            progress=False,
+            threads=1,
+            workers=1,
+        )
+    )
     history = trainer.run()
     assert all(np.isfinite(h["loss"]) for h in history) and "feature" in history[0]
     path = trainer.export()
     texts = ["one red circle on a dark background"]
-    np.testing.assert_allclose(ternaryclip.load(path, mode="exact").encode_text(texts),
-                               TorchEncoder(trainer.student).encode_text(texts), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        ternaryclip.load(path, mode="exact").encode_text(texts),
+        TorchEncoder(trainer.student).encode_text(texts),
+        rtol=1e-3,
+        atol=1e-4,
+    )
 
 
 def test_token_distillation(tiny_teacher_files, tmp_path):
     """Last-block tokens: zero loss for a float copy of the teacher, positive once ternary, and it trains."""
-    float_copy = Trainer(tiny_config(tiny_teacher_files, tmp_path / "f", ternary=False, token_feature=1.0, steps=1,
-                                     lr=1e-9))
+    float_copy = Trainer(
+        tiny_config(tiny_teacher_files, tmp_path / "f", ternary=False, token_feature=1.0, steps=1, lr=1e-9)
+    )
     assert float_copy.run()[0]["token_feature"] == pytest.approx(0.0, abs=1e-5)
     trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path / "t", token_feature=1.0, steps=2))
     history = trainer.run()
     assert history[0]["token_feature"] > 1e-3
-    assert history[0]["loss"] == pytest.approx(sum(history[0][k] for k in ("contrastive", "logit", "feature",
-                                                                              "token_feature")), rel=1e-5)
+    assert history[0]["loss"] == pytest.approx(
+        sum(history[0][k] for k in ("contrastive", "logit", "feature", "token_feature")), rel=1e-5
+    )
 
 
 def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_path):
@@ -261,8 +329,20 @@ def test_vit_b_32_distillation_steps(tmp_path):
     from ternaryclip.distill.models import load_clip
 
     teacher = load_clip("ViT-B-32")
-    trainer = Trainer(DistillConfig(teacher=None, data="synthetic", steps=2, batch_size=4, warmup=1, out=str(tmp_path),
-                                    progress=False, workers=1), teacher=teacher, student=copy.deepcopy(teacher))
+    trainer = Trainer(
+        DistillConfig(
+            teacher=None,
+            data="synthetic",
+            steps=2,
+            batch_size=4,
+            warmup=1,
+            out=str(tmp_path),
+            progress=False,
+            workers=1,
+        ),
+        teacher=teacher,
+        student=copy.deepcopy(teacher),
+    )
     history = trainer.run()
     assert all(np.isfinite(h["loss"]) for h in history) and history[0]["teacher_cosine"] < 1.0
     assert trainer.stats()["ternary_fraction"] > 0.99

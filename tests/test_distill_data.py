@@ -66,7 +66,9 @@ def test_csv_skips_broken_images_and_empty_captions(tmp_path):
     assert stream.position == 12 + stream.skipped.total
     # Pixels equal the runtime's preprocessing of the same file.
     order = np.random.default_rng([0, 0]).permutation(8)
-    first_good = next(source.items[i] for i in order if not source.items[i][0].endswith("broken.jpg") and source.items[i][1].strip())
+    first_good = next(
+        source.items[i] for i in order if not source.items[i][0].endswith("broken.jpg") and source.items[i][1].strip()
+    )
     np.testing.assert_allclose(batch.pixels[0], PRE(decode_rgb(first_good[0])), atol=1e-6)
 
 
@@ -121,8 +123,9 @@ def test_webdataset_shards_skip_bad_samples_and_resume(tmp_path):
     assert stream.position == 10
     resumed = _stream(open_source(spec), batch_size=4, start=6)
     np.testing.assert_array_equal(resumed.next_batch().ids, b2.ids)
-    np.testing.assert_array_equal(open_source(str(tmp_path)).files, [str(tmp_path / "shard-000.tar"),
-                                                                     str(tmp_path / "shard-001.tar")])
+    np.testing.assert_array_equal(
+        open_source(str(tmp_path)).files, [str(tmp_path / "shard-000.tar"), str(tmp_path / "shard-001.tar")]
+    )
     assert b1.pixels.shape == (4, 3, 32, 32)
 
 
@@ -143,6 +146,7 @@ def test_ranks_split_the_global_batch(tmp_path):
                 other_stream.agree = agree_for(other)
                 pending["rows", other] = other_stream.next_batch()
             return pending[0] + pending[1]
+
         return agree
 
     streams[0].agree = agree_for(0)

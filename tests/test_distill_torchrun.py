@@ -11,14 +11,24 @@ import pytest
 from safetensors.numpy import load_file
 
 
-
 def _run(nproc: int, config: dict, tmp_path, name: str) -> tuple[list[dict], dict]:
     out = tmp_path / name
     cfg = tmp_path / f"{name}.json"
     cfg.write_text(json.dumps({**config, "out": str(out)}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "ternaryclip", "distill", "--config", str(cfg), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ternaryclip",
+        "distill",
+        "--config",
+        str(cfg),
+        "--no-progress",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [json.loads(line) for line in open(out / "metrics.jsonl")]
@@ -27,8 +37,19 @@ def _run(nproc: int, config: dict, tmp_path, name: str) -> tuple[list[dict], dic
 
 def test_two_processes_match_one(tiny_teacher_files, tmp_path):
     teacher, weights = tiny_teacher_files
-    config = dict(teacher=teacher, teacher_pretrained=weights, data="synthetic", steps=4, batch_size=8, lr=1e-3,
-                  warmup=1, save_every=4, log_every=1, threads=1, workers=1)
+    config = dict(
+        teacher=teacher,
+        teacher_pretrained=weights,
+        data="synthetic",
+        steps=4,
+        batch_size=8,
+        lr=1e-3,
+        warmup=1,
+        save_every=4,
+        log_every=1,
+        threads=1,
+        workers=1,
+    )
     one, state_one = _run(1, config, tmp_path, "one")
     two, state_two = _run(2, config, tmp_path, "two")
     assert [m["step"] for m in two] == [1, 2, 3, 4]

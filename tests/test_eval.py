@@ -31,8 +31,30 @@ def tiny_tclip(tiny_teacher_files, tmp_path):
 def test_eval_cli_student_vs_teacher(tiny_tclip, tiny_teacher_files, tmp_path, capsys):
     config, weights = tiny_teacher_files
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    assert cli(["eval", "--model", tiny_tclip, "--mode", "exact", "--teacher", config, "--teacher-pretrained", weights,
-                "--dataset", "synthetic/colour", "--json", str(out), "--plot", str(png), "--threads", "1"]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                "--model",
+                tiny_tclip,
+                "--mode",
+                "exact",
+                "--teacher",
+                config,
+                "--teacher-pretrained",
+                weights,
+                "--dataset",
+                "synthetic/colour",
+                "--json",
+                str(out),
+                "--plot",
+                str(png),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert [r["dataset"] for r in data["results"]] == ["synthetic/colour"] * 2
     student, teacher = data["results"]
@@ -105,9 +127,34 @@ def _clip_benchmark(tmp_path, model, data, task, name):
 
     root = export_clip_benchmark(data, str(tmp_path / name))
     output = tmp_path / f"{name}.json"
-    main(["eval", "--model_type", "ternaryclip", "--model", model, "--pretrained", "fast", "--dataset", f"wds/{name}",
-          "--dataset_root", root, "--task", task, "--no_amp", "--batch_size", "64", "--num_workers", "0",
-          "--recall_k", "1", "5", "10", "--output", str(output)])
+    main(
+        [
+            "eval",
+            "--model_type",
+            "ternaryclip",
+            "--model",
+            model,
+            "--pretrained",
+            "fast",
+            "--dataset",
+            f"wds/{name}",
+            "--dataset_root",
+            root,
+            "--task",
+            task,
+            "--no_amp",
+            "--batch_size",
+            "64",
+            "--num_workers",
+            "0",
+            "--recall_k",
+            "1",
+            "5",
+            "10",
+            "--output",
+            str(output),
+        ]
+    )
     return json.loads(output.read_text())
 
 
@@ -127,15 +174,43 @@ def test_clip_benchmark_plugin_matches_our_metrics(tiny_tclip, tmp_path):
     for key in ("image_retrieval_recall@1", "text_retrieval_recall@1", "image_retrieval_recall@5"):
         assert theirs["metrics"][key] == pytest.approx(ours[key], abs=1.01 / 60), key
     # and `ternaryclip report` reads CLIP_benchmark's files next to ours
-    assert cli(["report", str(tmp_path / "synth-colour.json"), str(tmp_path / "synth-retrieval.json"),
-                "--out", str(tmp_path / "report.md"), "--plot", str(tmp_path / "report.png")]) == 0
+    assert (
+        cli(
+            [
+                "report",
+                str(tmp_path / "synth-colour.json"),
+                str(tmp_path / "synth-retrieval.json"),
+                "--out",
+                str(tmp_path / "report.md"),
+                "--plot",
+                str(tmp_path / "report.png"),
+            ]
+        )
+        == 0
+    )
     text = (tmp_path / "report.md").read_text()
     assert "wds/synth-colour" in text and "R@1" in text and (tmp_path / "report.png").exists()
 
 
 def test_clip_benchmark_unknown_dataset_is_a_clear_error(tiny_tclip, capsys):
-    assert cli(["clip-benchmark", "eval", "--model_type", "ternaryclip", "--model", tiny_tclip, "--dataset",
-                "no_such_set", "--no_amp", "--output", "/dev/null"]) == 2
+    assert (
+        cli(
+            [
+                "clip-benchmark",
+                "eval",
+                "--model_type",
+                "ternaryclip",
+                "--model",
+                tiny_tclip,
+                "--dataset",
+                "no_such_set",
+                "--no_amp",
+                "--output",
+                "/dev/null",
+            ]
+        )
+        == 2
+    )
     assert "no_such_set" in capsys.readouterr().err
 
 

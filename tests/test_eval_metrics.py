@@ -26,14 +26,14 @@ def test_hand_computed_retrieval():
     # caption 1 is image 2's nearest caption, so image 2 misses at rank 1 too.
     texts = np.array([[1, 0, 0], [0.9, 0.1, 0.5], [0, 1, 0], [1, 0, 0.2]], np.float32)
     m = retrieval_metrics(images, texts, np.array([0, 0, 1, 2]), ks=(1, 2))
-    assert m["image_retrieval_recall@1"] == 0.75            # caption 3 retrieves image 0
-    assert m["text_retrieval_recall@1"] == pytest.approx(2 / 3)   # image 2 ranks caption 1 first
+    assert m["image_retrieval_recall@1"] == 0.75  # caption 3 retrieves image 0
+    assert m["text_retrieval_recall@1"] == pytest.approx(2 / 3)  # image 2 ranks caption 1 first
     assert m["image_retrieval_recall@2"] == 1.0
 
 
 def test_class_embeddings_average_normalized_prompts():
     prompts = np.array([[[3, 0], [0, 1]], [[0, 2], [0, 5]]], np.float32)
-    np.testing.assert_allclose(class_embeddings(prompts), [[2 ** -0.5, 2 ** -0.5], [0, 1]], atol=1e-6)
+    np.testing.assert_allclose(class_embeddings(prompts), [[2**-0.5, 2**-0.5], [0, 1]], atol=1e-6)
 
 
 class _Embeddings(torch.nn.Module):
@@ -77,8 +77,15 @@ def test_same_numbers_as_clip_benchmark():
     prompt_index = {f"{t}|c{c}": c * templates + t for c in range(classes) for t in range(templates)}
     model = _Embeddings(images, prompts)
     tokenizer = lambda texts: torch.tensor([prompt_index[t] for t in texts])  # noqa: E731
-    theirs = zsc.evaluate(model, torch.utils.data.DataLoader(Data(), batch_size=16), tokenizer, Data.classes,
-                          [f"{t}|{{c}}" for t in range(templates)], "cpu", amp=False)
+    theirs = zsc.evaluate(
+        model,
+        torch.utils.data.DataLoader(Data(), batch_size=16),
+        tokenizer,
+        Data.classes,
+        [f"{t}|{{c}}" for t in range(templates)],
+        "cpu",
+        amp=False,
+    )
     ours = classification_metrics(images, class_embeddings(prompts.reshape(classes, templates, dim)), target)
     for key in ("acc1", "acc5", "mean_per_class_recall"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-9), key
@@ -95,8 +102,14 @@ def test_same_numbers_as_clip_benchmark():
             return i, [2 * i, 2 * i + 1]
 
     collate = lambda batch: (torch.tensor([b[0] for b in batch]), [b[1] for b in batch])  # noqa: E731
-    theirs = zsr.evaluate(_Embeddings(images, captions), torch.utils.data.DataLoader(Pairs(), batch_size=16,
-                          collate_fn=collate), lambda ids: torch.tensor(ids), "cpu", amp=False, recall_k_list=[1, 5, 10])
+    theirs = zsr.evaluate(
+        _Embeddings(images, captions),
+        torch.utils.data.DataLoader(Pairs(), batch_size=16, collate_fn=collate),
+        lambda ids: torch.tensor(ids),
+        "cpu",
+        amp=False,
+        recall_k_list=[1, 5, 10],
+    )
     ours = retrieval_metrics(images, captions, owner)
     for key, value in theirs.items():
         assert ours[key] == pytest.approx(value, abs=1e-6), key  # theirs averages in float32

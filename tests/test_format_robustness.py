@@ -22,9 +22,11 @@ def small_file(tiny_open_clip, tmp_path):
 def _same_content(a, b) -> bool:
     if set(a.ternary) != set(b.ternary) or set(a.floats) != set(b.floats) or a.meta["arch"] != b.meta["arch"]:
         return False
-    return all(np.array_equal(a.ternary[n].packed, b.ternary[n].packed) and
-               np.array_equal(a.ternary[n].scales, b.ternary[n].scales) for n in a.ternary) and \
-        all(np.array_equal(a.floats[n], b.floats[n]) for n in a.floats)
+    return all(
+        np.array_equal(a.ternary[n].packed, b.ternary[n].packed)
+        and np.array_equal(a.ternary[n].scales, b.ternary[n].scales)
+        for n in a.ternary
+    ) and all(np.array_equal(a.floats[n], b.floats[n]) for n in a.floats)
 
 
 def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -36,7 +38,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
             i = rng.integers(len(buf))
             buf[i] ^= 1 << int(rng.integers(8))
     elif kind == 1:  # truncation
-        del buf[rng.integers(len(buf)):]
+        del buf[rng.integers(len(buf)) :]
     elif kind == 2:  # bytes overwritten inside the JSON header
         for _ in range(rng.integers(1, 4)):
             buf[rng.integers(8, header_end)] = int(rng.integers(256))
@@ -45,7 +47,7 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
         buf[:8] = struct.pack("<Q", lengths[rng.integers(len(lengths))])
     elif kind == 4:  # a range of zeros in the data
         i, length = rng.integers(header_end, len(buf)), int(rng.integers(1, 64))
-        buf[i:i + length] = bytes(len(buf[i:i + length]))
+        buf[i : i + length] = bytes(len(buf[i : i + length]))
     else:  # one bit flip in the data section (the weights)
         i = rng.integers(header_end, len(buf))
         buf[i] ^= 1 << int(rng.integers(8))
@@ -95,13 +97,13 @@ def test_clear_errors_for_foreign_and_broken_files(small_file, tmp_path):
 def _rewrite_meta(path, out, edit):
     data = path.read_bytes()
     n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["tclip"])
     edit(meta)
     header["__metadata__"]["tclip"] = json.dumps(meta)
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
     return out
 
 
@@ -114,6 +116,7 @@ def test_newer_version_is_refused_with_a_clear_message(small_file, tmp_path):
 def test_manifest_shape_lies_are_caught_before_use(small_file, tmp_path):
     def lie(meta):
         meta["tensors"]["visual.conv1.weight"]["shape"] = [10**9, 10**9]
+
     with pytest.raises(TclipError, match="visual.conv1.weight"):
         read(_rewrite_meta(small_file, tmp_path / "lie.tclip", lie))
 
@@ -142,6 +145,8 @@ def test_reading_needs_no_torch(small_file):
     import subprocess
     import sys
 
-    code = ("import sys, ternaryclip.pack as p, ternaryclip.pack.info as i; m = p.read(sys.argv[1]); "
-            "i.describe(sys.argv[1]); assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, ternaryclip.pack as p, ternaryclip.pack.info as i; m = p.read(sys.argv[1]); "
+        "i.describe(sys.argv[1]); assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code, str(small_file)], check=True)

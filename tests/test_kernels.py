@@ -17,10 +17,24 @@ def impls_for(group_size: int, k: int) -> list[str]:
     if kernels.cpu_has_avx512_vnni() and (group_size == k or group_size % 4 == 0):
         impls.append("avx512")
     return impls
+
+
 # (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 1024-column segments
-SHAPES = [(1, 1, 1, None), (1, 7, 5, None), (3, 5, 130, None), (2, 9, 257, None), (5, 7, 300, 64),
-          (4, 4, 256, 128), (7, 33, 512, None), (1, 3, 1100, None), (9, 6, 2100, None), (2, 5, 96, 32),
-          (3, 6, 100, 10), (17, 19, 200, 12), (33, 16, 64, None)]
+SHAPES = [
+    (1, 1, 1, None),
+    (1, 7, 5, None),
+    (3, 5, 130, None),
+    (2, 9, 257, None),
+    (5, 7, 300, 64),
+    (4, 4, 256, 128),
+    (7, 33, 512, None),
+    (1, 3, 1100, None),
+    (9, 6, 2100, None),
+    (2, 5, 96, 32),
+    (3, 6, 100, 10),
+    (17, 19, 200, 12),
+    (33, 16, 64, None),
+]
 
 
 def make_case(m, n, k, group, seed):
@@ -39,8 +53,16 @@ def test_integer_dots_equal_numpy_for_every_impl(shape):
     codes, packed, _, _, x, gs = make_case(m, n, k, group, sum(shape[:3]))
     q, _, _ = kernels.quantize_rows(x, gs, impl="ref")
     groups = -(-k // gs)
-    expected = np.stack([(q[:, None, g * gs:min(k, (g + 1) * gs)].astype(np.int64) *
-                          codes[None, :, g * gs:min(k, (g + 1) * gs)]).sum(-1) for g in range(groups)], -1)
+    expected = np.stack(
+        [
+            (
+                q[:, None, g * gs : min(k, (g + 1) * gs)].astype(np.int64)
+                * codes[None, :, g * gs : min(k, (g + 1) * gs)]
+            ).sum(-1)
+            for g in range(groups)
+        ],
+        -1,
+    )
     for impl in impls_for(gs, k):
         assert np.array_equal(kernels.int_dot(q, packed, k, gs, impl=impl), expected), impl
 
@@ -52,13 +74,16 @@ def test_simd_fast_path_is_bitwise_equal_to_the_reference(shape):
     simd = [impl for impl in impls_for(gs, k) if impl in ("avx2", "avx512")]
     if not simd:
         pytest.skip("no SIMD path for this CPU or group size")
-    for name, ref, fast in zip(["q", "xscale", "qsum"], kernels.quantize_rows(x, gs, "ref"),
-                               kernels.quantize_rows(x, gs, "avx2")):
+    for name, ref, fast in zip(
+        ["q", "xscale", "qsum"], kernels.quantize_rows(x, gs, "ref"), kernels.quantize_rows(x, gs, "avx2")
+    ):
         assert np.array_equal(ref, fast), name
     for impl in simd:
         for b in (bias, None):
-            assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, b, "fast", "ref"),
-                                  kernels.gemm(x, packed, k, scales, gs, b, "fast", impl)), impl
+            assert np.array_equal(
+                kernels.gemm(x, packed, k, scales, gs, b, "fast", "ref"),
+                kernels.gemm(x, packed, k, scales, gs, b, "fast", impl),
+            ), impl
 
 
 def test_token_blocks_of_a_large_batch_give_the_same_result():
@@ -67,8 +92,12 @@ def test_token_blocks_of_a_large_batch_give_the_same_result():
     ref = kernels.gemm(x, packed, 640, scales, gs, bias, "fast", "ref")
     for impl in impls_for(gs, 640):
         assert np.array_equal(kernels.gemm(x, packed, 640, scales, gs, bias, "fast", impl), ref), impl
-        assert np.allclose(kernels.gemm(x, packed, 640, scales, gs, bias, "exact", impl),
-                           kernels.gemm(x, packed, 640, scales, gs, bias, "exact", "ref"), rtol=1e-5, atol=1e-3)
+        assert np.allclose(
+            kernels.gemm(x, packed, 640, scales, gs, bias, "exact", impl),
+            kernels.gemm(x, packed, 640, scales, gs, bias, "exact", "ref"),
+            rtol=1e-5,
+            atol=1e-3,
+        )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -105,18 +134,28 @@ def test_zero_rows_and_per_tensor_scale():
         assert np.array_equal(y, np.array([[0, 0, 0], [20, 20, 20]], np.float32))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda a: {**a, "x": a["x"].astype(np.float64)}, "float32"),
-    (lambda a: {**a, "x": a["x"][:, :5]}, "columns"),
-    (lambda a: {**a, "packed": a["packed"][:, :3]}, "bytes a row"),
-    (lambda a: {**a, "scales": np.ones((2, 1), np.float32)}, "scales"),
-    (lambda a: {**a, "bias": np.ones(7, np.float32)}, "bias"),
-    (lambda a: {**a, "x": [[1.0] * 8]}, "numpy array"),
-    (lambda a: {**a, "mode": "int4"}, "mode"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda a: {**a, "x": a["x"].astype(np.float64)}, "float32"),
+        (lambda a: {**a, "x": a["x"][:, :5]}, "columns"),
+        (lambda a: {**a, "packed": a["packed"][:, :3]}, "bytes a row"),
+        (lambda a: {**a, "scales": np.ones((2, 1), np.float32)}, "scales"),
+        (lambda a: {**a, "bias": np.ones(7, np.float32)}, "bias"),
+        (lambda a: {**a, "x": [[1.0] * 8]}, "numpy array"),
+        (lambda a: {**a, "mode": "int4"}, "mode"),
+    ],
+)
 def test_bad_arguments_raise_value_errors(bad, message):
-    args = {"x": np.ones((2, 8), np.float32), "packed": pack_2bit(np.zeros((3, 8), np.int8)), "k": 8,
-            "scales": np.ones((3, 1), np.float32), "group_size": 8, "bias": np.ones(3, np.float32), "mode": "fast"}
+    args = {
+        "x": np.ones((2, 8), np.float32),
+        "packed": pack_2bit(np.zeros((3, 8), np.int8)),
+        "k": 8,
+        "scales": np.ones((3, 1), np.float32),
+        "group_size": 8,
+        "bias": np.ones(3, np.float32),
+        "mode": "fast",
+    }
     with pytest.raises(ValueError, match=message):
         kernels.gemm(**bad(args))
 
@@ -137,8 +176,9 @@ def test_float_ops_match_torch():
     gelu = torch.nn.functional.gelu(torch.from_numpy(grid)).numpy()
     quick = (torch.from_numpy(grid) * torch.sigmoid(1.702 * torch.from_numpy(grid))).numpy()
     qkv = rng.standard_normal((2, 37, 3 * 128)).astype(np.float32)  # head_dim 32: the SIMD value path
-    q, k, v = (torch.from_numpy(qkv[..., i * 128:(i + 1) * 128]).reshape(2, 37, 4, 32).transpose(1, 2)
-               for i in range(3))
+    q, k, v = (
+        torch.from_numpy(qkv[..., i * 128 : (i + 1) * 128]).reshape(2, 37, 4, 32).transpose(1, 2) for i in range(3)
+    )
     for impl in IMPLS + (["avx512"] if kernels.cpu_has_avx512_vnni() else []):
         assert np.abs(kernels.layer_norm(x, w, b, 1e-5, impl) - ln).max() < 1e-5
         for kind, ref in [("gelu", gelu), ("quick_gelu", quick)]:

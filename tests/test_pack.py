@@ -101,13 +101,30 @@ def _ternary_checkpoint(model, tmp_path, suffix):
 def test_pack_cli_imports_a_float_ternary_open_clip_checkpoint(tiny_open_clip, tiny_config_path, tmp_path, suffix):
     ckpt, expected = _ternary_checkpoint(tiny_open_clip, tmp_path, suffix)
     out = tmp_path / "m.tclip"
-    assert main(["pack", "--open-clip", str(tiny_config_path), "--pretrained", str(ckpt), "--embedding",
-                 "--packing", "base3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "pack",
+                "--open-clip",
+                str(tiny_config_path),
+                "--pretrained",
+                str(ckpt),
+                "--embedding",
+                "--packing",
+                "base3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     model = read(out)
     for name, (codes, scales) in expected.items():
         assert np.array_equal(model.ternary[name].codes(), codes), name
-        assert np.allclose(np.broadcast_to(model.ternary[name].scales, (codes.shape[0], 1)),
-                           np.broadcast_to(scales, (codes.shape[0], 1))), name
+        assert np.allclose(
+            np.broadcast_to(model.ternary[name].scales, (codes.shape[0], 1)),
+            np.broadcast_to(scales, (codes.shape[0], 1)),
+        ), name
 
 
 def test_pack_refuses_non_ternary_weights_unless_asked_to_quantize(tiny_config_path, tmp_path, capsys):
@@ -132,8 +149,9 @@ def test_pack_refuses_non_ternary_weights_unless_asked_to_quantize(tiny_config_p
 
 def test_hf_folder_import_and_forward(tiny_hf_clip, tmp_path):
     """HF CLIP (materialized ternary weights) -> .tclip with open_clip names -> open_clip forward equal to HF."""
-    from conftest import tiny_hf_config
     from transformers import CLIPModel
+
+    from conftest import tiny_hf_config
 
     config = tiny_hf_config()
     ternarize_(tiny_hf_clip, TernaryConfig(embedding=True))
@@ -159,8 +177,12 @@ def test_hf_folder_import_and_forward(tiny_hf_clip, tmp_path):
 def test_pack_cli_openai_layout_checkpoint(tmp_path):
     import open_clip
 
-    cfg = {**TINY_OPEN_CLIP, "vision_cfg": {**TINY_OPEN_CLIP["vision_cfg"], "head_width": 64},
-           "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "width": 64, "heads": 1}, "quick_gelu": True}
+    cfg = {
+        **TINY_OPEN_CLIP,
+        "vision_cfg": {**TINY_OPEN_CLIP["vision_cfg"], "head_width": 64},
+        "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "width": 64, "heads": 1},
+        "quick_gelu": True,
+    }
     model = open_clip.CLIP(**cfg).eval()
     ckpt, expected = _ternary_checkpoint(model, tmp_path, ".pt")
     out = tmp_path / "m.tclip"

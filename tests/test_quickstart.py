@@ -28,24 +28,57 @@ def test_bundled_teacher_beats_chance_and_matches_its_card():
     chance = sum(1 / len(ZERO_SHOT_TASKS[benchmark_task(t)[0]][0]) for t in BENCHMARK_TASKS) / len(BENCHMARK_TASKS)
     assert metrics["zeroshot/shape-seen/acc1"] > 2 * 0.25
     assert metrics["zeroshot/mean_acc1"] > chance + 0.25
-    assert metrics["retrieval/image_retrieval_recall@1"] > 20 / 432 and metrics["retrieval/text_retrieval_recall@1"] > 20 / 432
+    assert (
+        metrics["retrieval/image_retrieval_recall@1"] > 20 / 432
+        and metrics["retrieval/text_retrieval_recall@1"] > 20 / 432
+    )
 
 
 def test_short_quickstart_writes_a_well_formed_report(tmp_path):
     from ternaryclip.cli import main
 
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--steps", "3", "--batch-size", "16", "--eval-images", "40",
-                 "--latency-repeats", "1", "--threads", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "quickstart",
+                "--out",
+                str(out),
+                "--steps",
+                "3",
+                "--batch-size",
+                "16",
+                "--eval-images",
+                "40",
+                "--latency-repeats",
+                "1",
+                "--threads",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
-    assert list(report["rows"]) == ["teacher (fp32)", "post-training ternary (absmean)", "post-training ternary (twn)",
-                                    "QAT", "QAT + KD", "QAT + KD, runtime exact (.tclip)",
-                                    "QAT + KD, runtime fast (.tclip)"]
+    assert list(report["rows"]) == [
+        "teacher (fp32)",
+        "post-training ternary (absmean)",
+        "post-training ternary (twn)",
+        "QAT",
+        "QAT + KD",
+        "QAT + KD, runtime exact (.tclip)",
+        "QAT + KD, runtime fast (.tclip)",
+    ]
     for row in report["rows"].values():
         assert 0 <= row["zs_mean"] <= 1 and 0 <= row["i2t_R@1"] <= row["i2t_R@5"] <= 1
     kd = report["rows"]["QAT + KD"]
     assert kd["ternary_fraction"] > 0.99 and 0 < kd["sparsity"] < 1
-    assert set(report["goals"]) >= {"zeroshot_retention", "retrieval_R@1_retention", "kd_beats_qat", "fast_vs_exact_points"}
+    assert set(report["goals"]) >= {
+        "zeroshot_retention",
+        "retrieval_R@1_retention",
+        "kd_beats_qat",
+        "fast_vs_exact_points",
+    }
     assert report["files"]["teacher_fp32_bytes"] > 12 * report["files"]["student_base3_bytes"]
     assert [c["step"] for c in report["curves"]["QAT + KD"]] == [1, 2, 3]
     assert set(report["latency_fast_runtime_vs_torch_teacher"]) == {"image_b1", "image_b32", "text_b1", "text_b32"}

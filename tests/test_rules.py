@@ -7,9 +7,7 @@ import torch
 
 from ternaryclip.quant import TernaryLinear, dequantize, fake_quant, ternary_quantize, ternary_values
 
-W = torch.tensor([[0.9, -0.2, 0.5, -1.4],
-                  [0.0, 0.0, 0.0, 0.0],
-                  [2.0, 2.0, 2.0, 2.0]])
+W = torch.tensor([[0.9, -0.2, 0.5, -1.4], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
 
 
 def test_absmean_per_channel_matches_hand_computation():
@@ -105,11 +103,14 @@ def test_ternary_linear_matches_float_linear_on_ternary_weight():
     assert tl.weight.grad is not None and tl.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rule": "bitnet"}, "unknown rule 'bitnet'"),
-    ({"granularity": "row"}, "unknown granularity 'row'"),
-    ({"granularity": "group", "group_size": 0}, "group_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rule": "bitnet"}, "unknown rule 'bitnet'"),
+        ({"granularity": "row"}, "unknown granularity 'row'"),
+        ({"granularity": "group", "group_size": 0}, "group_size"),
+    ],
+)
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ternary_quantize(torch.ones(2, 2), **kwargs)

@@ -35,8 +35,14 @@ def torch_embeddings(model, image, text):
         return model.encode_image(image).numpy(), model.encode_text(text).numpy()
 
 
-@pytest.mark.parametrize("config", [TernaryConfig(embedding=True), TernaryConfig(scope="ffn", rule="twn"),
-                                    TernaryConfig(granularity="group", group_size=32, rule="absmean2")])
+@pytest.mark.parametrize(
+    "config",
+    [
+        TernaryConfig(embedding=True),
+        TernaryConfig(scope="ffn", rule="twn"),
+        TernaryConfig(granularity="group", group_size=32, rule="absmean2"),
+    ],
+)
 def test_exact_mode_equals_the_torch_ternary_model(tiny_open_clip, tmp_path, config):
     ternarize_(tiny_open_clip, config)
     path = ternaryclip.save(tiny_open_clip, tmp_path / "m.tclip")
@@ -66,8 +72,10 @@ def test_fast_mode_stays_close_to_exact_mode(ternary_file):
 def test_average_pooled_image_tower(tmp_path, final_ln_after_pool):
     import open_clip
 
-    cfg = {**TINY_OPEN_CLIP, "vision_cfg": {**TINY_OPEN_CLIP["vision_cfg"], "pool_type": "avg",
-                                            "final_ln_after_pool": final_ln_after_pool}}
+    cfg = {
+        **TINY_OPEN_CLIP,
+        "vision_cfg": {**TINY_OPEN_CLIP["vision_cfg"], "pool_type": "avg", "final_ln_after_pool": final_ln_after_pool},
+    }
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg).eval()
     ternarize_(model, TernaryConfig())
@@ -81,8 +89,11 @@ def test_average_pooled_image_tower(tmp_path, final_ln_after_pool):
 def test_quick_gelu_and_eos_pooling(tmp_path):
     import open_clip
 
-    cfg = {**TINY_OPEN_CLIP, "quick_gelu": True,
-           "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "pool_type": "eos", "eos_id": 7}}
+    cfg = {
+        **TINY_OPEN_CLIP,
+        "quick_gelu": True,
+        "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "pool_type": "eos", "eos_id": 7},
+    }
     torch.manual_seed(0)
     model = open_clip.CLIP(**cfg).eval()
     ternarize_(model, TernaryConfig())
@@ -134,9 +145,11 @@ def test_bad_inputs_raise_clear_errors(ternary_file, tmp_path):
 
 def test_runtime_never_imports_torch(ternary_file):
     _, path = ternary_file
-    code = ("import sys, numpy as np, ternaryclip; m = ternaryclip.load(sys.argv[1]); "
-            "m.encode_image(np.zeros((1, 3, 32, 32), np.float32)); m.encode_text(['a cat']); "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys, numpy as np, ternaryclip; m = ternaryclip.load(sys.argv[1]); "
+        "m.encode_image(np.zeros((1, 3, 32, 32), np.float32)); m.encode_text(['a cat']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
 
 

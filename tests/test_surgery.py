@@ -40,9 +40,14 @@ def test_open_clip_scope_selects_the_expected_weights(tiny_open_clip, scope):
     names = [s.name for s in select_sites(tiny_open_clip, TernaryConfig(scope=scope))]
     assert len(names) == open_clip_counts()[scope]
     if scope == "all":
-        for expected in ["visual.conv1.weight", "visual.proj", "text_projection",
-                         "visual.transformer.resblocks.0.attn.in_proj_weight",
-                         "transformer.resblocks.1.attn.out_proj.weight", "transformer.resblocks.1.mlp.c_fc.weight"]:
+        for expected in [
+            "visual.conv1.weight",
+            "visual.proj",
+            "text_projection",
+            "visual.transformer.resblocks.0.attn.in_proj_weight",
+            "transformer.resblocks.1.attn.out_proj.weight",
+            "transformer.resblocks.1.mlp.c_fc.weight",
+        ]:
             assert expected in names
         assert "token_embedding.weight" not in names
     else:
@@ -186,12 +191,15 @@ def test_not_a_clip_is_refused():
         ternarize_(torch.nn.Sequential(torch.nn.Linear(2, 2)), TernaryConfig())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rule": "ternary"}, "unknown rule"),
-    ({"granularity": "rows"}, "unknown granularity"),
-    ({"scope": "mlp("}, "neither one of all, ffn"),
-    ({"group_size": -1}, "group_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rule": "ternary"}, "unknown rule"),
+        ({"granularity": "rows"}, "unknown granularity"),
+        ({"scope": "mlp("}, "neither one of all, ffn"),
+        ({"group_size": -1}, "group_size"),
+    ],
+)
 def test_bad_config_is_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TernaryConfig(**kwargs)

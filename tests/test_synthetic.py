@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ternaryclip.data.synthetic import (BACKGROUNDS, COLOURS, COUNTS, SHAPES, SIZES, SyntheticWorld, heldout_pairs)
+from ternaryclip.data.synthetic import BACKGROUNDS, COLOURS, COUNTS, SHAPES, SIZES, SyntheticWorld, heldout_pairs
+
 
 def shape_from_pixels(mask: np.ndarray) -> str:
     """Tell a shape by pixel statistics: the fraction of its bounding box it fills (square 1, circle
     pi/4, cross ~0.6, triangle ~0.5), and for the last two whether it widens from top to bottom."""
     ys, xs = np.nonzero(mask)
-    box = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    box = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     fill = box.mean()
     if fill > 0.9:
         return "square"
@@ -57,8 +58,8 @@ def test_labels_match_pixels():
         colour = image[mask].mean(axis=0)
         assert np.abs(palette - colour).sum(1).argmin() == labels["colour"][i]
         cells = {(y * 3 // 64, x * 3 // 64) for y, x in zip(*np.nonzero(mask))}
-        per_object = [mask[r * 64 // 3:(r + 1) * 64 // 3, c * 64 // 3:(c + 1) * 64 // 3] for r, c in cells]
-        per_object = [m for m in per_object if m.sum() > 10]   # an antialiased rim may spill into a neighbour cell
+        per_object = [mask[r * 64 // 3 : (r + 1) * 64 // 3, c * 64 // 3 : (c + 1) * 64 // 3] for r, c in cells]
+        per_object = [m for m in per_object if m.sum() > 10]  # an antialiased rim may spill into a neighbour cell
         assert len(per_object) == labels["count"][i] + 1, i
         area = np.mean([m.sum() for m in per_object])
         assert (area > 150) == (SIZES[labels["size"][i]] == "large"), (i, area)

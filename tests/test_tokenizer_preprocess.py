@@ -14,12 +14,60 @@ torch = pytest.importorskip("torch")
 
 def varied_texts(count: int = 400) -> list[str]:
     rng = random.Random(0)
-    words = ["a", "photo", "of", "the", "cat", "dog's", "DOG", "running!!", "naïve", "café", "東京", "🙂", "x-ray",
-             "3.14", "1,000", "don't", "we'll", "<b>bold</b>", "&amp;", "&lt;3", "C++", "e-mail@host.com", "\t", "\n",
-             "Ünïcödé", "straße", "ﬁne", "İstanbul", "—", "...", "   ", "北京欢迎你", "مرحبا", "Привет", "#hashtag",
-             "a" * 40, "supercalifragilisticexpialidocious", "'s", "l'homme", "¿qué?", "½", "²", "ⅷ"]
-    texts = ["", " ", "a photo of a cat", "A PHOTO OF A CAT", "two  spaces\tand\nnewlines", "mojibake Ã©tÃ©",
-             " ".join(["long"] * 200)]
+    words = [
+        "a",
+        "photo",
+        "of",
+        "the",
+        "cat",
+        "dog's",
+        "DOG",
+        "running!!",
+        "naïve",
+        "café",
+        "東京",
+        "🙂",
+        "x-ray",
+        "3.14",
+        "1,000",
+        "don't",
+        "we'll",
+        "<b>bold</b>",
+        "&amp;",
+        "&lt;3",
+        "C++",
+        "e-mail@host.com",
+        "\t",
+        "\n",
+        "Ünïcödé",
+        "straße",
+        "ﬁne",
+        "İstanbul",
+        "—",
+        "...",
+        "   ",
+        "北京欢迎你",
+        "مرحبا",
+        "Привет",
+        "#hashtag",
+        "a" * 40,
+        "supercalifragilisticexpialidocious",
+        "'s",
+        "l'homme",
+        "¿qué?",
+        "½",
+        "²",
+        "ⅷ",
+    ]
+    texts = [
+        "",
+        " ",
+        "a photo of a cat",
+        "A PHOTO OF A CAT",
+        "two  spaces\tand\nnewlines",
+        "mojibake Ã©tÃ©",
+        " ".join(["long"] * 200),
+    ]
     while len(texts) < count:
         texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 30))))
     return texts

@@ -50,7 +50,7 @@ class ClipArch:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClipArch":
+    def from_dict(cls, d: dict) -> ClipArch:
         """Parse metadata; a ValueError names the missing or unexpected key."""
         try:
             known = {f.name for f in fields(cls)}
@@ -68,14 +68,26 @@ class ClipArch:
             "embed_dim": self.embed_dim,
             "quick_gelu": self.quick_gelu,
             "vision_cfg": {
-                "image_size": v.image_size, "patch_size": v.patch_size, "width": v.width, "layers": v.layers,
-                "head_width": v.width // v.heads, "mlp_ratio": v.mlp_width / v.width, "pool_type": v.pool_type,
-                "final_ln_after_pool": v.final_ln_after_pool, "no_ln_pre": v.no_ln_pre,
+                "image_size": v.image_size,
+                "patch_size": v.patch_size,
+                "width": v.width,
+                "layers": v.layers,
+                "head_width": v.width // v.heads,
+                "mlp_ratio": v.mlp_width / v.width,
+                "pool_type": v.pool_type,
+                "final_ln_after_pool": v.final_ln_after_pool,
+                "no_ln_pre": v.no_ln_pre,
             },
             "text_cfg": {
-                "context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width, "heads": t.heads,
-                "layers": t.layers, "mlp_ratio": t.mlp_width / t.width, "pool_type": t.pool_type,
-                "eos_id": t.eos_id, "no_causal_mask": not t.causal,
+                "context_length": t.context_length,
+                "vocab_size": t.vocab_size,
+                "width": t.width,
+                "heads": t.heads,
+                "layers": t.layers,
+                "mlp_ratio": t.mlp_width / t.width,
+                "pool_type": t.pool_type,
+                "eos_id": t.eos_id,
+                "no_causal_mask": not t.causal,
             },
         }
         if self.norm_eps != 1e-5:

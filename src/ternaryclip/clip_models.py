@@ -27,8 +27,10 @@ def create_open_clip(name: str, pretrained: str | None = None) -> nn.Module:
         open_clip.add_model_config(name)
         name = Path(name).stem
     elif not name.startswith(("local-dir:", "hf-hub:")) and name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {name!r}: use a name from open_clip.list_models(), "
-                         "a path to a JSON model config, or local-dir:PATH")
+        raise ValueError(
+            f"unknown open_clip model {name!r}: use a name from open_clip.list_models(), "
+            "a path to a JSON model config, or local-dir:PATH"
+        )
     if pretrained and not os.path.isfile(pretrained) and os.sep in pretrained:
         raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} does not exist")
     model = open_clip.create_model(name, pretrained=pretrained or None, weights_only=True)
@@ -53,11 +55,14 @@ def load_openai_checkpoint(path: str, quick_gelu: bool = True) -> nn.Module:
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     state_dict = load_state_dict(path, weights_only=True)
     if "visual.conv1.weight" not in state_dict or "token_embedding.weight" not in state_dict:
-        raise ValueError(f"{path} is not an OpenAI/open_clip CLIP state dict (no visual.conv1.weight / "
-                         "token_embedding.weight); use --open-clip NAME --pretrained PATH or --hf DIR")
+        raise ValueError(
+            f"{path} is not an OpenAI/open_clip CLIP state dict (no visual.conv1.weight / "
+            "token_embedding.weight); use --open-clip NAME --pretrained PATH or --hf DIR"
+        )
     # open_clip builds the architecture from the shapes but rounds weights to fp16 on the way;
     # load them again in fp32 so that ternary x scale values survive exactly.
     model = build_model_from_openai_state_dict(dict(state_dict), quick_gelu=quick_gelu, cast_dtype=None).float()
-    model.load_state_dict({k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length",
-                                                                            "vocab_size")})
+    model.load_state_dict(
+        {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    )
     return model.eval()

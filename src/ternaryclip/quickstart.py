@@ -69,7 +69,10 @@ def measure_latency(teacher, runtime, repeats: int) -> dict:
     ids = ClipTokenizer(runtime.arch.text.context_length)(["two small red circles on a dark background"] * 32)
     pixels = rng.standard_normal((32, 3, image_size, image_size)).astype(np.float32)
     work = {
-        "image_b1": (lambda: teacher.encode_image(torch.from_numpy(pixels[:1])), lambda: runtime.encode_image(pixels[:1])),
+        "image_b1": (
+            lambda: teacher.encode_image(torch.from_numpy(pixels[:1])),
+            lambda: runtime.encode_image(pixels[:1]),
+        ),
         "image_b32": (lambda: teacher.encode_image(torch.from_numpy(pixels)), lambda: runtime.encode_image(pixels)),
         "text_b1": (lambda: teacher.encode_text(torch.from_numpy(ids[:1])), lambda: runtime.encode_text(ids[:1])),
         "text_b32": (lambda: teacher.encode_text(torch.from_numpy(ids)), lambda: runtime.encode_text(ids)),
@@ -82,21 +85,39 @@ def measure_latency(teacher, runtime, repeats: int) -> dict:
             for _ in range(repeats):
                 t.append(_seconds(torch_fn))
                 r.append(_seconds(runtime_fn))
-            out[name] = {"teacher_ms": 1e3 * statistics.median(t), "runtime_ms": 1e3 * statistics.median(r),
-                         "speedup": statistics.median(t) / statistics.median(r)}
+            out[name] = {
+                "teacher_ms": 1e3 * statistics.median(t),
+                "runtime_ms": 1e3 * statistics.median(r),
+                "speedup": statistics.median(t) / statistics.median(r),
+            }
     return out
 
 
 def _train(teacher, options: QuickstartOptions, out: Path, distill: bool):
     from .distill import DistillConfig, Trainer
 
-    config = DistillConfig(teacher=None, data="synthetic", steps=options.steps, batch_size=options.batch_size,
-                           lr=options.lr, warmup=max(1, options.steps // 10), weight_decay=0.0,
-                           rule=options.rule, granularity=options.granularity, embedding=True,
-                           temperature=options.temperature,
-                           contrastive=1.0, logit=1.0 if distill else 0.0, feature=1.0 if distill else 0.0,
-                           out=str(out), save_every=options.steps, log_every=1, threads=options.threads,
-                           progress=options.progress, seed=1)
+    config = DistillConfig(
+        teacher=None,
+        data="synthetic",
+        steps=options.steps,
+        batch_size=options.batch_size,
+        lr=options.lr,
+        warmup=max(1, options.steps // 10),
+        weight_decay=0.0,
+        rule=options.rule,
+        granularity=options.granularity,
+        embedding=True,
+        temperature=options.temperature,
+        contrastive=1.0,
+        logit=1.0 if distill else 0.0,
+        feature=1.0 if distill else 0.0,
+        out=str(out),
+        save_every=options.steps,
+        log_every=1,
+        threads=options.threads,
+        progress=options.progress,
+        seed=1,
+    )
     trainer = Trainer(config, teacher=teacher if distill else None, student=copy.deepcopy(teacher))
     start = time.perf_counter()
     history = trainer.run()
@@ -132,10 +153,19 @@ def run_quickstart(options: QuickstartOptions) -> dict:
 
     add("teacher (fp32)", teacher, {"ternary_fraction": 0.0, "sparsity": 0.0, "size_vs_fp32": 1.0})
     for rule in ("absmean", "twn"):
-        ptq = ternarize_(copy.deepcopy(teacher), TernaryConfig(rule=rule, granularity=options.granularity, embedding=True))
+        ptq = ternarize_(
+            copy.deepcopy(teacher), TernaryConfig(rule=rule, granularity=options.granularity, embedding=True)
+        )
         s = ternary_stats(ptq)
-        add(f"post-training ternary ({rule})", ptq, {"ternary_fraction": s["ternary_fraction"], "sparsity": s["sparsity"],
-                                                     "size_vs_fp32": 1 / s["compression_vs_fp32"]})
+        add(
+            f"post-training ternary ({rule})",
+            ptq,
+            {
+                "ternary_fraction": s["ternary_fraction"],
+                "sparsity": s["sparsity"],
+                "size_vs_fp32": 1 / s["compression_vs_fp32"],
+            },
+        )
     curves = {}
     students = {}
     for name, distill in (("QAT", False), ("QAT + KD", True)):
@@ -143,32 +173,54 @@ def run_quickstart(options: QuickstartOptions) -> dict:
         s = trainer.stats()
         curves[name] = history
         students[name] = trainer
-        add(name, trainer.student.eval(), {"ternary_fraction": s["ternary_fraction"], "sparsity": s["sparsity"],
-                                           "size_vs_fp32": 1 / s["compression_vs_fp32"], "train_seconds": seconds,
-                                           "seconds_per_step": seconds / options.steps})
+        add(
+            name,
+            trainer.student.eval(),
+            {
+                "ternary_fraction": s["ternary_fraction"],
+                "sparsity": s["sparsity"],
+                "size_vs_fp32": 1 / s["compression_vs_fp32"],
+                "train_seconds": seconds,
+                "seconds_per_step": seconds / options.steps,
+            },
+        )
     kd = students["QAT + KD"]
     files = {}
     for packing in ("base3", "2bit"):
-        files[packing] = save(kd.student, out / f"student-{packing}.tclip", packing=packing,
-                              provenance={"teacher": "bundled", "data": "synthetic", "steps": options.steps,
-                                          "method": "QAT+KD"})
+        files[packing] = save(
+            kd.student,
+            out / f"student-{packing}.tclip",
+            packing=packing,
+            provenance={"teacher": "bundled", "data": "synthetic", "steps": options.steps, "method": "QAT+KD"},
+        )
     s = kd.stats()
     runtimes = {}
     for mode in ("exact", "fast"):
         runtimes[mode] = load(files["base3"], mode=mode, threads=options.threads)
-        add(f"QAT + KD, runtime {mode} (.tclip)", runtimes[mode],
-            {"ternary_fraction": s["ternary_fraction"], "sparsity": s["sparsity"],
-             "size_vs_fp32": files["base3"].stat().st_size / fp32_bytes})
+        add(
+            f"QAT + KD, runtime {mode} (.tclip)",
+            runtimes[mode],
+            {
+                "ternary_fraction": s["ternary_fraction"],
+                "sparsity": s["sparsity"],
+                "size_vs_fp32": files["base3"].stat().st_size / fp32_bytes,
+            },
+        )
     print("measuring latency (interleaved, median) ...", flush=True)
     latency = measure_latency(teacher, runtimes["fast"], options.latency_repeats)
     report = {
         "options": options.__dict__,
         "rows": rows,
-        "files": {"teacher_fp32_bytes": fp32_bytes, **{f"student_{p}_bytes": f.stat().st_size for p, f in files.items()}},
+        "files": {
+            "teacher_fp32_bytes": fp32_bytes,
+            **{f"student_{p}_bytes": f.stat().st_size for p, f in files.items()},
+        },
         "latency_fast_runtime_vs_torch_teacher": latency,
         "kd_step_time_vs_qat": rows["QAT + KD"]["seconds_per_step"] / rows["QAT"]["seconds_per_step"],
-        "curves": {name: [{k: h[k] for k in ("step", "loss", "contrastive", "teacher_cosine") if k in h} for h in hist]
-                   for name, hist in curves.items()},
+        "curves": {
+            name: [{k: h[k] for k in ("step", "loss", "contrastive", "teacher_cosine") if k in h} for h in hist]
+            for name, hist in curves.items()
+        },
         "seconds": None,
     }
     report["goals"] = check_goals(rows)
@@ -189,16 +241,29 @@ def check_goals(rows: dict) -> dict:
     gap = 100 * max(abs(fast["zs_mean"] - exact["zs_mean"]), abs(fast["R@1_mean"] - exact["R@1_mean"]))
     return {
         "ternary_fraction": kd["ternary_fraction"],
-        "zeroshot_retention": zs, "zeroshot_retention_met": zs >= GOALS["zeroshot_retention"],
-        "retrieval_R@1_retention": r1, "retrieval_retention_met": r1 >= GOALS["retrieval_retention"],
+        "zeroshot_retention": zs,
+        "zeroshot_retention_met": zs >= GOALS["zeroshot_retention"],
+        "retrieval_R@1_retention": r1,
+        "retrieval_retention_met": r1 >= GOALS["retrieval_retention"],
         "kd_beats_qat": kd["zs_mean"] + kd["R@1_mean"] > qat["zs_mean"] + qat["R@1_mean"],
-        "fast_vs_exact_points": gap, "fast_vs_exact_met": gap <= GOALS["fast_vs_exact_points"],
+        "fast_vs_exact_points": gap,
+        "fast_vs_exact_met": gap <= GOALS["fast_vs_exact_points"],
     }
 
 
-COLUMNS = [("zs_shape", "shape"), ("zs_colour", "colour"), ("zs_count", "count"), ("zs_size", "size"),
-           ("zs_background", "bg"), ("zs_shape-seen", "shape (seen pairs)"), ("zs_mean", "zs mean"), ("i2t_R@1", "i2t R@1"), ("i2t_R@5", "i2t R@5"),
-           ("t2i_R@1", "t2i R@1"), ("t2i_R@5", "t2i R@5")]
+COLUMNS = [
+    ("zs_shape", "shape"),
+    ("zs_colour", "colour"),
+    ("zs_count", "count"),
+    ("zs_size", "size"),
+    ("zs_background", "bg"),
+    ("zs_shape-seen", "shape (seen pairs)"),
+    ("zs_mean", "zs mean"),
+    ("i2t_R@1", "i2t R@1"),
+    ("i2t_R@5", "i2t R@5"),
+    ("t2i_R@1", "t2i R@1"),
+    ("t2i_R@5", "t2i R@5"),
+]
 
 
 def markdown_table(rows: dict) -> str:
@@ -206,8 +271,11 @@ def markdown_table(rows: dict) -> str:
     lines = [head, "|---" * (len(COLUMNS) + 4) + "|"]
     for name, r in rows.items():
         cells = [f"{100 * r[k]:.1f}" for k, _ in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) +
-                     f" | {100 * r['ternary_fraction']:.2f}% | {100 * r['sparsity']:.0f}% | {r['size_vs_fp32']:.3f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {100 * r['ternary_fraction']:.2f}% | {100 * r['sparsity']:.0f}% | {r['size_vs_fp32']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -217,12 +285,15 @@ def markdown_report(report: dict) -> str:
     files = report["files"]
     mb = lambda b: f"{b / 1e6:.2f} MB"  # noqa: E731
     lines = [
-        "# ternaryclip quickstart", "",
+        "# ternaryclip quickstart",
+        "",
         f"Bundled teacher, synthetic data, {report['options']['steps']} steps of batch "
         f"{report['options']['batch_size']} per student; zero-shot top-1 on held-out (shape, colour) pairs and "
-        "retrieval recall over every attribute combination, in %.", "",
+        "retrieval recall over every attribute combination, in %.",
+        "",
         markdown_table(report["rows"]),
-        "## Goals", "",
+        "## Goals",
+        "",
         f"- ternary parameters: {100 * g['ternary_fraction']:.2f}%",
         f"- zero-shot top-1 kept: {100 * g['zeroshot_retention']:.1f}% of the teacher's (goal 97%): "
         f"{'met' if g['zeroshot_retention_met'] else 'missed'}",
@@ -232,16 +303,22 @@ def markdown_report(report: dict) -> str:
         f"zero-shot top-1 {100 * kd['zs_mean']:.1f} vs {100 * qat['zs_mean']:.1f}; sum of both higher with KD: "
         f"{'yes' if g['kd_beats_qat'] else 'no'}",
         f"- fast mode vs exact mode: {g['fast_vs_exact_points']:.2f} points (goal <= 0.5): "
-        f"{'met' if g['fast_vs_exact_met'] else 'missed'}", "",
-        "## Files and speed", "",
+        f"{'met' if g['fast_vs_exact_met'] else 'missed'}",
+        "",
+        "## Files and speed",
+        "",
         f"- teacher fp32 safetensors {mb(files['teacher_fp32_bytes'])}; student base3 "
         f"{mb(files['student_base3_bytes'])} ({files['teacher_fp32_bytes'] / files['student_base3_bytes']:.1f}x smaller), "
         f"2bit {mb(files['student_2bit_bytes'])} ({files['teacher_fp32_bytes'] / files['student_2bit_bytes']:.1f}x)",
         f"- QAT+KD step time vs QAT alone: {report['kd_step_time_vs_qat']:.2f}x",
-        "- torch-free runtime (fast) vs torch fp32 teacher, same process, interleaved medians:", "",
-        "| workload | teacher (ms) | runtime fast (ms) | speedup |", "|---|---|---|---|",
-        *[f"| {k} | {v['teacher_ms']:.2f} | {v['runtime_ms']:.2f} | {v['speedup']:.2f}x |" for k, v in lat.items()], "",
-        f"Total time: {report['seconds'] / 60:.1f} min.", "",
+        "- torch-free runtime (fast) vs torch fp32 teacher, same process, interleaved medians:",
+        "",
+        "| workload | teacher (ms) | runtime fast (ms) | speedup |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['teacher_ms']:.2f} | {v['runtime_ms']:.2f} | {v['speedup']:.2f}x |" for k, v in lat.items()],
+        "",
+        f"Total time: {report['seconds'] / 60:.1f} min.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -279,4 +356,3 @@ def plot_report(report: dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-

@@ -31,8 +31,9 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_kernel_bench(threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS,
-                     progress=print) -> dict:
+def run_kernel_bench(
+    threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS, progress=print
+) -> dict:
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
@@ -76,8 +77,15 @@ def run_kernel_bench(threads: int | None = None, repeats: int = 5, shapes=CLIP_S
                 row["ternary_vs_fp32"] = row["ternary_auto_gops_per_core"] / row["torch_fp32_gops_per_core"]
                 row["ternary_vs_int8"] = row["ternary_auto_gops_per_core"] / row["torch_int8_dynamic_gops_per_core"]
                 rows.append(row)
-                progress(f"{m:>4} x {k:>4} x {n:>4}, {t} thread(s): ternary {row['ternary_auto_gops_per_core']:6.0f} "
-                         f"GOPS/core ({row['ternary_vs_fp32']:.2f}x fp32, {row['ternary_vs_int8']:.2f}x int8)")
+                progress(
+                    f"{m:>4} x {k:>4} x {n:>4}, {t} thread(s): ternary {row['ternary_auto_gops_per_core']:6.0f} "
+                    f"GOPS/core ({row['ternary_vs_fp32']:.2f}x fp32, {row['ternary_vs_int8']:.2f}x int8)"
+                )
     kernels.set_num_threads(all_threads)
-    return {"threads": all_threads, "repeats": repeats, "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
-            "rows": rows, "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound"}
+    return {
+        "threads": all_threads,
+        "repeats": repeats,
+        "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
+        "rows": rows,
+        "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound",
+    }

@@ -50,8 +50,13 @@ def convert(path_in: str, path_out: str) -> int:
     for node in graph.node:
         weight_name = node.input[1] if len(node.input) > 1 else None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        gemm_ok = node.op_type == "Gemm" and attrs.get("transB") == 1 and not attrs.get("transA") and \
-            attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+        gemm_ok = (
+            node.op_type == "Gemm"
+            and attrs.get("transB") == 1
+            and not attrs.get("transA")
+            and attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+        )
         if weight_name in inits and (node.op_type == "MatMul" or gemm_ok):
             w = numpy_helper.to_array(inits[weight_name]).astype(np.float32)
             w_nk = w if node.op_type == "Gemm" else w.T
@@ -59,14 +64,27 @@ def convert(path_in: str, path_out: str) -> int:
             if found is not None:
                 b, scales, zp = _pack(*found)
                 prefix = f"{weight_name}_2bit"
-                graph.initializer.extend([numpy_helper.from_array(b, prefix + "_B"),
-                                          numpy_helper.from_array(scales, prefix + "_scales"),
-                                          numpy_helper.from_array(zp, prefix + "_zp")])
+                graph.initializer.extend(
+                    [
+                        numpy_helper.from_array(b, prefix + "_B"),
+                        numpy_helper.from_array(scales, prefix + "_scales"),
+                        numpy_helper.from_array(zp, prefix + "_zp"),
+                    ]
+                )
                 out = node.output[0] if node.op_type == "MatMul" or len(node.input) < 3 else node.output[0] + "_nobias"
-                nodes.append(helper.make_node(
-                    "MatMulNBits", [node.input[0], prefix + "_B", prefix + "_scales", prefix + "_zp"], [out],
-                    domain="com.microsoft", K=int(w_nk.shape[1]), N=int(w_nk.shape[0]), bits=2, block_size=BLOCK,
-                    accuracy_level=4))
+                nodes.append(
+                    helper.make_node(
+                        "MatMulNBits",
+                        [node.input[0], prefix + "_B", prefix + "_scales", prefix + "_zp"],
+                        [out],
+                        domain="com.microsoft",
+                        K=int(w_nk.shape[1]),
+                        N=int(w_nk.shape[0]),
+                        bits=2,
+                        block_size=BLOCK,
+                        accuracy_level=4,
+                    )
+                )
                 if out != node.output[0]:
                     nodes.append(helper.make_node("Add", [out, node.input[2]], [node.output[0]]))
                 replaced += 1

@@ -44,14 +44,26 @@ def export_onnx(float_model, tmp: Path) -> dict:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(Tower(float_model, "image"), (torch.zeros(1, 3, size, size),), str(paths["onnx_image"]),
-                              dynamo=False, input_names=["pixels"], output_names=["embedding"],
-                              dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}})
+            torch.onnx.export(
+                Tower(float_model, "image"),
+                (torch.zeros(1, 3, size, size),),
+                str(paths["onnx_image"]),
+                dynamo=False,
+                input_names=["pixels"],
+                output_names=["embedding"],
+                dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            )
             ids = torch.zeros(1, context, dtype=torch.long)
             ids[0, :3] = torch.tensor([1, 2, 3])
-            torch.onnx.export(Tower(float_model, "text"), (ids,), str(paths["onnx_text"]), dynamo=False,
-                              input_names=["ids"], output_names=["embedding"],
-                              dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}})
+            torch.onnx.export(
+                Tower(float_model, "text"),
+                (ids,),
+                str(paths["onnx_text"]),
+                dynamo=False,
+                input_names=["ids"],
+                output_names=["embedding"],
+                dynamic_axes={"ids": {0: "batch"}, "embedding": {0: "batch"}},
+            )
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return {k: str(v) for k, v in paths.items()}
@@ -62,6 +74,7 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0,
     import torch
 
     import ternaryclip
+
     from ..clip_models import create_open_clip
     from ..pack.export import to_torch
     from ..quant import TernaryConfig, ternarize_
@@ -127,8 +140,15 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(1).min())
 
 
-def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(1, 32), threads: int | None = None,
-              repeats: int = 5, engines=tuple(ENGINES), progress=print) -> dict:
+def run_bench(
+    arch: str | None = "ViT-B-16",
+    model: str | None = None,
+    batches=(1, 32),
+    threads: int | None = None,
+    repeats: int = 5,
+    engines=tuple(ENGINES),
+    progress=print,
+) -> dict:
     threads = threads or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         files = prepare_files(arch, model, Path(tmp), onnx=any(e.startswith("onnxruntime") for e in engines))
@@ -165,15 +185,20 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
                         times[name].append(seconds)
                     progress(f"{key}: repeat {r + 1}/{repeats}")
                 for name, ts in times.items():
-                    results[name][key] = {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
-                                          "items_per_s": batch / statistics.median(ts)}
-        for name, (proc, conn) in workers.items():
+                    results[name][key] = {
+                        "median_s": statistics.median(ts),
+                        "min_s": min(ts),
+                        "max_s": max(ts),
+                        "items_per_s": batch / statistics.median(ts),
+                    }
+        for proc, conn in workers.values():
             conn.send(("stop",))
             proc.join(timeout=30)
         for name in engines:
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
         reference = "open_clip_fp32" if "open_clip_fp32" in engines else None
+
         def size_of(name: str) -> int:
             if name.startswith("ternaryclip"):
                 return os.path.getsize(files["tclip"])
@@ -187,18 +212,30 @@ def run_bench(arch: str | None = "ViT-B-16", model: str | None = None, batches=(
             results[name]["file_bytes"] = sizes[name]
             if reference:
                 for kind in ("image", "text"):
-                    results[name][f"{kind}_cosine_vs_fp32"] = cosine(embeddings[(name, kind)],
-                                                                     embeddings[(reference, kind)])
+                    results[name][f"{kind}_cosine_vs_fp32"] = cosine(
+                        embeddings[(name, kind)], embeddings[(reference, kind)]
+                    )
         if reference:
             base = results[reference]
             for name in engines:
                 r = results[name]
-                r["speedup_vs_fp32"] = {k: base[k]["median_s"] / r[k]["median_s"] for k in base if k.startswith(("image_", "text_")) and isinstance(base[k], dict)}
+                r["speedup_vs_fp32"] = {
+                    k: base[k]["median_s"] / r[k]["median_s"]
+                    for k in base
+                    if k.startswith(("image_", "text_")) and isinstance(base[k], dict)
+                }
                 r["memory_ratio_vs_fp32"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
                 r["size_ratio_vs_fp32"] = base["file_bytes"] / r["file_bytes"]
         extra = {"tclip_base3_bytes": os.path.getsize(files["tclip_base3"])} if "tclip_base3" in files else {}
-    return {"arch": arch if not model else str(model), "threads": threads, "repeats": repeats, "batches": list(batches),
-            "engines": results, "note": "absolute times are machine-bound; compare the ratios", **extra}
+    return {
+        "arch": arch if not model else str(model),
+        "threads": threads,
+        "repeats": repeats,
+        "batches": list(batches),
+        "engines": results,
+        "note": "absolute times are machine-bound; compare the ratios",
+        **extra,
+    }
 
 
 def format_table(report: dict) -> str:
@@ -211,9 +248,14 @@ def format_table(report: dict) -> str:
             speed = r.get("speedup_vs_fp32", {}).get(k)
             cells.append(f"{r[k]['median_s'] * 1e3:9.1f} ms" + (f" {speed:5.2f}x" if speed else "      "))
         cos = f"{r.get('image_cosine_vs_fp32', 1):.4f}/{r.get('text_cosine_vs_fp32', 1):.4f}"
-        lines.append(f"{name:<20}" + "".join(f"{c:>20}" for c in cells) +
-                     f"{r['peak_rss_bytes'] / 1e6:9.0f} MB{r['file_bytes'] / 1e6:7.1f} MB{cos:>14}")
-    lines.append("(median latency of interleaved repeats, speed ratio vs open_clip fp32; absolute times are machine-bound)")
+        lines.append(
+            f"{name:<20}"
+            + "".join(f"{c:>20}" for c in cells)
+            + f"{r['peak_rss_bytes'] / 1e6:9.0f} MB{r['file_bytes'] / 1e6:7.1f} MB{cos:>14}"
+        )
+    lines.append(
+        "(median latency of interleaved repeats, speed ratio vs open_clip fp32; absolute times are machine-bound)"
+    )
     return "\n".join(lines)
 
 
@@ -243,10 +285,15 @@ def plot(report: dict, path: str) -> None:
     ax_speed.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(engines))
     ax_speed.set_ylim(0, max(r["speedup_vs_fp32"][w] for r in engines.values() for w in workloads) * 1.15)
     names = list(engines)
-    ax_mem.bar([i - 0.2 for i in range(len(names))], [engines[n]["peak_rss_bytes"] / 1e6 for n in names], 0.4,
-               label="peak RSS (MB)")
-    ax_mem.bar([i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 1e6 for n in names], 0.4,
-               label="file (MB)")
+    ax_mem.bar(
+        [i - 0.2 for i in range(len(names))],
+        [engines[n]["peak_rss_bytes"] / 1e6 for n in names],
+        0.4,
+        label="peak RSS (MB)",
+    )
+    ax_mem.bar(
+        [i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 1e6 for n in names], 0.4, label="file (MB)"
+    )
     ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
     ax_mem.set_yscale("log")
     ax_mem.set_title("memory and size (log scale)")

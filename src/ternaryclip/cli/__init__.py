@@ -7,9 +7,18 @@ import sys
 
 from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, stats
 
-VERBS = {"stats": stats, "pack": pack, "info": info, "embed": embed, "bench": bench, "distill": distill,
-         "eval": evaluate, "report": report, "clip-benchmark": clip_benchmark,
-         "quickstart": quickstart}
+VERBS = {
+    "stats": stats,
+    "pack": pack,
+    "info": info,
+    "embed": embed,
+    "bench": bench,
+    "distill": distill,
+    "eval": evaluate,
+    "report": report,
+    "clip-benchmark": clip_benchmark,
+    "quickstart": quickstart,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,28 +6,37 @@ import argparse
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="speed, memory and size vs open_clip fp32 (ratios measured in one run)",
-                       description="Encode images and texts with open_clip fp32 and the ternaryclip runtime "
-                                   "(exact and fast modes), each in its own process, interleaved; print latency "
-                                   "ratios, throughput, peak RSS, file size and embedding cosine vs fp32.")
+    p = sub.add_parser(
+        name,
+        help="speed, memory and size vs open_clip fp32 (ratios measured in one run)",
+        description="Encode images and texts with open_clip fp32 and the ternaryclip runtime "
+        "(exact and fast modes), each in its own process, interleaved; print latency "
+        "ratios, throughput, peak RSS, file size and embedding cosine vs fp32.",
+    )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--arch", default="ViT-B-16",
-                     help="open_clip architecture (random init, ternarized) or a JSON model config")
+    src.add_argument(
+        "--arch", default="ViT-B-16", help="open_clip architecture (random init, ternarized) or a JSON model config"
+    )
     src.add_argument("--model", help="a .tclip file (compared with its own float twin)")
     p.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
     p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--engines",
-                   default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"
-                           "ternaryclip_fast",
-                   help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
-                        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
-                        "(torch_int8_dynamic loads the fp32 weights; its file size is theirs)")
+    p.add_argument(
+        "--engines",
+        default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"
+        "ternaryclip_fast",
+        help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
+        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
+        "(torch_int8_dynamic loads the fp32 weights; its file size is theirs)",
+    )
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
-    p.add_argument("--kernels", action="store_true",
-                   help="instead: ternary GEMM GOPS per core on CLIP's linear shapes (M in 1, 77, 197) vs torch fp32 "
-                        "and torch dynamic int8, single thread and all threads")
+    p.add_argument(
+        "--kernels",
+        action="store_true",
+        help="instead: ternary GEMM GOPS per core on CLIP's linear shapes (M in 1, 77, 197) vs torch fp32 "
+        "and torch dynamic int8, single thread and all threads",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
     batches = tuple(int(b) for b in args.batch.split(",") if b)
     if not batches or min(batches) < 1:
         raise ValueError("--batch needs positive batch sizes, e.g. 1,32")
-    report = run_bench(arch=None if args.model else args.arch, model=args.model, batches=batches,
-                       threads=args.threads, repeats=args.repeats, engines=tuple(args.engines.split(",")))
+    report = run_bench(
+        arch=None if args.model else args.arch,
+        model=args.model,
+        batches=batches,
+        threads=args.threads,
+        repeats=args.repeats,
+        engines=tuple(args.engines.split(",")),
+    )
     print(format_table(report))
     if args.json:
         write_json(report, args.json)

@@ -6,10 +6,14 @@ import argparse
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="run CLIP_benchmark with --model_type ternaryclip available",
-                       description="Everything after the verb goes to CLIP_benchmark, e.g. "
-                                   "`ternaryclip clip-benchmark eval --model_type ternaryclip --model s.tclip "
-                                   "--pretrained fast --dataset cifar10 --no_amp`.", add_help=False)
+    p = sub.add_parser(
+        name,
+        help="run CLIP_benchmark with --model_type ternaryclip available",
+        description="Everything after the verb goes to CLIP_benchmark, e.g. "
+        "`ternaryclip clip-benchmark eval --model_type ternaryclip --model s.tclip "
+        "--pretrained fast --dataset cifar10 --no_amp`.",
+        add_help=False,
+    )
     p.add_argument("args", nargs=argparse.REMAINDER)
 
 

@@ -54,18 +54,22 @@ SWITCHES = {
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="distill a ternary student from a float teacher (QAT + KD)",
-                       description="Quantization-aware training with knowledge distillation: the student's weights "
-                                   "are ternarized in the forward pass (STE) and it learns from the frozen teacher's "
-                                   "image-text similarities and embeddings. Runs under torchrun for several "
-                                   "processes. Every flag can also come from --config FILE (YAML or JSON, same keys "
-                                   "with _ or -); flags win.")
+    p = sub.add_parser(
+        name,
+        help="distill a ternary student from a float teacher (QAT + KD)",
+        description="Quantization-aware training with knowledge distillation: the student's weights "
+        "are ternarized in the forward pass (STE) and it learns from the frozen teacher's "
+        "image-text similarities and embeddings. Runs under torchrun for several "
+        "processes. Every flag can also come from --config FILE (YAML or JSON, same keys "
+        "with _ or -); flags win.",
+    )
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file with any of the settings below")
     for key, (kind, text) in FLAGS.items():
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
     for key, text in SWITCHES.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, action=argparse.BooleanOptionalAction, default=None,
-                       help=text)
+        p.add_argument(
+            "--" + key.replace("_", "-"), dest=key, action=argparse.BooleanOptionalAction, default=None, help=text
+        )
     p.add_argument("--resume", action="store_true", default=None, help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
 
@@ -85,11 +89,15 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.synthetic import evaluate_synthetic
 
     config = config_from_args(args)
-    eval_fn = (lambda model, step: evaluate_synthetic(model, quick=True)) if config.data.startswith("synthetic") else None
+    eval_fn = (
+        (lambda model, step: evaluate_synthetic(model, quick=True)) if config.data.startswith("synthetic") else None
+    )
     trainer = Trainer(config, eval_fn=eval_fn)
     trainer.run()
     path = trainer.export()
     if path is not None:
         stats = trainer.stats()
-        print(f"student: {path} ({stats['ternary_fraction']:.2%} ternary parameters); metrics: {config.out}/metrics.jsonl")
+        print(
+            f"student: {path} ({stats['ternary_fraction']:.2%} ternary parameters); metrics: {config.out}/metrics.jsonl"
+        )
     return 0

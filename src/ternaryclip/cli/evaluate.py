@@ -7,17 +7,23 @@ import json
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)",
-                       description="Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: "
-                                   "a .tclip file (torch-free runtime), 'bundled' (the bundled teacher), an open_clip "
-                                   "name or JSON config with --pretrained/--teacher-pretrained, or a Hugging Face "
-                                   "folder. With --teacher, both are shown side by side with student/teacher ratios.")
+    p = sub.add_parser(
+        name,
+        help="zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)",
+        description="Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: "
+        "a .tclip file (torch-free runtime), 'bundled' (the bundled teacher), an open_clip "
+        "name or JSON config with --pretrained/--teacher-pretrained, or a Hugging Face "
+        "folder. With --teacher, both are shown side by side with student/teacher ratios.",
+    )
     p.add_argument("--model", required=True, help="the model to evaluate (usually the ternary student)")
     p.add_argument("--pretrained", help="checkpoint for an open_clip --model")
     p.add_argument("--teacher", help="reference model, evaluated on the same data")
     p.add_argument("--teacher-pretrained", help="checkpoint for an open_clip --teacher")
-    p.add_argument("--dataset", required=True,
-                   help="synthetic | synthetic/<task> | an image folder root/<class>/*.jpg | a CSV/TSV of image,caption")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="synthetic | synthetic/<task> | an image folder root/<class>/*.jpg | a CSV/TSV of image,caption",
+    )
     p.add_argument("--task", default="auto", choices=("auto", "zeroshot_classification", "zeroshot_retrieval"))
     p.add_argument("--classnames", help="TXT (one per line) or JSON (folder -> name) class names for an image folder")
     p.add_argument("--templates", help="TXT (one per line, {c} = class) or JSON list of prompt templates")
@@ -35,8 +41,15 @@ def _evaluate(spec, pretrained, args, image_size_hint=None):
     from ..eval.run import evaluate_set, load_model
 
     model = load_model(spec, pretrained, args.mode, args.threads, args.batch_size)
-    sets = open_eval_sets(args.dataset, model.preprocess.size, args.classnames, args.templates, args.image_key,
-                          args.caption_key, args.task)
+    sets = open_eval_sets(
+        args.dataset,
+        model.preprocess.size,
+        args.classnames,
+        args.templates,
+        args.image_key,
+        args.caption_key,
+        args.task,
+    )
     return [evaluate_set(model, data, args.batch_size) for data in sets]
 
 
@@ -55,12 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if ratios:
         print("| data set | metric | student | teacher | retention |\n|---|---|---|---|---|")
         for row in ratios:
-            print(f"| {row['dataset']} | {row['metric']} | {100 * row['student']:.2f} | {100 * row['teacher']:.2f} | "
-                  f"{row['retention']:.1%} |")
+            print(
+                f"| {row['dataset']} | {row['metric']} | {100 * row['student']:.2f} | {100 * row['teacher']:.2f} | "
+                f"{row['retention']:.1%} |"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(json_safe({"results": results + teacher, "retention": ratios}), f, indent=2)
     if args.plot:
         plot(results + teacher, args.plot)
     return 0
-

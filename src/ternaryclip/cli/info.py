@@ -7,9 +7,12 @@ import json
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="describe a .tclip file",
-                       description="Validate a .tclip file and print its architecture, ternary fraction, "
-                                   "sparsity, bits a weight, file size and compression vs fp32, per tower.")
+    p = sub.add_parser(
+        name,
+        help="describe a .tclip file",
+        description="Validate a .tclip file and print its architecture, ternary fraction, "
+        "sparsity, bits a weight, file size and compression vs fp32, per tower.",
+    )
     p.add_argument("model", help="path to a .tclip file")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
@@ -24,17 +27,27 @@ def run(args: argparse.Namespace) -> int:
     arch, q = info["arch"], info["quantization"]
     v, t = arch["vision"], arch["text"]
     print(f"{info['file']}")
-    print(f"  vision  ViT {v['layers']} layers x {v['width']} wide, {v['heads']} heads, patch {v['patch_size']}, "
-          f"{v['image_size']} px")
-    print(f"  text    {t['layers']} layers x {t['width']} wide, {t['heads']} heads, context {t['context_length']}, "
-          f"vocab {t['vocab_size']}")
+    print(
+        f"  vision  ViT {v['layers']} layers x {v['width']} wide, {v['heads']} heads, patch {v['patch_size']}, "
+        f"{v['image_size']} px"
+    )
+    print(
+        f"  text    {t['layers']} layers x {t['width']} wide, {t['heads']} heads, context {t['context_length']}, "
+        f"vocab {t['vocab_size']}"
+    )
     print(f"  embed   {arch['embed_dim']}, {'QuickGELU' if arch['quick_gelu'] else 'GELU'}")
-    print(f"  quant   scope {q.get('scope')}, rule {q.get('post_training_rule') or q.get('rule')}, "
-          f"granularity {q.get('granularity')}, embedding {q.get('embedding')}, packing {info['packing']}, "
-          f"floats {info['float_dtype']}")
+    print(
+        f"  quant   scope {q.get('scope')}, rule {q.get('post_training_rule') or q.get('rule')}, "
+        f"granularity {q.get('granularity')}, embedding {q.get('embedding')}, packing {info['packing']}, "
+        f"floats {info['float_dtype']}"
+    )
     for tower, s in [("model", info)] + list(info["per_tower"].items()):
-        print(f"  {tower:<7} {s['total_params']:>12,} params  {s['ternary_fraction']:7.3%} ternary  "
-              f"sparsity {s['sparsity']:6.2%}")
-    print(f"  file    {info['file_bytes']:,} bytes ({info['bits_per_ternary_weight']:.3f} bits a ternary weight); "
-          f"fp32 {info['fp32_bytes']:,} bytes -> {info['compression_vs_fp32']:.2f}x smaller")
+        print(
+            f"  {tower:<7} {s['total_params']:>12,} params  {s['ternary_fraction']:7.3%} ternary  "
+            f"sparsity {s['sparsity']:6.2%}"
+        )
+    print(
+        f"  file    {info['file_bytes']:,} bytes ({info['bits_per_ternary_weight']:.3f} bits a ternary weight); "
+        f"fp32 {info['fp32_bytes']:,} bytes -> {info['compression_vs_fp32']:.2f}x smaller"
+    )
     return 0

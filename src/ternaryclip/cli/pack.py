@@ -10,20 +10,34 @@ from .model_args import add_model_source, add_ternary_config
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
-        name, help="pack a CLIP checkpoint into a .tclip file (2bit or base3)",
+        name,
+        help="pack a CLIP checkpoint into a .tclip file (2bit or base3)",
         description="Read a float CLIP (open_clip config + checkpoint, an HF folder, or an OpenAI-layout state "
-                    "dict), check that the weights in --scope are ternary x scale per row (as the public "
-                    "TernaryCLIP release stores them) and pack them losslessly. Weights that are not ternary "
-                    "are refused unless --quantize RULE ternarizes them (post-training).")
+        "dict), check that the weights in --scope are ternary x scale per row (as the public "
+        "TernaryCLIP release stores them) and pack them losslessly. Weights that are not ternary "
+        "are refused unless --quantize RULE ternarizes them (post-training).",
+    )
     add_model_source(p, checkpoint=True)
     add_ternary_config(p, rule=False)
     p.add_argument("--out", required=True, help="output .tclip path (written atomically)")
-    p.add_argument("--packing", choices=("2bit", "base3"), default="2bit",
-                   help="2bit: the kernel layout, 2 bits a weight; base3: 1.6 bits a weight, smallest file")
-    p.add_argument("--quantize", choices=RULES, metavar="RULE",
-                   help=f"ternarize weights that are not ternary with this rule ({', '.join(RULES)})")
-    p.add_argument("--float-dtype", choices=("fp32", "fp16"), default="fp32",
-                   help="storage of the tensors that stay float (LayerNorms, biases, positional embeddings)")
+    p.add_argument(
+        "--packing",
+        choices=("2bit", "base3"),
+        default="2bit",
+        help="2bit: the kernel layout, 2 bits a weight; base3: 1.6 bits a weight, smallest file",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=RULES,
+        metavar="RULE",
+        help=f"ternarize weights that are not ternary with this rule ({', '.join(RULES)})",
+    )
+    p.add_argument(
+        "--float-dtype",
+        choices=("fp32", "fp16"),
+        default="fp32",
+        help="storage of the tensors that stay float (LayerNorms, biases, positional embeddings)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +48,18 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     source = args.open_clip or args.hf or args.checkpoint
     provenance = {"source": source, "pretrained": args.pretrained}
-    path = save(model, args.out, packing=args.packing, float_dtype=args.float_dtype,
-                config=ternary_config(args), quantize=args.quantize, provenance=provenance)
+    path = save(
+        model,
+        args.out,
+        packing=args.packing,
+        float_dtype=args.float_dtype,
+        config=ternary_config(args),
+        quantize=args.quantize,
+        provenance=provenance,
+    )
     info = describe(path)
-    print(f"wrote {path}: {info['file_bytes'] / 1e6:.2f} MB, {info['ternary_fraction']:.2%} ternary, "
-          f"{info['compression_vs_fp32']:.2f}x smaller than fp32")
+    print(
+        f"wrote {path}: {info['file_bytes'] / 1e6:.2f} MB, {info['ternary_fraction']:.2%} ternary, "
+        f"{info['compression_vs_fp32']:.2f}x smaller than fp32"
+    )
     return 0

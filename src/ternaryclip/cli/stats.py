@@ -9,13 +9,20 @@ from .model_args import add_model_source, add_ternary_config, load_model, ternar
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP",
-                       description="Ternarize a CLIP (random init or a checkpoint) and print its ternary "
-                                   "statistics: a per-role table, or everything as JSON with --json.")
+    p = sub.add_parser(
+        name,
+        help="ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP",
+        description="Ternarize a CLIP (random init or a checkpoint) and print its ternary "
+        "statistics: a per-role table, or everything as JSON with --json.",
+    )
     add_model_source(p)
     add_ternary_config(p)
-    p.add_argument("--packing", choices=("base3", "2bit", "ideal"), default="base3",
-                   help="bits a ternary weight: base3 = 1.6, 2bit = 2, ideal = log2(3) = 1.585")
+    p.add_argument(
+        "--packing",
+        choices=("base3", "2bit", "ideal"),
+        default="base3",
+        help="bits a ternary weight: base3 = 1.6, 2bit = 2, ideal = log2(3) = 1.585",
+    )
     p.add_argument("--json", action="store_true", help="print the full statistics (every parameter) as JSON")
 
 
@@ -33,12 +40,18 @@ def run(args: argparse.Namespace) -> int:
     for g in grouped_rows(stats["modules"]):
         zeros = f"{g['zeros'] / g['numel']:.1%}" if g["ternary"] else ""
         shape = "x".join(map(str, g["shape"]))
-        print(f"{g['name']:<62} {g['count']:>3} {shape:>14} {g['numel']:>11,} {'yes' if g['ternary'] else 'no':>7} {zeros:>6}")
+        print(
+            f"{g['name']:<62} {g['count']:>3} {shape:>14} {g['numel']:>11,} {'yes' if g['ternary'] else 'no':>7} {zeros:>6}"
+        )
     print()
     for tower, t in [("model", stats)] + list(stats["per_tower"].items()):
-        print(f"{tower:<7} params {t['total_params']:>12,}  ternary {t['ternary_fraction']:7.3%}  "
-              f"sparsity {t['sparsity']:6.2%}  avg bits {t['avg_bits_per_param']:6.3f}  "
-              f"compression vs fp32 {t['compression_vs_fp32']:6.2f}x")
-    print(f"(ternary weights at {stats['bits_per_weight']:.3f} bits ({args.packing}); scales and float "
-          f"parameters at {stats['scale_bits']} bits)")
+        print(
+            f"{tower:<7} params {t['total_params']:>12,}  ternary {t['ternary_fraction']:7.3%}  "
+            f"sparsity {t['sparsity']:6.2%}  avg bits {t['avg_bits_per_param']:6.3f}  "
+            f"compression vs fp32 {t['compression_vs_fp32']:6.2f}x"
+        )
+    print(
+        f"(ternary weights at {stats['bits_per_weight']:.3f} bits ({args.packing}); scales and float "
+        f"parameters at {stats['scale_bits']} bits)"
+    )
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-MAX_PIXELS = 100_000_000   # larger images are skipped: decoding one would take gigabytes
+MAX_PIXELS = 100_000_000  # larger images are skipped: decoding one would take gigabytes
 
 
 class DataError(ValueError):
@@ -46,7 +46,8 @@ def read_caption_table(path: str, image_key: str = "filepath", caption_key: str 
         reader = csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ",")
         columns = reader.fieldnames or []
         if image_key not in columns or caption_key not in columns:
-            raise DataError(f"{path}: needs columns {image_key!r} and {caption_key!r} (--image-key / --caption-key), "
-                            f"has {columns}")
+            raise DataError(
+                f"{path}: needs columns {image_key!r} and {caption_key!r} (--image-key / --caption-key), has {columns}"
+            )
         base = os.path.dirname(os.path.abspath(path))
         return [(os.path.join(base, row[image_key]), row[caption_key] or "") for row in reader]

@@ -25,8 +25,12 @@ import numpy as np
 SHAPES = ("circle", "square", "triangle", "cross")
 SHAPE_PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
 COLOURS = {
-    "red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 230),
-    "yellow": (235, 215, 40), "purple": (150, 60, 200), "cyan": (40, 210, 220),
+    "red": (220, 40, 40),
+    "green": (40, 190, 60),
+    "blue": (50, 80, 230),
+    "yellow": (235, 215, 40),
+    "purple": (150, 60, 200),
+    "cyan": (40, 210, 220),
 }
 SIZES = ("small", "large")
 COUNTS = ("one", "two", "three")
@@ -66,7 +70,7 @@ def benchmark_task(name: str) -> tuple[str, str]:
     return attribute, split or "heldout"
 
 
-_RADIUS = {"small": (5.5, 6.5), "large": (8.0, 9.5)}   # in output pixels at 64 px
+_RADIUS = {"small": (5.5, 6.5), "large": (8.0, 9.5)}  # in output pixels at 64 px
 
 
 def heldout_pairs() -> tuple[tuple[str, str], ...]:
@@ -78,6 +82,7 @@ def heldout_pairs() -> tuple[tuple[str, str], ...]:
 @dataclass
 class SyntheticBatch:
     """``images``: uint8 ``[B, H, W, 3]``; ``captions``: one string each; ``labels``: attribute -> int array."""
+
     images: np.ndarray
     captions: list[str]
     labels: dict[str, np.ndarray] = field(default_factory=dict)
@@ -86,6 +91,7 @@ class SyntheticBatch:
 @dataclass(frozen=True)
 class SyntheticWorld:
     """The generator. ``image_size`` must be a multiple of 16; shapes scale with it."""
+
     image_size: int = 64
     noise: float = 6.0
 
@@ -108,13 +114,23 @@ class SyntheticWorld:
         rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 99, 1])
         pairs = np.array(self._pairs(split))
         pick = pairs[rng.integers(len(pairs), size=n)]
-        return {"shape": pick[:, 0], "colour": pick[:, 1], "count": rng.integers(len(COUNTS), size=n),
-                "size": rng.integers(len(SIZES), size=n), "background": rng.integers(len(BACKGROUNDS), size=n)}
+        return {
+            "shape": pick[:, 0],
+            "colour": pick[:, 1],
+            "count": rng.integers(len(COUNTS), size=n),
+            "size": rng.integers(len(SIZES), size=n),
+            "background": rng.integers(len(BACKGROUNDS), size=n),
+        }
 
     def all_combinations(self, split: str) -> dict[str, np.ndarray]:
         """Each distinct attribute tuple of ``split`` once (retrieval sets without duplicate captions)."""
-        rows = [(s, c, k, z, b) for (s, c) in self._pairs(split) for k in range(len(COUNTS))
-                for z in range(len(SIZES)) for b in range(len(BACKGROUNDS))]
+        rows = [
+            (s, c, k, z, b)
+            for (s, c) in self._pairs(split)
+            for k in range(len(COUNTS))
+            for z in range(len(SIZES))
+            for b in range(len(BACKGROUNDS))
+        ]
         cols = np.array(rows).T
         return dict(zip(("shape", "colour", "count", "size", "background"), cols))
 
@@ -126,14 +142,17 @@ class SyntheticWorld:
         rng = np.random.default_rng([seed, 2])
         scale = size / 64.0
         ys, xs = np.mgrid[0:hi, 0:hi].astype(np.float32) + 0.5
-        colours, backgrounds = np.array(list(COLOURS.values()), np.float32), np.array(list(BACKGROUNDS.values()), np.float32)
+        colours, backgrounds = (
+            np.array(list(COLOURS.values()), np.float32),
+            np.array(list(BACKGROUNDS.values()), np.float32),
+        )
         masks = np.zeros((n, hi, hi), bool)
         cell = hi / 3.0
         for i in range(n):  # placement is per image; every pixel operation below is batched
             count = int(labels["count"][i]) + 1
             lo_r, hi_r = _RADIUS[SIZES[labels["size"][i]]]
             radius = rng.uniform(lo_r, hi_r) * scale * 2
-            cells = rng.permutation(9)[:count]   # one object per 3x3 cell: never overlapping
+            cells = rng.permutation(9)[:count]  # one object per 3x3 cell: never overlapping
             slack = max(cell / 2 - 1.15 * radius, 0.0)
             cx = (cells % 3 + 0.5) * cell + rng.uniform(-slack, slack, count)
             cy = (cells // 3 + 0.5) * cell + rng.uniform(-slack, slack, count)
@@ -141,13 +160,19 @@ class SyntheticWorld:
             for x0, y0 in zip(cx, cy):  # evaluate each mask only in the object's bounding box
                 x1, x2 = max(int(x0 - reach), 0), min(int(x0 + reach) + 1, hi)
                 y1, y2 = max(int(y0 - reach), 0), min(int(y0 + reach) + 1, hi)
-                masks[i, y1:y2, x1:x2] |= _shape_mask(SHAPES[labels["shape"][i]], xs[y1:y2, x1:x2] - x0,
-                                                      ys[y1:y2, x1:x2] - y0, radius)
+                masks[i, y1:y2, x1:x2] |= _shape_mask(
+                    SHAPES[labels["shape"][i]], xs[y1:y2, x1:x2] - x0, ys[y1:y2, x1:x2] - y0, radius
+                )
         m = masks.view(np.uint8)  # 2x2 supersampling: the fraction of each pixel a shape covers
-        coverage = ((m[:, 0::2, 0::2] + m[:, 1::2, 0::2] + m[:, 0::2, 1::2] + m[:, 1::2, 1::2])
-                    .astype(np.float32) * 0.25)[..., None]
-        colour = np.clip(colours[labels["colour"]] + rng.uniform(-15, 15, (n, 3)), 0, 255).astype(np.float32)[:, None, None, :]
-        bg = np.clip(backgrounds[labels["background"]] + rng.uniform(-10, 10, (n, 3)), 0, 255).astype(np.float32)[:, None, None, :]
+        coverage = (
+            (m[:, 0::2, 0::2] + m[:, 1::2, 0::2] + m[:, 0::2, 1::2] + m[:, 1::2, 1::2]).astype(np.float32) * 0.25
+        )[..., None]
+        colour = np.clip(colours[labels["colour"]] + rng.uniform(-15, 15, (n, 3)), 0, 255).astype(np.float32)[
+            :, None, None, :
+        ]
+        bg = np.clip(backgrounds[labels["background"]] + rng.uniform(-10, 10, (n, 3)), 0, 255).astype(np.float32)[
+            :, None, None, :
+        ]
         picture = bg + coverage * (colour - bg)
         picture += self.noise * rng.standard_normal(picture.shape, dtype=np.float32)
         images = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
@@ -162,9 +187,15 @@ class SyntheticWorld:
             shape, count = SHAPES[labels["shape"][i]], COUNTS[labels["count"][i]]
             t = CAPTION_TEMPLATES[template if template is not None else rng.integers(len(CAPTION_TEMPLATES))]
             count_word = ("a single" if rng.random() < 0.5 else "one") if count == "one" and template is None else count
-            out.append(t.format(count=count_word, size=SIZES[labels["size"][i]], colour=list(COLOURS)[labels["colour"][i]],
-                                shapes=shape if count == "one" else SHAPE_PLURALS[shape],
-                                bg=list(BACKGROUNDS)[labels["background"][i]]))
+            out.append(
+                t.format(
+                    count=count_word,
+                    size=SIZES[labels["size"][i]],
+                    colour=list(COLOURS)[labels["colour"][i]],
+                    shapes=shape if count == "one" else SHAPE_PLURALS[shape],
+                    bg=list(BACKGROUNDS)[labels["background"][i]],
+                )
+            )
         return out
 
     def sample(self, n: int, seed: int, split: str = "train") -> SyntheticBatch:
@@ -172,8 +203,9 @@ class SyntheticWorld:
         labels = self.attributes(n, seed, split)
         return SyntheticBatch(self.render(labels, seed), self.captions(labels, seed), labels)
 
-    def retrieval_set(self, split: str = "heldout", captions_per_image: int = 2, seed: int = 0
-                      ) -> tuple[np.ndarray, list[list[str]]]:
+    def retrieval_set(
+        self, split: str = "heldout", captions_per_image: int = 2, seed: int = 0
+    ) -> tuple[np.ndarray, list[list[str]]]:
         """Every attribute tuple of ``split`` once, each with ``captions_per_image`` different templates."""
         if not 1 <= captions_per_image <= len(CAPTION_TEMPLATES):
             raise ValueError(f"captions_per_image must be 1..{len(CAPTION_TEMPLATES)}")
@@ -187,8 +219,9 @@ class SyntheticWorld:
             texts.append([per_template[t][i] for t in chosen])
         return images, texts
 
-    def zero_shot_set(self, task: str, n: int = 600, split: str | None = None, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    def zero_shot_set(
+        self, task: str, n: int = 600, split: str | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
         """Images, their class indices, class names and prompt templates for one zero-shot task.
 
         ``task`` is an attribute or a benchmark task name (``shape-seen``); ``split`` overrides its split.

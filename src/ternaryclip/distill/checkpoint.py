@@ -23,8 +23,13 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or from another configuration."""
 
 
-def save_checkpoint(path: str | Path, student: torch.nn.Module, projection: torch.nn.Module | None,
-                    optimizer: torch.optim.Optimizer, state: dict) -> None:
+def save_checkpoint(
+    path: str | Path,
+    student: torch.nn.Module,
+    projection: torch.nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    state: dict,
+) -> None:
     tensors = {f"student.{k}": v.detach().contiguous() for k, v in student.state_dict().items()}
     if projection is not None:
         tensors.update({f"projection.{k}": v.detach().contiguous() for k, v in projection.state_dict().items()})
@@ -66,16 +71,18 @@ def read_state(path: str | Path) -> dict:
     return json.loads(meta[KEY])
 
 
-def load_checkpoint(path: str | Path, student: torch.nn.Module, projection: torch.nn.Module | None,
-                    optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(
+    path: str | Path, student: torch.nn.Module, projection: torch.nn.Module | None, optimizer: torch.optim.Optimizer
+) -> dict:
     """Restore everything :func:`save_checkpoint` wrote into live objects; returns the JSON state."""
     state = read_state(path)
     with safe_open(str(path), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    student.load_state_dict({k[len("student."):]: v for k, v in tensors.items() if k.startswith("student.")})
+    student.load_state_dict({k[len("student.") :]: v for k, v in tensors.items() if k.startswith("student.")})
     if projection is not None:
-        projection.load_state_dict({k[len("projection."):]: v for k, v in tensors.items()
-                                    if k.startswith("projection.")})
+        projection.load_state_dict(
+            {k[len("projection.") :]: v for k, v in tensors.items() if k.startswith("projection.")}
+        )
     optim_state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

@@ -8,11 +8,43 @@ import os
 from dataclasses import dataclass, field
 
 # Settings that change the numbers a run produces; a checkpoint resumes only under the same values.
-TRAINING_KEYS = ("teacher", "teacher_pretrained", "student", "student_pretrained", "project", "data", "image_key",
-                 "caption_key", "steps", "batch_size", "accum", "lr", "min_lr", "warmup", "weight_decay",
-                 "grad_clip", "beta1", "beta2", "eps", "scope", "rule", "granularity", "group_size", "embedding",
-                 "float_warmup", "contrastive", "logit", "feature", "token_feature", "temperature", "reverse_kl", "feature_loss",
-                 "seed", "precision", "ternary")
+TRAINING_KEYS = (
+    "teacher",
+    "teacher_pretrained",
+    "student",
+    "student_pretrained",
+    "project",
+    "data",
+    "image_key",
+    "caption_key",
+    "steps",
+    "batch_size",
+    "accum",
+    "lr",
+    "min_lr",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "beta1",
+    "beta2",
+    "eps",
+    "scope",
+    "rule",
+    "granularity",
+    "group_size",
+    "embedding",
+    "float_warmup",
+    "contrastive",
+    "logit",
+    "feature",
+    "token_feature",
+    "temperature",
+    "reverse_kl",
+    "feature_loss",
+    "seed",
+    "precision",
+    "ternary",
+)
 
 
 @dataclass
@@ -26,6 +58,7 @@ class DistillConfig:
     ``logit``, ``feature`` and ``token_feature`` (last-block tokens, same widths only); ``teacher=None``
     trains plain CLIP (contrastive only).
     """
+
     teacher: str | None = "bundled"
     teacher_pretrained: str | None = None
     student: str | None = None
@@ -73,12 +106,16 @@ class DistillConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        checks = [(self.steps > 0, "steps must be > 0"), (self.batch_size > 1, "batch_size must be > 1"),
-                  (self.accum >= 1, "accum must be >= 1"), (self.lr > 0, "lr must be > 0"),
-                  (0 <= self.float_warmup < 1, "float_warmup is a fraction of the steps in [0, 1)"),
-                  (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
-                  (self.packing in ("base3", "2bit"), "packing must be base3 or 2bit"),
-                  (self.feature_loss in ("cosine", "mse"), "feature_loss must be cosine or mse")]
+        checks = [
+            (self.steps > 0, "steps must be > 0"),
+            (self.batch_size > 1, "batch_size must be > 1"),
+            (self.accum >= 1, "accum must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.float_warmup < 1, "float_warmup is a fraction of the steps in [0, 1)"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
+            (self.packing in ("base3", "2bit"), "packing must be base3 or 2bit"),
+            (self.feature_loss in ("cosine", "mse"), "feature_loss must be cosine or mse"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -90,7 +127,7 @@ class DistillConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_file(cls, path: str, **overrides) -> "DistillConfig":
+    def from_file(cls, path: str, **overrides) -> DistillConfig:
         """Keys of a ``.yaml``/``.yml``/``.json`` file, then ``overrides`` on top; unknown keys are refused."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"config file {path!r} does not exist")

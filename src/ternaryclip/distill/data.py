@@ -22,9 +22,9 @@ import glob
 import os
 import tarfile
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -33,9 +33,11 @@ from ..data.images import IMAGE_SUFFIXES, DataError, decode_rgb, read_caption_ta
 from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 
+
 @dataclass
 class Skipped:
     """Samples left out of training, by reason."""
+
     counts: Counter = field(default_factory=Counter)
 
     def add(self, reason: str) -> None:
@@ -49,11 +51,13 @@ class Skipped:
 @dataclass
 class Batch:
     """One rank's part of a global batch: normalized pixels ``[b, 3, H, W]`` and token ids ``[b, ctx]``."""
+
     pixels: np.ndarray
     ids: np.ndarray
 
 
 # ---------------------------------------------------------------- sources
+
 
 class Source:
     """A deterministic sequence of (image, caption) records; ``records(start)`` iterates from a position."""
@@ -97,8 +101,9 @@ class WebDatasetSource(Source):
         files = urls if isinstance(urls, list) else list(_expand_braces(urls))
         missing = [f for f in files if "://" not in f and not os.path.isfile(f)]
         if missing:
-            raise DataError(f"webdataset shard(s) not found: {', '.join(missing[:3])}"
-                            f"{' ...' if len(missing) > 3 else ''}")
+            raise DataError(
+                f"webdataset shard(s) not found: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+            )
         if not any(_tar_has_pair(f) for f in files if "://" not in f):
             raise DataError(f"webdataset shards {urls!r} hold no image + txt pair")
         self.files = files
@@ -106,8 +111,9 @@ class WebDatasetSource(Source):
     def records(self, start: int) -> Iterator[tuple[object, str]]:
         skipped = 0
         while True:
-            dataset = self._wds.WebDataset(self.files, shardshuffle=False, handler=self._wds.warn_and_continue,
-                                           empty_check=False)
+            dataset = self._wds.WebDataset(
+                self.files, shardshuffle=False, handler=self._wds.warn_and_continue, empty_check=False
+            )
             for sample in dataset:
                 image = next((sample[k] for k in ("jpg", "jpeg", "png", "webp") if k in sample), None)
                 text = sample.get("txt", b"")
@@ -186,10 +192,13 @@ def _folder_records(root: str) -> list[tuple[str, str]]:
     return out
 
 
-def open_source(spec: str, seed: int = 0, image_size: int = 224, image_key: str = "filepath",
-                caption_key: str = "title") -> Source:
+def open_source(
+    spec: str, seed: int = 0, image_size: int = 224, image_key: str = "filepath", caption_key: str = "title"
+) -> Source:
     """The :class:`Source` a ``--data`` spec names (see the module docstring)."""
-    kind, _, rest = spec.partition(":") if spec.split(":", 1)[0] in ("synthetic", "csv", "folder", "wds") else ("", "", spec)
+    kind, _, rest = (
+        spec.partition(":") if spec.split(":", 1)[0] in ("synthetic", "csv", "folder", "wds") else ("", "", spec)
+    )
     if kind == "synthetic" or spec == "synthetic":
         return SyntheticSource(image_size, int(rest) if rest else seed)
     path = rest
@@ -198,8 +207,9 @@ def open_source(spec: str, seed: int = 0, image_size: int = 224, image_key: str 
     if kind == "csv" or path.endswith((".csv", ".tsv")):
         return ListSource(read_caption_table(path, image_key, caption_key), seed, path)
     if not os.path.isdir(path):
-        raise DataError(f"data {spec!r} does not exist (expected synthetic, a CSV/TSV, an image folder or "
-                        "webdataset shards)")
+        raise DataError(
+            f"data {spec!r} does not exist (expected synthetic, a CSV/TSV, an image folder or webdataset shards)"
+        )
     tars = sorted(glob.glob(os.path.join(path, "*.tar")))
     if tars and kind != "folder":
         return WebDatasetSource(tars)
@@ -226,8 +236,18 @@ class BatchStream:
     records consumed, which a checkpoint stores.
     """
 
-    def __init__(self, source: Source, preprocess: Preprocess, tokenizer: ClipTokenizer, batch_size: int,
-                 rank: int = 0, world_size: int = 1, start: int = 0, workers: int = 4, agree=_agree_alone):
+    def __init__(
+        self,
+        source: Source,
+        preprocess: Preprocess,
+        tokenizer: ClipTokenizer,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        workers: int = 4,
+        agree=_agree_alone,
+    ):
         if batch_size % world_size:
             raise DataError(f"batch size {batch_size} must be a multiple of the number of processes {world_size}")
         self.source, self.preprocess, self.tokenizer = source, preprocess, tokenizer

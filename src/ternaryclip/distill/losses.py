@@ -64,7 +64,7 @@ class LogitDistillLoss(nn.Module):
             kl = (log_s.exp() * (log_s - log_t)).sum(-1)
         else:
             kl = (log_t.exp() * (log_t - log_s)).sum(-1)
-        return kl.mean() * self.temperature ** 2
+        return kl.mean() * self.temperature**2
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         return 0.5 * (self._kl(student_logits, teacher_logits) + self._kl(student_logits.T, teacher_logits.T))
@@ -101,18 +101,29 @@ class DistillLoss(nn.Module):
     (plain CLIP training, used for the bundled teacher).
     """
 
-    def __init__(self, weights: LossWeights | None = None, temperature: float = 1.0, reverse_kl: bool = False,
-                 feature_kind: str = "cosine"):
+    def __init__(
+        self,
+        weights: LossWeights | None = None,
+        temperature: float = 1.0,
+        reverse_kl: bool = False,
+        feature_kind: str = "cosine",
+    ):
         super().__init__()
         self.weights = weights or LossWeights()
         self.contrastive = ClipLoss()
         self.logit = LogitDistillLoss(temperature, reverse_kl)
         self.feature = FeatureDistillLoss(feature_kind)
 
-    def forward(self, student_image: torch.Tensor, student_text: torch.Tensor, logit_scale: torch.Tensor,
-                teacher_image: torch.Tensor | None = None, teacher_text: torch.Tensor | None = None,
-                teacher_logit_scale: torch.Tensor | None = None,
-                student_kd: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(
+        self,
+        student_image: torch.Tensor,
+        student_text: torch.Tensor,
+        logit_scale: torch.Tensor,
+        teacher_image: torch.Tensor | None = None,
+        teacher_text: torch.Tensor | None = None,
+        teacher_logit_scale: torch.Tensor | None = None,
+        student_kd: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """``student_kd``: the student's features mapped to the teacher's width, when a projection exists."""
         image, text = gather_rows(F.normalize(student_image, dim=-1)), gather_rows(F.normalize(student_text, dim=-1))
         if student_kd is not None and student_kd[0] is not student_image:

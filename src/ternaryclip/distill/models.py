@@ -83,7 +83,9 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def make_student(teacher: nn.Module, student_name: str | None = None, student_pretrained: str | None = None) -> nn.Module:
+def make_student(
+    teacher: nn.Module, student_name: str | None = None, student_pretrained: str | None = None
+) -> nn.Module:
     """The float student: a copy of the teacher (the paper's setting) or another architecture."""
     if student_name is None:
         student = copy.deepcopy(teacher)

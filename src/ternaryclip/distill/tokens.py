@@ -31,6 +31,7 @@ class TokenRecorder:
     def _hook(self, name: str):
         def record(module, inputs, output):
             self.outputs[name] = output[0] if isinstance(output, tuple) else output
+
         return record
 
     def remove(self) -> None:
@@ -43,7 +44,9 @@ def token_loss(student: TokenRecorder, teacher: TokenRecorder) -> torch.Tensor:
     for name in ("image", "text"):
         s, t = student.outputs[name], teacher.outputs[name].detach()
         if s.shape != t.shape:
-            raise ValueError(f"token distillation needs the same {name} token features in student and teacher, "
-                             f"got {tuple(s.shape)} and {tuple(t.shape)}; set token_feature to 0")
+            raise ValueError(
+                f"token distillation needs the same {name} token features in student and teacher, "
+                f"got {tuple(s.shape)} and {tuple(t.shape)}; set token_feature to 0"
+            )
         total = total + (1.0 - F.cosine_similarity(s.float(), t.float(), dim=-1)).mean()
     return total / 2

@@ -12,9 +12,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -28,8 +28,8 @@ from .checkpoint import CheckpointError, load_checkpoint, read_state, save_check
 from .config import DistillConfig
 from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
-from .tokens import TokenRecorder, token_loss
 from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student
+from .tokens import TokenRecorder, token_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,8 +50,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        plain = p.ndim < 2 or any(s in name for s in ("ln", "norm", "bias", "logit_scale", "positional_embedding",
-                                                      "class_embedding", "position_embedding"))
+        plain = p.ndim < 2 or any(
+            s in name
+            for s in (
+                "ln",
+                "norm",
+                "bias",
+                "logit_scale",
+                "positional_embedding",
+                "class_embedding",
+                "position_embedding",
+            )
+        )
         (no_decay if plain else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -66,19 +76,29 @@ class StudentPair(nn.Module):
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor):
         clip = as_clip(self.student)
         image, text = clip.encode_image(pixels), clip.encode_text(ids)
-        kd_image, kd_text = (self.projection.image(image), self.projection.text(text)) if self.projection else (image, text)
+        kd_image, kd_text = (
+            (self.projection.image(image), self.projection.text(text)) if self.projection else (image, text)
+        )
         return image, text, clip.logit_scale.exp().clamp(max=100.0), kd_image, kd_text
 
 
 class Trainer:
     """One distillation run.  ``eval_fn(student, step) -> dict`` is called every ``eval_every`` steps."""
 
-    def __init__(self, config: DistillConfig, eval_fn: Callable[[nn.Module, int], dict] | None = None,
-                 teacher: nn.Module | None = None, student: nn.Module | None = None):
+    def __init__(
+        self,
+        config: DistillConfig,
+        eval_fn: Callable[[nn.Module, int], dict] | None = None,
+        teacher: nn.Module | None = None,
+        student: nn.Module | None = None,
+    ):
         self.config, self.eval_fn = config, eval_fn
         self.rank, self.world = _init_distributed(config)
-        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if torch.cuda.is_available() \
+        self.device = (
+            torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+            if torch.cuda.is_available()
             else torch.device("cpu")
+        )
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -94,22 +114,40 @@ class Trainer:
         if student is None:
             if self.teacher is None and not config.student:
                 raise ValueError("training needs a teacher or a student (--student)")
-            student = make_student(self.teacher, config.student, config.student_pretrained) if config.student or \
-                self.teacher is None else make_student(self.teacher)
+            student = (
+                make_student(self.teacher, config.student, config.student_pretrained)
+                if config.student or self.teacher is None
+                else make_student(self.teacher)
+            )
         for p in student.parameters():  # a copy of a frozen teacher arrives frozen
             p.requires_grad_(True)
         self.student = student.to(self.device).train()
         if config.ternary:
-            ternarize_(self.student, TernaryConfig(rule=config.rule, granularity=config.granularity,
-                                                   group_size=config.group_size, scope=config.scope,
-                                                   embedding=config.embedding))
+            ternarize_(
+                self.student,
+                TernaryConfig(
+                    rule=config.rule,
+                    granularity=config.granularity,
+                    group_size=config.group_size,
+                    scope=config.scope,
+                    embedding=config.embedding,
+                ),
+            )
         self.projection = self._projection()
         self.pair = StudentPair(self.student, self.projection).to(self.device)
         self.model = nn.parallel.DistributedDataParallel(self.pair) if self.world > 1 else self.pair
-        self.optimizer = torch.optim.AdamW(param_groups(self.pair, config.weight_decay), lr=config.lr,
-                                           betas=(config.beta1, config.beta2), eps=config.eps)
-        self.loss = DistillLoss(LossWeights(config.contrastive, config.logit, config.feature), config.temperature,
-                                config.reverse_kl, config.feature_loss)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.pair, config.weight_decay),
+            lr=config.lr,
+            betas=(config.beta1, config.beta2),
+            eps=config.eps,
+        )
+        self.loss = DistillLoss(
+            LossWeights(config.contrastive, config.logit, config.feature),
+            config.temperature,
+            config.reverse_kl,
+            config.feature_loss,
+        )
         self.preprocess, self.arch = model_preprocess(self.student), model_arch(self.student)
         self.tokenizer = ClipTokenizer(self.arch.text.context_length)
         self.step, position = 0, 0
@@ -118,8 +156,17 @@ class Trainer:
             self.step, position = state["step"], state["position"]
         if isinstance(source, SyntheticSource) and source.world.image_size != self.preprocess.size:
             source = SyntheticSource(self.preprocess.size, source.seed)
-        self.data = BatchStream(source, self.preprocess, self.tokenizer, config.batch_size, self.rank, self.world,
-                                position, config.workers, **({"agree": _sum_across_ranks} if self.world > 1 else {}))
+        self.data = BatchStream(
+            source,
+            self.preprocess,
+            self.tokenizer,
+            config.batch_size,
+            self.rank,
+            self.world,
+            position,
+            config.workers,
+            **({"agree": _sum_across_ranks} if self.world > 1 else {}),
+        )
         self.history: list[dict] = []
         self.tokens = None
         if config.token_feature and self.teacher is not None:
@@ -137,8 +184,10 @@ class Trainer:
         mine, theirs = self.config.training_values(), state.get("training", {})
         differ = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
         if differ:
-            raise CheckpointError(f"{self.checkpoint_path} was written with other settings "
-                                  f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differ.items())})")
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written with other settings "
+                f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differ.items())})"
+            )
         return state
 
     def _projection(self) -> FeatureProjection | None:
@@ -148,8 +197,10 @@ class Trainer:
         if t_dim == s_dim and not self.config.project:
             return None
         if t_dim != s_dim and not self.config.project:
-            raise ValueError(f"teacher embeddings are {t_dim}-d but the student's are {s_dim}-d: pick a student "
-                             "with the same embedding width or add a learned projection (--project)")
+            raise ValueError(
+                f"teacher embeddings are {t_dim}-d but the student's are {s_dim}-d: pick a student "
+                "with the same embedding width or add a learned projection (--project)"
+            )
         return FeatureProjection(s_dim, t_dim).to(self.device)
 
     # ------------------------------------------------------------ one step
@@ -183,16 +234,20 @@ class Trainer:
                     parts["token_feature"] = float(tokens.detach())
                     parts["loss"] += config.token_feature * parts["token_feature"]
             if not math.isfinite(parts["loss"]):
-                raise TrainingDiverged(f"loss is {parts['loss']} at step {self.step} (micro-batch {micro}); the last "
-                                       f"good state is {self.checkpoint_path if self.checkpoint_path.exists() else 'not saved'}"
-                                       "; lower --lr, raise --warmup or check the data")
+                raise TrainingDiverged(
+                    f"loss is {parts['loss']} at step {self.step} (micro-batch {micro}); the last "
+                    f"good state is {self.checkpoint_path if self.checkpoint_path.exists() else 'not saved'}"
+                    "; lower --lr, raise --warmup or check the data"
+                )
             scaled = objective / config.accum
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v / config.accum
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(self.pair.parameters(), config.grad_clip if config.grad_clip > 0 else 1e30)
+        norm = torch.nn.utils.clip_grad_norm_(
+            self.pair.parameters(), config.grad_clip if config.grad_clip > 0 else 1e30
+        )
         if self.scaler:  # an overflowing fp16 step is skipped and the scale lowered, as GradScaler does
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -214,9 +269,18 @@ class Trainer:
     def save(self) -> None:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer,
-                            {"step": self.step, "position": self.data.position, "training": self.config.training_values(),
-                             "skipped": dict(self.data.skipped.counts)})
+            save_checkpoint(
+                self.checkpoint_path,
+                self.student,
+                self.projection,
+                self.optimizer,
+                {
+                    "step": self.step,
+                    "position": self.data.position,
+                    "training": self.config.training_values(),
+                    "skipped": dict(self.data.skipped.counts),
+                },
+            )
 
     def run(self) -> list[dict]:
         """Train to ``config.steps``; returns the logged metrics (also in ``out/metrics.jsonl``)."""
@@ -227,24 +291,38 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         log = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
-        bar = tqdm(total=config.steps, initial=self.step, disable=self.rank != 0 or not config.progress,
-                   desc="distill" if self.teacher is not None else "train", dynamic_ncols=True)
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            disable=self.rank != 0 or not config.progress,
+            desc="distill" if self.teacher is not None else "train",
+            dynamic_ncols=True,
+        )
         try:
             while self.step < config.steps:
                 start = time.perf_counter()
                 metrics = self.train_step()
                 seconds = time.perf_counter() - start
-                metrics.update(step=self.step, seconds=seconds,
-                               samples_per_s=config.batch_size * config.accum / seconds, skipped=self.data.skipped.total)
-                if config.eval_every and self.eval_fn and (self.step % config.eval_every == 0 or self.step == config.steps):
+                metrics.update(
+                    step=self.step,
+                    seconds=seconds,
+                    samples_per_s=config.batch_size * config.accum / seconds,
+                    skipped=self.data.skipped.total,
+                )
+                if (
+                    config.eval_every
+                    and self.eval_fn
+                    and (self.step % config.eval_every == 0 or self.step == config.steps)
+                ):
                     metrics.update(self.eval_fn(self.student, self.step))
                     self.student.train()
                 self.history.append(metrics)
                 if log and (self.step % config.log_every == 0 or self.step == config.steps):
                     log.write(json.dumps(metrics) + "\n")
                     log.flush()
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}",
-                                sps=f"{metrics['samples_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}", sps=f"{metrics['samples_per_s']:.0f}"
+                )
                 bar.update(1)
                 if self.step % config.save_every == 0 or self.step == config.steps:
                     self.save()
@@ -270,8 +348,12 @@ class Trainer:
         from ..pack.export import save
 
         target = Path(path or self.out / "student.tclip")
-        provenance = {"teacher": self.config.teacher, "data": self.config.data, "steps": self.step,
-                      "method": "QAT+KD" if self.teacher is not None else "QAT"}
+        provenance = {
+            "teacher": self.config.teacher,
+            "data": self.config.data,
+            "steps": self.step,
+            "method": "QAT+KD" if self.teacher is not None else "QAT",
+        }
         return save(self.student, target, packing=self.config.packing, provenance=provenance)
 
     def stats(self) -> dict:

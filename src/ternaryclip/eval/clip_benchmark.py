@@ -30,10 +30,10 @@ class RuntimeModel:
     def __init__(self, runtime):
         self.runtime = runtime
 
-    def eval(self) -> "RuntimeModel":
+    def eval(self) -> RuntimeModel:
         return self
 
-    def to(self, *args, **kwargs) -> "RuntimeModel":
+    def to(self, *args, **kwargs) -> RuntimeModel:
         return self
 
     def encode_image(self, images):
@@ -83,8 +83,10 @@ def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: 
         model = bundled_teacher().to(device)
         return model, TorchTransform(model_preprocess(model)), TorchTokenizer(model_arch(model).text.context_length)
     if not model_name.endswith(".tclip"):
-        raise ValueError(f"--model_type {MODEL_TYPE} takes a .tclip file or 'bundled', got {model_name!r}; "
-                         "float open_clip models use --model_type open_clip")
+        raise ValueError(
+            f"--model_type {MODEL_TYPE} takes a .tclip file or 'bundled', got {model_name!r}; "
+            "float open_clip models use --model_type open_clip"
+        )
     from ..runtime import load
 
     runtime = load(model_name, mode="exact" if pretrained == "exact" else "fast")
@@ -106,7 +108,7 @@ def register() -> None:
 
     models.TYPE2FUNC[MODEL_TYPE] = load_ternaryclip
     if MODEL_TYPE not in models.MODEL_TYPES:
-        models.MODEL_TYPES.append(MODEL_TYPE)   # the CLI's --model_type choices is this same list
+        models.MODEL_TYPES.append(MODEL_TYPE)  # the CLI's --model_type choices is this same list
     try:
         zeroshot_classification.accuracy(torch.eye(2), torch.tensor([0, 1]))
     except TypeError:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.synthetic import BENCHMARK_TASKS, SyntheticWorld
 from ..data.images import IMAGE_SUFFIXES, DataError, read_caption_table
+from ..data.synthetic import BENCHMARK_TASKS, SyntheticWorld
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.")
 
@@ -31,7 +31,7 @@ DEFAULT_TEMPLATES = ("a photo of a {c}.", "a picture of a {c}.", "an image of a 
 @dataclass
 class ClassificationSet:
     name: str
-    images: list          # file paths, or uint8 HWC arrays (synthetic)
+    images: list  # file paths, or uint8 HWC arrays (synthetic)
     labels: np.ndarray
     classnames: list[str]
     templates: list[str]
@@ -115,8 +115,15 @@ def caption_file_set(path: str, image_key: str = "filepath", caption_key: str = 
     return RetrievalSet(os.path.basename(path), list(grouped), list(grouped.values()))
 
 
-def open_eval_sets(spec: str, image_size: int, classnames: str | None = None, templates: str | None = None,
-                   image_key: str = "filepath", caption_key: str = "title", task: str = "auto") -> list:
+def open_eval_sets(
+    spec: str,
+    image_size: int,
+    classnames: str | None = None,
+    templates: str | None = None,
+    image_key: str = "filepath",
+    caption_key: str = "title",
+    task: str = "auto",
+) -> list:
     if spec == "synthetic" or spec.startswith("synthetic/"):
         return synthetic_sets(spec.partition("/")[2] or None, image_size)
     if spec.endswith((".csv", ".tsv")):
@@ -144,10 +151,16 @@ def export_clip_benchmark(data: ClassificationSet | RetrievalSet, root: str, sha
             for i in range(s * shard_size, min((s + 1) * shard_size, len(data.images))):
                 image = data.images[i]
                 buf = io.BytesIO()
-                (Image.fromarray(image) if isinstance(image, np.ndarray) else Image.open(image).convert("RGB")).save(buf, "PNG")
-                label = (str(int(data.labels[i])) if isinstance(data, ClassificationSet)
-                         else "\n".join(data.captions[i])).encode()
-                for ext, payload in (("png", buf.getvalue()), ("cls" if isinstance(data, ClassificationSet) else "txt", label)):
+                (Image.fromarray(image) if isinstance(image, np.ndarray) else Image.open(image).convert("RGB")).save(
+                    buf, "PNG"
+                )
+                label = (
+                    str(int(data.labels[i])) if isinstance(data, ClassificationSet) else "\n".join(data.captions[i])
+                ).encode()
+                for ext, payload in (
+                    ("png", buf.getvalue()),
+                    ("cls" if isinstance(data, ClassificationSet) else "txt", label),
+                ):
                     info = tarfile.TarInfo(f"s{i:07d}.{ext}")
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))

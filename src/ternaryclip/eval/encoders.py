@@ -37,8 +37,10 @@ class TorchEncoder:
 
         device = next(self.model.parameters()).device
         with torch.no_grad():
-            out = [fn(torch.as_tensor(data[i:i + self.batch_size]).to(device)).float().cpu().numpy()
-                   for i in range(0, len(data), self.batch_size)]
+            out = [
+                fn(torch.as_tensor(data[i : i + self.batch_size]).to(device)).float().cpu().numpy()
+                for i in range(0, len(data), self.batch_size)
+            ]
         return np.concatenate(out) if out else np.zeros((0, self.arch.embed_dim), np.float32)
 
     def encode_image(self, pixels: np.ndarray) -> np.ndarray:

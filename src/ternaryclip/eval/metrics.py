@@ -40,20 +40,27 @@ def classification_metrics(image_embeddings: np.ndarray, classifier: np.ndarray,
     logits = normalize(image_embeddings) @ classifier.T
     target = np.asarray(target)
     acc5 = top_k_accuracy(logits, target, 5) if classifier.shape[0] >= 5 else float("nan")
-    return {"acc1": top_k_accuracy(logits, target, 1), "acc5": acc5,
-            "mean_per_class_recall": mean_per_class_recall(logits.argmax(axis=1), target)}
+    return {
+        "acc1": top_k_accuracy(logits, target, 1),
+        "acc5": acc5,
+        "mean_per_class_recall": mean_per_class_recall(logits.argmax(axis=1), target),
+    }
 
 
-def retrieval_metrics(image_embeddings: np.ndarray, text_embeddings: np.ndarray, text_image_index: np.ndarray,
-                      ks: tuple[int, ...] = (1, 5, 10)) -> dict:
+def retrieval_metrics(
+    image_embeddings: np.ndarray,
+    text_embeddings: np.ndarray,
+    text_image_index: np.ndarray,
+    ks: tuple[int, ...] = (1, 5, 10),
+) -> dict:
     """``text_image_index[j]`` is the image that caption ``j`` describes."""
-    scores = normalize(text_embeddings) @ normalize(image_embeddings).T          # [texts, images]
+    scores = normalize(text_embeddings) @ normalize(image_embeddings).T  # [texts, images]
     index = np.asarray(text_image_index)
     positive = np.zeros(scores.shape, bool)
     positive[np.arange(len(index)), index] = True
     out = {}
-    text_order = np.argsort(-scores, axis=1, kind="stable")                      # images ranked per caption
-    image_order = np.argsort(-scores.T, axis=1, kind="stable")                   # captions ranked per image
+    text_order = np.argsort(-scores, axis=1, kind="stable")  # images ranked per caption
+    image_order = np.argsort(-scores.T, axis=1, kind="stable")  # captions ranked per image
     for k in ks:
         hit_t2i = np.take_along_axis(positive, text_order[:, :k], axis=1).any(axis=1)
         hit_i2t = np.take_along_axis(positive.T, image_order[:, :k], axis=1).any(axis=1)

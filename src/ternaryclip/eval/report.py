@@ -51,12 +51,17 @@ def read_results(paths: list[str]) -> list[dict]:
                 data = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a readable JSON result file ({err})") from err
-        items = data.get("results", []) if isinstance(data, dict) and "results" in data else \
-            (data if isinstance(data, list) else [data])
+        items = (
+            data.get("results", [])
+            if isinstance(data, dict) and "results" in data
+            else (data if isinstance(data, list) else [data])
+        )
         for item in items:
             if not isinstance(item, dict) or "metrics" not in item or "dataset" not in item:
-                raise ValueError(f"{path}: expected CLIP_benchmark results (dataset, model, metrics) or "
-                                 "ternaryclip eval --json output")
+                raise ValueError(
+                    f"{path}: expected CLIP_benchmark results (dataset, model, metrics) or "
+                    "ternaryclip eval --json output"
+                )
             results.append(item)
     if not results:
         raise ValueError("no results in the given files")
@@ -110,8 +115,12 @@ def plot(results: list[dict], path: str) -> str:
         if r.get("file_bytes"):
             sizes[model_label(r)] = r["file_bytes"]
     panels = 2 if len(sizes) >= 2 else 1
-    fig, axes = plt.subplots(1, panels, figsize=(max(6, 1.2 * len(datasets) * max(1, len(models)) / 2) + 4 * (panels - 1), 4.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        panels,
+        figsize=(max(6, 1.2 * len(datasets) * max(1, len(models)) / 2) + 4 * (panels - 1), 4.2),
+        squeeze=False,
+    )
     ax = axes[0][0]
     width = 0.8 / max(1, len(models))
     for j, m in enumerate(models):

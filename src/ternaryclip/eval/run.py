@@ -22,9 +22,10 @@ from .metrics import class_embeddings, classification_metrics, retrieval_metrics
 @dataclass
 class LoadedModel:
     """An encoder (numpy in / out, with ``preprocess``) and what to call it in reports."""
+
     encoder: object
     name: str
-    kind: str              # "tclip" (runtime) or "torch"
+    kind: str  # "tclip" (runtime) or "torch"
     file_bytes: int | None = None
 
     @property
@@ -32,8 +33,9 @@ class LoadedModel:
         return self.encoder.preprocess
 
 
-def load_model(spec: str, pretrained: str | None = None, mode: str = "fast", threads: int | None = None,
-               batch_size: int = 64) -> LoadedModel:
+def load_model(
+    spec: str, pretrained: str | None = None, mode: str = "fast", threads: int | None = None, batch_size: int = 64
+) -> LoadedModel:
     """``x.tclip`` (torch-free runtime), ``bundled``, an open_clip name/config + ``pretrained``, or an HF folder."""
     if spec.endswith(".tclip"):
         from ..runtime import load
@@ -52,8 +54,11 @@ def load_model(spec: str, pretrained: str | None = None, mode: str = "fast", thr
     return LoadedModel(encoder, spec, "torch", size)
 
 
-def pixels_of(images: list, preprocess: Preprocess, skipped: Counter, workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def pixels_of(
+    images: list, preprocess: Preprocess, skipped: Counter, workers: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed ``[N, 3, S, S]`` and the indices kept; files that fail to decode are counted and dropped."""
+
     def one(image):
         if isinstance(image, np.ndarray) and image.shape[:2] == (preprocess.size, preprocess.size):
             return preprocess.normalize(image)
@@ -76,9 +81,10 @@ def pixels_of(images: list, preprocess: Preprocess, skipped: Counter, workers: i
 def _encode_images(model: LoadedModel, pixels: np.ndarray, batch_size: int, desc: str, progress: bool) -> np.ndarray:
     from tqdm.auto import tqdm
 
-    chunks = [model.encoder.encode_image(pixels[i:i + batch_size])
-              for i in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False, unit="batch",
-                            disable=not progress)]
+    chunks = [
+        model.encoder.encode_image(pixels[i : i + batch_size])
+        for i in tqdm(range(0, len(pixels), batch_size), desc=desc, leave=False, unit="batch", disable=not progress)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
 
 
@@ -98,13 +104,21 @@ def evaluate_set(model: LoadedModel, data, batch_size: int = 64, progress: bool 
         captions = [data.captions[i] for i in kept]
         flat = [c for cs in captions for c in cs]
         owner = np.array([i for i, cs in enumerate(captions) for _ in cs])
-        texts = np.concatenate([model.encoder.encode_text(flat[i:i + 512]) for i in range(0, len(flat), 512)])
+        texts = np.concatenate([model.encoder.encode_text(flat[i : i + 512]) for i in range(0, len(flat), 512)])
         metrics = retrieval_metrics(images, texts, owner)
         task = "zeroshot_retrieval"
     else:
         raise TypeError(f"cannot evaluate {type(data).__name__}")
-    return {"dataset": data.name, "model": model.name, "pretrained": model.kind, "task": task, "metrics": metrics,
-            "images": int(len(kept)), "skipped": dict(skipped), "file_bytes": model.file_bytes}
+    return {
+        "dataset": data.name,
+        "model": model.name,
+        "pretrained": model.kind,
+        "task": task,
+        "metrics": metrics,
+        "images": int(len(kept)),
+        "skipped": dict(skipped),
+        "file_bytes": model.file_bytes,
+    }
 
 
 def retention(student: list[dict], teacher: list[dict]) -> list[dict]:
@@ -119,6 +133,13 @@ def retention(student: list[dict], teacher: list[dict]) -> list[dict]:
             reference = t["metrics"].get(key)
             if reference is None or not np.isfinite(value) or not np.isfinite(reference):
                 continue
-            rows.append({"dataset": s["dataset"], "metric": key, "student": value, "teacher": reference,
-                         "retention": value / reference if reference else float("nan")})
+            rows.append(
+                {
+                    "dataset": s["dataset"],
+                    "metric": key,
+                    "student": value,
+                    "teacher": reference,
+                    "retention": value / reference if reference else float("nan"),
+                }
+            )
     return rows

@@ -25,15 +25,28 @@ def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
 
 
 def _out(out: np.ndarray | None, shape: tuple) -> np.ndarray | None:
-    if out is not None and not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == shape
-                                and out.flags.c_contiguous and out.flags.writeable):
+    if out is not None and not (
+        isinstance(out, np.ndarray)
+        and out.dtype == np.float32
+        and out.shape == shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
         raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {shape}")
     return out
 
 
-def gemm(x: np.ndarray, packed: np.ndarray, k: int, scales: np.ndarray, group_size: int,
-         bias: np.ndarray | None = None, mode: str = "fast", impl: str = "auto",
-         out: np.ndarray | None = None) -> np.ndarray:
+def gemm(
+    x: np.ndarray,
+    packed: np.ndarray,
+    k: int,
+    scales: np.ndarray,
+    group_size: int,
+    bias: np.ndarray | None = None,
+    mode: str = "fast",
+    impl: str = "auto",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """``y[M, N] = x[M, K] @ (scale * T[N, K]).T + bias`` with 2bit-packed ternary weights.
 
     ``mode='fast'``: activations quantized per row to int8 (W1.58-A8); ``'exact'``: float activations.
@@ -72,8 +85,9 @@ set_num_threads = _ext.set_num_threads
 get_num_threads = _ext.get_num_threads
 
 
-def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, impl: str = "auto",
-               out: np.ndarray | None = None) -> np.ndarray:
+def layer_norm(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, impl: str = "auto", out: np.ndarray | None = None
+) -> np.ndarray:
     """LayerNorm over the last axis of ``x [M, D]`` (float32), into ``out`` when given."""
     x = _as("x", x, np.float32, 2)
     out = _out(out, x.shape)
@@ -88,7 +102,9 @@ def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
     _ext.activation_(x, kind, impl)
 
 
-def attention(qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto", out: np.ndarray | None = None) -> np.ndarray:
+def attention(
+    qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto", out: np.ndarray | None = None
+) -> np.ndarray:
     """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``."""
     qkv = _as("qkv", qkv, np.float32, 3)
     out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))

@@ -18,5 +18,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ternaryclip.pack' has no attribute {name!r}")
 
 
-__all__ = ["PACKINGS", "TclipError", "TclipModel", "TernaryTensor", "pack_2bit", "pack_base3", "read",
-           "unpack_2bit", "unpack_base3", "write", *_TORCH_SIDE]
+__all__ = [
+    "PACKINGS",
+    "TclipError",
+    "TclipModel",
+    "TernaryTensor",
+    "pack_2bit",
+    "pack_base3",
+    "read",
+    "unpack_2bit",
+    "unpack_base3",
+    "write",
+    *_TORCH_SIDE,
+]

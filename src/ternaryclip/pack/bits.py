@@ -124,6 +124,6 @@ def base3_to_2bit(packed: np.ndarray, n: int, k: int, rows_per_chunk: int = 4096
         stop = min(n, start + rows_per_chunk)
         first, last = start * k, stop * k  # code indices of this chunk
         byte0, byte1 = first // _TRITS, -(-last // _TRITS)
-        u = _BASE3_DIGITS[packed[byte0:byte1]].reshape(-1)[first - byte0 * _TRITS:][: last - first]
+        u = _BASE3_DIGITS[packed[byte0:byte1]].reshape(-1)[first - byte0 * _TRITS :][: last - first]
         out[start:stop] = pack_2bit(u.reshape(stop - start, k).astype(np.int8) - 1)
     return out

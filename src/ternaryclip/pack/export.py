@@ -40,10 +40,13 @@ class NotTernaryError(ValueError):
 
 # ---------------------------------------------------------------- architecture
 
+
 def _require(condition: bool, what: str) -> None:
     if not condition:
-        raise ValueError(f"unsupported CLIP variant: {what}; ternaryclip packs ViT CLIP models "
-                         "(open_clip CLIP with a VisionTransformer, or transformers CLIPModel)")
+        raise ValueError(
+            f"unsupported CLIP variant: {what}; ternaryclip packs ViT CLIP models "
+            "(open_clip CLIP with a VisionTransformer, or transformers CLIPModel)"
+        )
 
 
 def arch_from_open_clip(model: nn.Module) -> ClipArch:
@@ -65,16 +68,27 @@ def arch_from_open_clip(model: nn.Module) -> ClipArch:
     return ClipArch(
         embed_dim=visual.output_dim,
         vision=VisionArch(
-            image_size=image_h, patch_size=patch_h, width=visual.conv1.out_channels,
-            layers=len(visual.transformer.resblocks), heads=v_block.attn.num_heads,
-            mlp_width=v_block.mlp.c_fc.out_features, pool_type=visual.pool_type,
-            final_ln_after_pool=bool(visual.final_ln_after_pool), no_ln_pre=isinstance(visual.ln_pre, nn.Identity)),
+            image_size=image_h,
+            patch_size=patch_h,
+            width=visual.conv1.out_channels,
+            layers=len(visual.transformer.resblocks),
+            heads=v_block.attn.num_heads,
+            mlp_width=v_block.mlp.c_fc.out_features,
+            pool_type=visual.pool_type,
+            final_ln_after_pool=bool(visual.final_ln_after_pool),
+            no_ln_pre=isinstance(visual.ln_pre, nn.Identity),
+        ),
         text=TextArch(
-            context_length=model.context_length, vocab_size=model.vocab_size,
-            width=model.token_embedding.embedding_dim, heads=t_block.attn.num_heads,
-            layers=len(model.transformer.resblocks), mlp_width=t_block.mlp.c_fc.out_features,
-            pool_type=model.text_pool_type, eos_id=int(getattr(model, "text_eos_id", 2) or 2),
-            causal=model.attn_mask is not None),
+            context_length=model.context_length,
+            vocab_size=model.vocab_size,
+            width=model.token_embedding.embedding_dim,
+            heads=t_block.attn.num_heads,
+            layers=len(model.transformer.resblocks),
+            mlp_width=t_block.mlp.c_fc.out_features,
+            pool_type=model.text_pool_type,
+            eos_id=int(getattr(model, "text_eos_id", 2) or 2),
+            causal=model.attn_mask is not None,
+        ),
         quick_gelu=act == "QuickGELU",
         norm_eps=float(v_block.ln_1.eps),
         logit_bias=getattr(model, "logit_bias", None) is not None,
@@ -87,11 +101,24 @@ def arch_from_hf(model: nn.Module) -> ClipArch:
     _require(v.layer_norm_eps == t.layer_norm_eps, "different LayerNorm eps in the two towers")
     return ClipArch(
         embed_dim=model.config.projection_dim,
-        vision=VisionArch(image_size=v.image_size, patch_size=v.patch_size, width=v.hidden_size,
-                          layers=v.num_hidden_layers, heads=v.num_attention_heads, mlp_width=v.intermediate_size),
-        text=TextArch(context_length=t.max_position_embeddings, vocab_size=t.vocab_size, width=t.hidden_size,
-                      heads=t.num_attention_heads, layers=t.num_hidden_layers, mlp_width=t.intermediate_size,
-                      pool_type="argmax" if t.eos_token_id == 2 else "eos", eos_id=int(t.eos_token_id)),
+        vision=VisionArch(
+            image_size=v.image_size,
+            patch_size=v.patch_size,
+            width=v.hidden_size,
+            layers=v.num_hidden_layers,
+            heads=v.num_attention_heads,
+            mlp_width=v.intermediate_size,
+        ),
+        text=TextArch(
+            context_length=t.max_position_embeddings,
+            vocab_size=t.vocab_size,
+            width=t.hidden_size,
+            heads=t.num_attention_heads,
+            layers=t.num_hidden_layers,
+            mlp_width=t.intermediate_size,
+            pool_type="argmax" if t.eos_token_id == 2 else "eos",
+            eos_id=int(t.eos_token_id),
+        ),
         quick_gelu=v.hidden_act == "quick_gelu",
         norm_eps=float(v.layer_norm_eps),
     )
@@ -103,8 +130,10 @@ def preprocess_meta(model: nn.Module, arch: ClipArch) -> dict:
     size = cfg.get("size", arch.vision.image_size)
     return {
         "size": size if isinstance(size, int) else list(size)[0],
-        "mean": list(cfg.get("mean", OPENAI_MEAN)), "std": list(cfg.get("std", OPENAI_STD)),
-        "interpolation": cfg.get("interpolation", "bicubic"), "resize_mode": cfg.get("resize_mode", "shortest"),
+        "mean": list(cfg.get("mean", OPENAI_MEAN)),
+        "std": list(cfg.get("std", OPENAI_STD)),
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "resize_mode": cfg.get("resize_mode", "shortest"),
     }
 
 
@@ -121,6 +150,7 @@ def model_preprocess(model: nn.Module):
 
 
 # ---------------------------------------------------------------- ternary detection
+
 
 def detect_ternary(w: torch.Tensor, group_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes and scales of a ``[N, K]`` matrix that takes at most {-s, 0, +s} per row (or per group).
@@ -150,14 +180,17 @@ def detect_ternary(w: torch.Tensor, group_size: int | None = None) -> tuple[torc
 
 # ---------------------------------------------------------------- model -> tensors
 
+
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).cpu().numpy()
 
 
-def _ternary_tensor(codes: torch.Tensor, scales: torch.Tensor, group_size: int, param: torch.Tensor,
-                    out_axis: int, kind: str) -> TernaryTensor:
-    return TernaryTensor.from_codes(codes.cpu().numpy(), _to_numpy(scales), group_size,
-                                    torch_shape=tuple(param.shape), out_axis=out_axis, kind=kind)
+def _ternary_tensor(
+    codes: torch.Tensor, scales: torch.Tensor, group_size: int, param: torch.Tensor, out_axis: int, kind: str
+) -> TernaryTensor:
+    return TernaryTensor.from_codes(
+        codes.cpu().numpy(), _to_numpy(scales), group_size, torch_shape=tuple(param.shape), out_axis=out_axis, kind=kind
+    )
 
 
 def _tensors_of_ternarized(model: nn.Module) -> tuple[dict, dict]:
@@ -187,7 +220,9 @@ def _tensors_of_float(model: nn.Module, config: TernaryConfig, quantize: str | N
             if quantize is None:
                 refused.append(f"{site.name} ({err})")
                 continue
-            granularity = "channel" if site.kind == "embedding" and config.granularity == "tensor" else config.granularity
+            granularity = (
+                "channel" if site.kind == "embedding" and config.granularity == "tensor" else config.granularity
+            )
             codes, scales = ternary_quantize(matrix, quantize, granularity, config.group_size)
             group = config.group_size if granularity == "group" else matrix.shape[1]
         ternary[site.name] = _ternary_tensor(codes, scales, max(group, 1), param, site.out_axis, site.kind)
@@ -195,7 +230,8 @@ def _tensors_of_float(model: nn.Module, config: TernaryConfig, quantize: str | N
         raise NotTernaryError(
             f"{len(refused)} weight(s) in scope {config.scope!r} are not ternary x scale: {'; '.join(refused[:3])}"
             + (f"; and {len(refused) - 3} more" if len(refused) > 3 else "")
-            + ". Pass quantize=RULE (--quantize absmean|absmean2|twn) to ternarize them after training")
+            + ". Pass quantize=RULE (--quantize absmean|absmean2|twn) to ternarize them after training"
+        )
     floats = {name: _to_numpy(p) for name, p in model.named_parameters() if name not in ternary}
     return ternary, floats
 
@@ -247,8 +283,9 @@ def _hf_to_open_clip(ternary: dict, floats: dict) -> tuple[dict, dict]:
             raise ValueError(f"unsupported CLIP variant: no open_clip name for Hugging Face parameter {name!r}")
         if new in ("visual.proj", "text_projection"):
             if isinstance(value, TernaryTensor):  # HF Linear [E, D] is already our [N, K]; torch side is x @ P
-                value = TernaryTensor(value.packed, value.scales, value.shape, value.group_size,
-                                      value.torch_shape[::-1], 1, "projection")
+                value = TernaryTensor(
+                    value.packed, value.scales, value.shape, value.group_size, value.torch_shape[::-1], 1, "projection"
+                )
             else:
                 value = np.ascontiguousarray(value.T)
         (out_t if isinstance(value, TernaryTensor) else out_f)[new] = value
@@ -264,8 +301,9 @@ def _hf_to_open_clip(ternary: dict, floats: dict) -> tuple[dict, dict]:
     return out_t, out_f
 
 
-def tclip_from_model(model: nn.Module, config: TernaryConfig | None = None, quantize: str | None = None,
-                     provenance: dict | None = None) -> TclipModel:
+def tclip_from_model(
+    model: nn.Module, config: TernaryConfig | None = None, quantize: str | None = None, provenance: dict | None = None
+) -> TclipModel:
     """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights."""
     family = clip_family(model)
     arch = model_arch(model)
@@ -280,17 +318,31 @@ def tclip_from_model(model: nn.Module, config: TernaryConfig | None = None, quan
     meta = {
         "arch": arch.to_dict(),
         "preprocess": preprocess_meta(model, arch),
-        "tokenizer": {"type": "clip_bpe", "context_length": arch.text.context_length,
-                      "vocab_size": arch.text.vocab_size},
+        "tokenizer": {
+            "type": "clip_bpe",
+            "context_length": arch.text.context_length,
+            "vocab_size": arch.text.vocab_size,
+        },
         "quantization": {**config.to_dict(), "post_training_rule": quantize},
-        "provenance": {"source_family": family, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "ternaryclip_version": __version__, **(provenance or {})},
+        "provenance": {
+            "source_family": family,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "ternaryclip_version": __version__,
+            **(provenance or {}),
+        },
     }
     return TclipModel(meta=meta, ternary=ternary, floats=floats)
 
 
-def save(model: nn.Module, path: str | os.PathLike, packing: str = "2bit", float_dtype: str = "fp32",
-         config: TernaryConfig | None = None, quantize: str | None = None, provenance: dict | None = None) -> Path:
+def save(
+    model: nn.Module,
+    path: str | os.PathLike,
+    packing: str = "2bit",
+    float_dtype: str = "fp32",
+    config: TernaryConfig | None = None,
+    quantize: str | None = None,
+    provenance: dict | None = None,
+) -> Path:
     """Write a ternarized (or already-ternary float) open_clip / HF CLIP to ``path`` as ``.tclip``.
 
     >>> ternarize_(model, TernaryConfig(embedding=True))           # doctest: +SKIP
@@ -300,6 +352,7 @@ def save(model: nn.Module, path: str | os.PathLike, packing: str = "2bit", float
 
 
 # ---------------------------------------------------------------- .tclip -> torch
+
 
 def to_torch(source) -> nn.Module:
     """An open_clip ``CLIP`` (eval mode) whose weights are the file's: ternary ones dequantized exactly."""
@@ -313,6 +366,8 @@ def to_torch(source) -> nn.Module:
     state.update({name: torch.from_numpy(np.array(a, dtype=np.float32)) for name, a in model_data.floats.items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{model_data.path}: tensors do not match the architecture "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{model_data.path}: tensors do not match the architecture "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.eval()

@@ -32,8 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import ClipArch
-from .bits import PackingError, base3_to_2bit, check_2bit, pack_2bit, pack_base3, packed_2bit_shape, \
-    packed_base3_size, unpack_2bit
+from .bits import (
+    PackingError,
+    base3_to_2bit,
+    check_2bit,
+    pack_2bit,
+    pack_base3,
+    packed_2bit_shape,
+    packed_base3_size,
+    unpack_2bit,
+)
 
 FORMAT = "tclip"
 VERSION = 1
@@ -72,13 +80,14 @@ class TernaryTensor:
         n, k = self.shape
         groups = -(-k // self.group_size)
         if self.scales.ndim != 2 or self.scales.shape[0] not in (1, n) or self.scales.shape[1] not in (1, groups):
-            raise ValueError(f"scales of shape {self.scales.shape} do not fit a [{n}, {k}] matrix "
-                             f"with group_size {self.group_size}")
+            raise ValueError(
+                f"scales of shape {self.scales.shape} do not fit a [{n}, {k}] matrix with group_size {self.group_size}"
+            )
         if tuple(self.packed.shape) != packed_2bit_shape(n, k):
             raise ValueError(f"packed codes of shape {self.packed.shape}, expected {packed_2bit_shape(n, k)}")
 
     @classmethod
-    def from_codes(cls, codes: np.ndarray, scales: np.ndarray, group_size: int = 128, **kwargs) -> "TernaryTensor":
+    def from_codes(cls, codes: np.ndarray, scales: np.ndarray, group_size: int = 128, **kwargs) -> TernaryTensor:
         codes = np.asarray(codes)
         return cls(pack_2bit(codes), np.ascontiguousarray(scales, dtype=np.float32), codes.shape, group_size, **kwargs)
 
@@ -135,9 +144,15 @@ def write(model: TclipModel, path: str | os.PathLike, packing: str = "2bit", flo
         data = t.packed if packing == "2bit" else pack_base3(t.codes())
         tensors[name + ".ternary"], tensors[name + ".scale"] = data, t.scales.astype(np.float32)
         manifest[name] = {
-            "kind": "ternary", "role": t.kind, "shape": list(t.shape), "torch_shape": list(t.torch_shape),
-            "out_axis": t.out_axis, "group_size": t.group_size, "scale_shape": list(t.scales.shape),
-            "crc32": _crc(data), "scale_crc32": _crc(tensors[name + ".scale"]),
+            "kind": "ternary",
+            "role": t.kind,
+            "shape": list(t.shape),
+            "torch_shape": list(t.torch_shape),
+            "out_axis": t.out_axis,
+            "group_size": t.group_size,
+            "scale_shape": list(t.scales.shape),
+            "crc32": _crc(data),
+            "scale_crc32": _crc(tensors[name + ".scale"]),
         }
     for name, a in model.floats.items():
         if name in manifest:
@@ -177,7 +192,7 @@ def _read_header(path: Path, mm: np.ndarray) -> tuple[dict, int]:
     if n < 2 or n > MAX_HEADER_BYTES or n > size - 8:
         raise _fail(path, f"header length {n} does not fit the {size}-byte file (truncated or not a .tclip)")
     try:
-        header = json.loads(mm[8:8 + n].tobytes().decode("utf-8"))
+        header = json.loads(mm[8 : 8 + n].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise _fail(path, f"header is not valid JSON ({err}); the file is corrupt") from None
     if not isinstance(header, dict):
@@ -196,8 +211,11 @@ def _parse_meta(path: Path, header: dict) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, "metadata does not declare format 'tclip'")
     if meta.get("version") != VERSION:
-        raise _fail(path, f"format version {meta.get('version')!r} is not supported; this ternaryclip reads "
-                          f"version {VERSION} (a newer file needs a newer ternaryclip)")
+        raise _fail(
+            path,
+            f"format version {meta.get('version')!r} is not supported; this ternaryclip reads "
+            f"version {VERSION} (a newer file needs a newer ternaryclip)",
+        )
     if not isinstance(meta.get("tensors"), dict) or not isinstance(meta.get("arch"), dict):
         raise _fail(path, "metadata lacks the tensors manifest or the architecture")
     return meta
@@ -242,13 +260,19 @@ def _check_entries(path: Path, header: dict, expected: dict, data_len: int) -> N
         e = entries[key]
         offsets = _int_list(e.get("data_offsets"), 2) if isinstance(e, dict) else None
         if not isinstance(e, dict) or e.get("dtype") != dtype or e.get("shape") != shape or offsets is None:
-            raise _fail(path, f"tensor {key!r} is {e.get('dtype') if isinstance(e, dict) else e} "
-                              f"{e.get('shape') if isinstance(e, dict) else ''}, expected {dtype} {shape}")
+            raise _fail(
+                path,
+                f"tensor {key!r} is {e.get('dtype') if isinstance(e, dict) else e} "
+                f"{e.get('shape') if isinstance(e, dict) else ''}, expected {dtype} {shape}",
+            )
         start, stop = offsets
         nbytes = math.prod(shape) * np.dtype(_ST_DTYPES[dtype]).itemsize
         if stop - start != nbytes or stop > data_len or start > stop:
-            raise _fail(path, f"tensor {key!r} claims bytes {start}..{stop} but needs {nbytes} "
-                              f"within {data_len} data bytes (truncated or corrupt)")
+            raise _fail(
+                path,
+                f"tensor {key!r} claims bytes {start}..{stop} but needs {nbytes} "
+                f"within {data_len} data bytes (truncated or corrupt)",
+            )
 
 
 def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
@@ -284,7 +308,7 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
         except (PackingError, ValueError) as err:
             raise _fail(path, f"tensor {name!r}: {err}") from None
     try:
-        model.arch
+        _ = model.arch  # parses and checks the architecture metadata
     except ValueError as err:
         raise _fail(path, str(err)) from None
     return model
@@ -323,5 +347,6 @@ def _load_tensor(model: TclipModel, name: str, spec: dict, array, packing: str, 
     out_axis = spec.get("out_axis", 0)
     if torch_shape is None or math.prod(torch_shape) != n * k or out_axis not in (0, 1):
         raise ValueError(f"torch shape {spec.get('torch_shape')} / out_axis {out_axis!r} do not fit [{n}, {k}]")
-    model.ternary[name] = TernaryTensor(data, scales, (n, k), spec["group_size"], torch_shape, out_axis,
-                                        spec.get("role", "linear"))
+    model.ternary[name] = TernaryTensor(
+        data, scales, (n, k), spec["group_size"], torch_shape, out_axis, spec.get("role", "linear")
+    )

@@ -36,12 +36,16 @@ def describe(path: str | os.PathLike) -> dict:
     packing = model.packing
     ternary_bytes = sum(t.packed.nbytes if packing == "2bit" else -(-t.numel // 5) for t in model.ternary.values())
     summary.update(
-        file=str(path), file_bytes=size, packing=packing,
+        file=str(path),
+        file_bytes=size,
+        packing=packing,
         float_dtype=model.meta.get("quantization", {}).get("float_dtype"),
         bits_per_ternary_weight=8 * ternary_bytes / summary["ternary_params"] if summary["ternary_params"] else 0.0,
         compression_vs_fp32=summary["fp32_bytes"] / size,
-        arch=model.meta["arch"], quantization=model.meta.get("quantization", {}),
-        provenance=model.meta.get("provenance", {}), preprocess=model.meta.get("preprocess", {}),
+        arch=model.meta["arch"],
+        quantization=model.meta.get("quantization", {}),
+        provenance=model.meta.get("provenance", {}),
+        preprocess=model.meta.get("preprocess", {}),
     )
     summary["per_tower"] = {
         tower: _count(model, {n for n in all_names if tower_of(n) == tower}) for tower in ("vision", "text", "other")

@@ -46,8 +46,15 @@ def ternary_stats(model: nn.Module, packing: str = "base3", float_bits: int = 32
         row = {"name": name, "shape": list(param.shape), "numel": param.numel(), "tower": tower_of(name)}
         if name in ternary:
             zeros, n_scales, p = ternary[name]
-            row.update(ternary=True, zeros=zeros, sparsity=zeros / param.numel(), scales=n_scales,
-                       kind=p.kind, rule=p.rule, granularity=p.granularity)
+            row.update(
+                ternary=True,
+                zeros=zeros,
+                sparsity=zeros / param.numel(),
+                scales=n_scales,
+                kind=p.kind,
+                rule=p.rule,
+                granularity=p.granularity,
+            )
         else:
             row.update(ternary=False)
         rows.append(row)
@@ -88,8 +95,9 @@ def grouped_rows(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for r in rows:
         key = (_LAYER_INDEX.sub(".*.", r["name"]), tuple(r["shape"]), r["ternary"])
-        g = groups.setdefault(key, {"name": key[0], "shape": r["shape"], "ternary": r["ternary"],
-                                    "count": 0, "numel": 0, "zeros": 0})
+        g = groups.setdefault(
+            key, {"name": key[0], "shape": r["shape"], "ternary": r["ternary"], "count": 0, "numel": 0, "zeros": 0}
+        )
         g["count"] += 1
         g["numel"] += r["numel"]
         g["zeros"] += r.get("zeros", 0)

@@ -12,8 +12,8 @@ the latent float weight stays a trainable Parameter (``<module>.parametrizations
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -85,7 +85,9 @@ class TernaryWeight(nn.Module):
         return ternary_quantize(as_matrix(latent.detach(), self.out_axis), self.rule, self.granularity, self.group_size)
 
     def extra_repr(self) -> str:
-        return f"rule={self.rule}, granularity={self.granularity}, group_size={self.group_size}, out_axis={self.out_axis}"
+        return (
+            f"rule={self.rule}, granularity={self.granularity}, group_size={self.group_size}, out_axis={self.out_axis}"
+        )
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,14 @@ class Linear:
     outputs consumed at once); without, to a new array.
     """
 
-    def __init__(self, weight: TernaryTensor | np.ndarray, bias: np.ndarray | None, mode: str,
-                 buffers: Buffers | None = None, role: str = ""):
+    def __init__(
+        self,
+        weight: TernaryTensor | np.ndarray,
+        bias: np.ndarray | None,
+        mode: str,
+        buffers: Buffers | None = None,
+        role: str = "",
+    ):
         self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         if isinstance(weight, TernaryTensor):
@@ -100,8 +106,12 @@ class Block:
     def __call__(self, x: np.ndarray, batch: int, causal: bool) -> np.ndarray:
         """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it)."""
         qkv = self.in_proj(self.ln_1(x))
-        attended = kernels.attention(qkv.reshape(batch, -1, qkv.shape[1]), self.heads, causal,
-                                     out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])))
+        attended = kernels.attention(
+            qkv.reshape(batch, -1, qkv.shape[1]),
+            self.heads,
+            causal,
+            out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])),
+        )
         x += self.out_proj(attended.reshape(x.shape))
         hidden = self.c_fc(self.ln_2(x))
         kernels.activation_(hidden, self.activation)
@@ -132,14 +142,17 @@ class TernaryCLIP:
         self.class_embedding = self._f["visual.class_embedding"]
         self.visual_pos = self._f["visual.positional_embedding"]
         self.ln_pre = None if v.no_ln_pre else self._norm("visual.ln_pre", eps)
-        self.visual_blocks = [self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps)
-                              for i in range(v.layers)]
+        self.visual_blocks = [
+            self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps) for i in range(v.layers)
+        ]
         self.ln_post = self._norm("visual.ln_post", eps)
         self.visual_proj = self._linear("visual.proj", None)  # no role: a new array, returned to the caller
 
         t = self.arch.text
         self.text_pos = self._f["positional_embedding"]
-        self.text_blocks = [self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)]
+        self.text_blocks = [
+            self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)
+        ]
         self.ln_final = self._norm("ln_final", eps)
         self.text_proj = self._linear("text_projection", None)
 
@@ -163,7 +176,10 @@ class TernaryCLIP:
             ln_2=self._norm(prefix + ".ln_2", eps),
             c_fc=self._linear(prefix + ".mlp.c_fc.weight", prefix + ".mlp.c_fc.bias", "hidden"),
             c_proj=self._linear(prefix + ".mlp.c_proj.weight", prefix + ".mlp.c_proj.bias", "proj"),
-            heads=heads, activation=activation, buffers=self._buffers)
+            heads=heads,
+            activation=activation,
+            buffers=self._buffers,
+        )
 
     # ------------------------------------------------------------ image tower
     def _image_batch(self, pixels: np.ndarray) -> np.ndarray:
@@ -193,8 +209,10 @@ class TernaryCLIP:
         size = self.arch.vision.image_size
         if isinstance(images, np.ndarray):
             if images.dtype != np.float32 or images.ndim != 4 or images.shape[1:] != (3, size, size):
-                raise ValueError(f"a preprocessed image array must be float32 [B, 3, {size}, {size}], got "
-                                 f"{images.dtype} {images.shape}")
+                raise ValueError(
+                    f"a preprocessed image array must be float32 [B, 3, {size}, {size}], got "
+                    f"{images.dtype} {images.shape}"
+                )
             return np.ascontiguousarray(images)
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -203,7 +221,7 @@ class TernaryCLIP:
     def encode_image(self, images, normalize: bool = False) -> np.ndarray:
         """PIL images, file paths, or a preprocessed float32 array ``[B, 3, H, W]`` -> ``[B, embed_dim]``."""
         pixels = self._pixels(images)
-        out = [self._image_batch(pixels[i:i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
+        out = [self._image_batch(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
         return _finish(out, self.arch.embed_dim, normalize)
 
     # ------------------------------------------------------------ text tower
@@ -214,8 +232,9 @@ class TernaryCLIP:
         emb = self._t[name]
         flat = ids.reshape(-1)
         codes = unpack_2bit_unsigned(emb.packed[flat], emb.shape[1])[:, : emb.shape[1]].astype(np.float32) - 1.0
-        scales = emb.scales if emb.scales.shape[1] == 1 else \
-            np.repeat(emb.scales, emb.group_size, axis=1)[:, : emb.shape[1]]
+        scales = (
+            emb.scales if emb.scales.shape[1] == 1 else np.repeat(emb.scales, emb.group_size, axis=1)[:, : emb.shape[1]]
+        )
         rows = scales[flat] if scales.shape[0] > 1 else scales
         return (codes * rows).reshape(*ids.shape, emb.shape[1])
 
@@ -245,10 +264,12 @@ class TernaryCLIP:
         if ids.ndim != 2 or ids.shape[1] > self.arch.text.context_length:
             raise ValueError(f"token ids must be [B, <= {self.arch.text.context_length}], got {ids.shape}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.arch.text.vocab_size):
-            raise ValueError(f"token ids must lie in [0, {self.arch.text.vocab_size}), the model's vocabulary; got "
-                             f"{ids.min()}..{ids.max()} (a model with a smaller vocabulary than CLIP's 49408 "
-                             "needs its own token ids as an int array)")
-        out = [self._text_batch(ids[i:i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
+            raise ValueError(
+                f"token ids must lie in [0, {self.arch.text.vocab_size}), the model's vocabulary; got "
+                f"{ids.min()}..{ids.max()} (a model with a smaller vocabulary than CLIP's 49408 "
+                "needs its own token ids as an int array)"
+            )
+        out = [self._text_batch(ids[i : i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
         return _finish(out, self.arch.embed_dim, normalize)
 
 

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-            "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+_FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 class ImageError(ValueError):
@@ -31,9 +35,14 @@ class Preprocess:
     resize_mode: str = "shortest"
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "Preprocess":
-        p = cls(int(meta["size"]), tuple(meta["mean"]), tuple(meta["std"]), meta.get("interpolation", "bicubic"),
-                meta.get("resize_mode", "shortest"))
+    def from_meta(cls, meta: dict) -> Preprocess:
+        p = cls(
+            int(meta["size"]),
+            tuple(meta["mean"]),
+            tuple(meta["std"]),
+            meta.get("interpolation", "bicubic"),
+            meta.get("resize_mode", "shortest"),
+        )
         if p.interpolation not in _FILTERS or p.resize_mode not in ("shortest", "squash"):
             raise ValueError(f"unsupported preprocessing {p.interpolation}/{p.resize_mode}")
         return p

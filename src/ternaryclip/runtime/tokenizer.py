@@ -26,8 +26,9 @@ _SPECIAL = ("<start_of_text>", "<end_of_text>")
 @lru_cache(maxsize=1)
 def byte_to_char() -> dict[int, str]:
     """A reversible map from the 256 byte values to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     extra = [b for b in range(256) if b not in printable]
     return {**{b: chr(b) for b in printable}, **{b: chr(256 + i) for i, b in enumerate(extra)}}
 
@@ -41,7 +42,7 @@ class ClipTokenizer:
     """``tokenizer(["a photo of a cat"]) -> int64 [1, context_length]``."""
 
     def __init__(self, context_length: int = 77, vocab_file: str | Path = VOCAB_FILE):
-        merges = gzip.open(vocab_file).read().decode("utf-8").split("\n")[1:_N_MERGES + 1]
+        merges = gzip.open(vocab_file).read().decode("utf-8").split("\n")[1 : _N_MERGES + 1]
         merges = [tuple(m.split()) for m in merges]
         chars = list(byte_to_char().values())
         vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + list(_SPECIAL)
@@ -50,8 +51,9 @@ class ClipTokenizer:
         self.sot, self.eot = self.encoder[_SPECIAL[0]], self.encoder[_SPECIAL[1]]
         self.context_length = context_length
         self.vocab_size = len(vocab)
-        self._pattern = regex.compile("|".join(_SPECIAL) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
-                                      regex.IGNORECASE)
+        self._pattern = regex.compile(
+            "|".join(_SPECIAL) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE
+        )
         self._cache: dict[str, list[str]] = {s: [s] for s in _SPECIAL}
 
     def _merge(self, word: str) -> list[str]:
