@@ -19,7 +19,7 @@ def impls_for(group_size: int, k: int) -> list[str]:
     return impls
 
 
-# (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 1024-column segments
+# (M, N, K, group_size): M = 1, odd N, K not a multiple of 32 / 128, groups, several 128-column int16 segments
 SHAPES = [
     (1, 1, 1, None),
     (1, 7, 5, None),
@@ -189,3 +189,38 @@ def test_float_ops_match_torch():
             ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
             ref = ref.transpose(1, 2).reshape(2, 37, 128).numpy()
             assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "shape, heads",
+    [((1, 2, 0), 2**62), ((2, 3, 12), 2**62 + 1), ((1, 2, 12), 3), ((1, 2, 12), 0), ((1, 2, 12), -4), ((1, 2, 10), 1)],
+)
+def test_attention_refuses_heads_that_wrap_or_do_not_divide(shape, heads):
+    with pytest.raises(ValueError, match="heads|width"):
+        kernels.attention(np.ones(shape, np.float32), heads, False)
+
+
+def test_size_products_that_overflow_are_refused():
+    from ternaryclip.kernels import _ext
+
+    with pytest.raises(ValueError, match="overflows"):
+        _ext.base3_to_2bit(np.zeros(1, np.uint8), 2**62, 8)
+    with pytest.raises(ValueError, match="k must be"):
+        _ext.base3_to_2bit(np.zeros(1, np.uint8), 1, 2**63 - 1)
+    with pytest.raises(ValueError, match="k must be"):  # beyond the int32 accumulator bound
+        _ext.int_dot(np.zeros((1, 2), np.int8), np.zeros((1, 8), np.uint8), 2**24, 2)
+
+
+def test_thread_counts_are_capped_with_a_clear_error():
+    before = kernels.get_num_threads()
+    for bad in (0, -1, kernels.max_threads() + 1, 100000):
+        with pytest.raises(ValueError, match="threads must be between 1 and"):
+            kernels.set_num_threads(bad)
+    assert kernels.get_num_threads() == before
+    assert kernels.max_threads() <= 1024
+
+
+def test_every_impl_name_is_listed_and_unknown_ones_are_refused():
+    assert kernels.IMPLS[:3] == ("auto", "ref", "avx2") or not kernels.cpu_has_avx2()
+    with pytest.raises(ValueError, match="impl must be"):
+        kernels.layer_norm(np.ones((1, 4), np.float32), np.ones(4, np.float32), np.ones(4, np.float32), 1e-5, "sse9")

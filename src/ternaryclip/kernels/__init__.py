@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _ext
 
-IMPLS = ("auto", "ref", "avx2", "avx512")
+IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
 MODES = ("fast", "exact")
 
 
@@ -81,8 +81,9 @@ def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = 
 
 cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
-set_num_threads = _ext.set_num_threads
+set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
+max_threads = _ext.max_threads
 
 
 def layer_norm(

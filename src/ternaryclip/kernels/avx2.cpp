@@ -13,6 +13,9 @@
 // widened and added with `madd(acc, 1)` into int32.  The weights are unsigned codes, so
 // sum(u q) = sum(t q) + sum(q): the per-group sum of q is subtracted at the end (the activation
 // padding is zero, so padded columns with u = 1 add nothing).
+//
+// int32 bound: |row sum| <= 2 * 128 * K after K columns, below 2^31 for K <= 2^23 = 8,388,608 (the
+// bindings refuse a larger K).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

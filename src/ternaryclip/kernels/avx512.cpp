@@ -9,6 +9,11 @@
 // 16 contiguous outputs of a token with one store.  Integer dots equal ref.cpp bit for bit, and the
 // float epilogue performs the reference's operations in its order: (0 + s * dot) * xscale + bias, or
 // for groups acc += s_g * dot_g in increasing g, then acc * xscale + bias.
+//
+// int32 bound: one vpdpbusd lane adds u_a q_a + ... + u_d q_d with u <= 2 and |q| <= 128 (127 after
+// quantization; the int_dot test hook may pass -128), so after K columns |lane| <= 2 * 128 * K, which
+// is below 2^31 for K <= 2^23 = 8,388,608 columns: no overflow (vpdpbusd wraps, it does not saturate).
+// The bindings refuse a larger K.  The per-group sum of q that is subtracted is at most 128 K.
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -17,7 +17,7 @@
 #endif
 
 #ifndef TCLIP_OPS_NS
-#error "compile with -DTCLIP_OPS_NS=ops_generic or -DTCLIP_OPS_NS=ops_avx2"
+#error "compile with -DTCLIP_OPS_NS=ops_generic, ops_avx2 or ops_avx512"
 #endif
 
 namespace tclip::TCLIP_OPS_NS {
@@ -108,115 +108,88 @@ void quick_gelu(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i]));
 }
 
+// The 4 x 2-vector FMA block both attention products are made of, over a small vector-traits
+// struct (one per instruction set this file is compiled for):
+//   out[r, j] = sum over c < steps of a[r * lda + c] * b[c * ldb + j]   for r < 4, j < cols,
+// cols a multiple of two vectors.  8 accumulators, one broadcast per (row, step), two loads per step.
+#if defined(__AVX512F__)
+struct Vec {
+    using T = __m512;
+    static constexpr int kWidth = 16;
+    static T zero() { return _mm512_setzero_ps(); }
+    static T load(const float* p) { return _mm512_loadu_ps(p); }
+    static T broadcast(const float* p) { return _mm512_set1_ps(*p); }
+    static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+    static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+};
+#define TCLIP_HAVE_VEC 1
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Vec {
+    using T = __m256;
+    static constexpr int kWidth = 8;
+    static T zero() { return _mm256_setzero_ps(); }
+    static T load(const float* p) { return _mm256_loadu_ps(p); }
+    static T broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+    static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+    static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+};
+#define TCLIP_HAVE_VEC 1
+#endif
+
+#if defined(TCLIP_HAVE_VEC)
+template <class V>
+static inline void rows4_times_panel(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
+                                     int64_t cols, float* out, int64_t ldo) {
+    constexpr int W = V::kWidth;
+    for (int64_t j = 0; j < cols; j += 2 * W) {
+        typename V::T acc[4][2];
+        for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = V::zero();
+        for (int64_t c = 0; c < steps; ++c) {
+            const typename V::T b0 = V::load(b + c * ldb + j), b1 = V::load(b + c * ldb + j + W);
+            for (int r = 0; r < 4; ++r) {
+                const typename V::T x = V::broadcast(a + r * lda + c);
+                acc[r][0] = V::fmadd(x, b0, acc[r][0]);
+                acc[r][1] = V::fmadd(x, b1, acc[r][1]);
+            }
+        }
+        for (int r = 0; r < 4; ++r) {
+            V::store(out + r * ldo + j, acc[r][0]);
+            V::store(out + r * ldo + j + W, acc[r][1]);
+        }
+    }
+}
+#endif
+
+// The same block in plain loops (the reference build, and shapes the vector block does not cover).
+static inline void rows4_times_panel_scalar(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
+                                            int64_t cols, float* out, int64_t ldo) {
+    for (int r = 0; r < 4; ++r) {
+        float* orow = out + r * ldo;
+        std::fill(orow, orow + cols, 0.0f);
+        for (int64_t c = 0; c < steps; ++c) {
+            const float ac = a[r * lda + c];
+            for (int64_t j = 0; j < cols; ++j) orow[j] += ac * b[c * ldb + j];
+        }
+    }
+}
+
 // Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and all (padded) keys.
 // Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of 32, S rows are [tp].
 static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, float* s) {
-#if defined(__AVX512F__)
-    for (int64_t j = 0; j < tp; j += 32) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-        for (int64_t c = 0; c < hd; ++c) {
-            const __m512 k0 = _mm512_loadu_ps(kt + c * tp + j), k1 = _mm512_loadu_ps(kt + c * tp + j + 16);
-            __m512 x = _mm512_set1_ps(q[c]);
-            a0 = _mm512_fmadd_ps(x, k0, a0); a1 = _mm512_fmadd_ps(x, k1, a1);
-            x = _mm512_set1_ps(q[hd + c]);
-            b0 = _mm512_fmadd_ps(x, k0, b0); b1 = _mm512_fmadd_ps(x, k1, b1);
-            x = _mm512_set1_ps(q[2 * hd + c]);
-            c0 = _mm512_fmadd_ps(x, k0, c0); c1 = _mm512_fmadd_ps(x, k1, c1);
-            x = _mm512_set1_ps(q[3 * hd + c]);
-            d0 = _mm512_fmadd_ps(x, k0, d0); d1 = _mm512_fmadd_ps(x, k1, d1);
-        }
-        _mm512_storeu_ps(s + j, a0); _mm512_storeu_ps(s + j + 16, a1);
-        _mm512_storeu_ps(s + tp + j, b0); _mm512_storeu_ps(s + tp + j + 16, b1);
-        _mm512_storeu_ps(s + 2 * tp + j, c0); _mm512_storeu_ps(s + 2 * tp + j + 16, c1);
-        _mm512_storeu_ps(s + 3 * tp + j, d0); _mm512_storeu_ps(s + 3 * tp + j + 16, d1);
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    for (int64_t j = 0; j < tp; j += 16) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-        for (int64_t c = 0; c < hd; ++c) {
-            const __m256 k0 = _mm256_loadu_ps(kt + c * tp + j), k1 = _mm256_loadu_ps(kt + c * tp + j + 8);
-            __m256 x = _mm256_broadcast_ss(q + c);
-            a0 = _mm256_fmadd_ps(x, k0, a0); a1 = _mm256_fmadd_ps(x, k1, a1);
-            x = _mm256_broadcast_ss(q + hd + c);
-            b0 = _mm256_fmadd_ps(x, k0, b0); b1 = _mm256_fmadd_ps(x, k1, b1);
-            x = _mm256_broadcast_ss(q + 2 * hd + c);
-            c0 = _mm256_fmadd_ps(x, k0, c0); c1 = _mm256_fmadd_ps(x, k1, c1);
-            x = _mm256_broadcast_ss(q + 3 * hd + c);
-            d0 = _mm256_fmadd_ps(x, k0, d0); d1 = _mm256_fmadd_ps(x, k1, d1);
-        }
-        _mm256_storeu_ps(s + j, a0); _mm256_storeu_ps(s + j + 8, a1);
-        _mm256_storeu_ps(s + tp + j, b0); _mm256_storeu_ps(s + tp + j + 8, b1);
-        _mm256_storeu_ps(s + 2 * tp + j, c0); _mm256_storeu_ps(s + 2 * tp + j + 8, c1);
-        _mm256_storeu_ps(s + 3 * tp + j, d0); _mm256_storeu_ps(s + 3 * tp + j + 8, d1);
-    }
+#if defined(TCLIP_HAVE_VEC)
+    rows4_times_panel<Vec>(q, hd, kt, tp, hd, tp, s, tp);
 #else
-    for (int r = 0; r < 4; ++r) {
-        float* sr = s + r * tp;
-        std::fill(sr, sr + tp, 0.0f);
-        for (int64_t c = 0; c < hd; ++c) {
-            const float qc = q[r * hd + c];
-            for (int64_t j = 0; j < tp; ++j) sr[j] += qc * kt[c * tp + j];
-        }
-    }
+    rows4_times_panel_scalar(q, hd, kt, tp, hd, tp, s, tp);
 #endif
 }
 
 // O[i, :] = sum_j P[i, j] V[j, :] for 4 query rows; P rows [tp] (zero past the keys), V [tp, hd],
-// hd a multiple of 16 on the SIMD path.
+// hd a multiple of two vectors on the SIMD path.
 static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t hd, float* o) {
-#if defined(__AVX512F__)
-    if (hd % 32 == 0) {
-        for (int64_t c = 0; c < hd; c += 32) {
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            for (int64_t j = 0; j < tp; ++j) {
-                const __m512 v0 = _mm512_loadu_ps(v + j * hd + c), v1 = _mm512_loadu_ps(v + j * hd + c + 16);
-                __m512 x = _mm512_set1_ps(p[j]);
-                a0 = _mm512_fmadd_ps(x, v0, a0); a1 = _mm512_fmadd_ps(x, v1, a1);
-                x = _mm512_set1_ps(p[tp + j]);
-                b0 = _mm512_fmadd_ps(x, v0, b0); b1 = _mm512_fmadd_ps(x, v1, b1);
-                x = _mm512_set1_ps(p[2 * tp + j]);
-                c0 = _mm512_fmadd_ps(x, v0, c0); c1 = _mm512_fmadd_ps(x, v1, c1);
-                x = _mm512_set1_ps(p[3 * tp + j]);
-                d0 = _mm512_fmadd_ps(x, v0, d0); d1 = _mm512_fmadd_ps(x, v1, d1);
-            }
-            _mm512_storeu_ps(o + c, a0); _mm512_storeu_ps(o + c + 16, a1);
-            _mm512_storeu_ps(o + hd + c, b0); _mm512_storeu_ps(o + hd + c + 16, b1);
-            _mm512_storeu_ps(o + 2 * hd + c, c0); _mm512_storeu_ps(o + 2 * hd + c + 16, c1);
-            _mm512_storeu_ps(o + 3 * hd + c, d0); _mm512_storeu_ps(o + 3 * hd + c + 16, d1);
-        }
-        return;
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    if (hd % 16 == 0) {
-        for (int64_t c = 0; c < hd; c += 16) {
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
-            for (int64_t j = 0; j < tp; ++j) {
-                const __m256 v0 = _mm256_loadu_ps(v + j * hd + c), v1 = _mm256_loadu_ps(v + j * hd + c + 8);
-                __m256 x = _mm256_broadcast_ss(p + j);
-                a0 = _mm256_fmadd_ps(x, v0, a0); a1 = _mm256_fmadd_ps(x, v1, a1);
-                x = _mm256_broadcast_ss(p + tp + j);
-                b0 = _mm256_fmadd_ps(x, v0, b0); b1 = _mm256_fmadd_ps(x, v1, b1);
-                x = _mm256_broadcast_ss(p + 2 * tp + j);
-                c0 = _mm256_fmadd_ps(x, v0, c0); c1 = _mm256_fmadd_ps(x, v1, c1);
-                x = _mm256_broadcast_ss(p + 3 * tp + j);
-                d0 = _mm256_fmadd_ps(x, v0, d0); d1 = _mm256_fmadd_ps(x, v1, d1);
-            }
-            _mm256_storeu_ps(o + c, a0); _mm256_storeu_ps(o + c + 8, a1);
-            _mm256_storeu_ps(o + hd + c, b0); _mm256_storeu_ps(o + hd + c + 8, b1);
-            _mm256_storeu_ps(o + 2 * hd + c, c0); _mm256_storeu_ps(o + 2 * hd + c + 8, c1);
-            _mm256_storeu_ps(o + 3 * hd + c, d0); _mm256_storeu_ps(o + 3 * hd + c + 8, d1);
-        }
-        return;
-    }
+#if defined(TCLIP_HAVE_VEC)
+    if (hd % (2 * Vec::kWidth) == 0) return rows4_times_panel<Vec>(p, tp, v, hd, tp, hd, o, hd);
 #endif
-    for (int r = 0; r < 4; ++r) {
-        float* orow = o + r * hd;
-        std::fill(orow, orow + hd, 0.0f);
-        for (int64_t j = 0; j < tp; ++j) {
-            const float pj = p[r * tp + j];
-            for (int64_t c = 0; c < hd; ++c) orow[c] += pj * v[j * hd + c];
-        }
-    }
+    rows4_times_panel_scalar(p, tp, v, hd, tp, hd, o, hd);
 }
 
 // qkv [batch, t, 3 * width] (q | k | v, heads split inside each) -> out [batch, t, width].

@@ -1,4 +1,5 @@
-// Declarations of the float transformer ops (see ops_impl.h), generic and AVX2 builds.
+// Declarations of the float transformer ops (ops.cpp), compiled three times: generic (the reference,
+// any CPU), AVX2 + FMA and AVX-512 (see CMakeLists.txt).
 #pragma once
 #include <cstdint>
 

@@ -1,0 +1,22 @@
+// What the CPU running this process offers, detected once.  The dispatch table (dispatch.cpp) reads
+// these flags; nothing else asks the CPU.
+#pragma once
+
+namespace tclip {
+
+struct CpuFeatures {
+    // x86-64
+    bool avx2 = false;         // AVX2 + FMA
+    bool avx512 = false;       // AVX-512 F + BW + VL + DQ (the float ops)
+    bool avx512_vnni = false;  // ... + VNNI (the ternary GEMM's vpdpbusd)
+    // aarch64 slot: NEON / dotprod / i8mm flags are filled in by the aarch64 detection (getauxval on
+    // Linux, sysctlbyname on macOS) next to the x86 one in cpu_features.cpp.
+    bool neon = false;
+    bool neon_dotprod = false;
+    bool neon_i8mm = false;
+};
+
+// The flags of this CPU (and of this build: a path that was not compiled in reads as absent).
+const CpuFeatures& cpu_features();
+
+}  // namespace tclip

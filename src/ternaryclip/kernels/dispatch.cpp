@@ -1,0 +1,141 @@
+// The dispatch tables of this build and their selection (see dispatch.h).
+#include "dispatch.h"
+
+#include <array>
+
+#include "checked.h"
+#include "cpu_features.h"
+#include "ops.h"
+
+namespace tclip {
+
+namespace {
+
+bool always() { return true; }
+bool has_avx2() { return cpu_features().avx2; }
+bool has_avx512() { return cpu_features().avx512; }
+bool has_avx512_vnni() { return cpu_features().avx512_vnni; }
+
+const KernelTable ref_table = {
+    "ref", always, always, nullptr,
+    ref::quantize_rows, ref::int_dot, ref::gemm_fast, ref::gemm_exact,
+    ops_generic::layer_norm, ops_generic::gelu, ops_generic::quick_gelu, ops_generic::attention,
+    nullptr, nullptr, nullptr,
+};
+
+const KernelTable avx2_table = {
+    "avx2", has_avx2, has_avx2, avx2::supports,
+    avx2::quantize_rows, avx2::int_dot, avx2::gemm_fast, avx2::gemm_exact,
+    ops_avx2::layer_norm, ops_avx2::gelu, ops_avx2::quick_gelu, ops_avx2::attention,
+    nullptr, nullptr, nullptr,
+};
+
+// AVX-512: the fast GEMM (VNNI) and the float ops; quantization and exact mode come from AVX2.
+const KernelTable avx512_table = {
+    "avx512", has_avx512, has_avx512_vnni, avx512::supports,
+    nullptr, avx512::int_dot, avx512::gemm_fast, nullptr,
+    ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
+    nullptr, nullptr, nullptr,
+};
+
+// ---- aarch64 slot -------------------------------------------------------------------------------
+// An aarch64 build adds its tables here: kernels/neon.cpp defines them (NEON, dotprod, i8mm, each a
+// KernelTable like the ones above, with float_ok/gemm_ok reading cpu_features()), CMakeLists.txt adds
+// the file and defines TCLIP_NEON_TABLES, and they join kTables below, narrowest first.
+#if defined(TCLIP_NEON_TABLES)
+extern const KernelTable neon_table, neon_dotprod_table, neon_i8mm_table;
+#endif
+
+// Narrowest first; a null entry falls back to the nearest narrower table that has it.
+const std::array kTables = {
+    &ref_table,
+#if defined(__x86_64__) || defined(_M_X64)
+    &avx2_table,
+    &avx512_table,
+#endif
+#if defined(TCLIP_NEON_TABLES)
+    &neon_table,
+    &neon_dotprod_table,
+    &neon_i8mm_table,
+#endif
+};
+constexpr size_t kCount = kTables.size();
+
+template <class F>
+void inherit(F& entry, F narrower) {
+    if (entry == nullptr) entry = narrower;
+}
+
+// kTables with every null entry (but the prepared-layout ones) filled from the narrower tables.
+const std::array<KernelTable, kCount>& resolved() {
+    static const auto tables = [] {
+        std::array<KernelTable, kCount> out{};
+        for (size_t i = 0; i < kCount; ++i) {
+            out[i] = *kTables[i];
+            if (i == 0) continue;
+            const KernelTable& prev = out[i - 1];
+            inherit(out[i].quantize_rows, prev.quantize_rows);
+            inherit(out[i].int_dot, prev.int_dot);
+            inherit(out[i].gemm_fast, prev.gemm_fast);
+            inherit(out[i].gemm_exact, prev.gemm_exact);
+            inherit(out[i].layer_norm, prev.layer_norm);
+            inherit(out[i].gelu, prev.gelu);
+            inherit(out[i].quick_gelu, prev.quick_gelu);
+            inherit(out[i].attention, prev.attention);
+        }
+        return out;
+    }();
+    return tables;
+}
+
+bool has_own(const KernelTable& t, Op op) {
+    switch (op) {
+        case Op::quantize: return t.quantize_rows != nullptr;
+        case Op::int_dot: return t.int_dot != nullptr;
+        case Op::gemm_fast: return t.gemm_fast != nullptr;
+        case Op::gemm_exact: return t.gemm_exact != nullptr;
+        case Op::float_ops: return t.layer_norm != nullptr;
+    }
+    return false;
+}
+
+// The table that really runs `op` for table i: i itself, or the nearest narrower one with the entry.
+size_t owner_of(size_t i, Op op) {
+    while (i > 0 && !has_own(*kTables[i], op)) --i;
+    return i;
+}
+
+bool usable(size_t i, Op op, const TernaryWeights* w) {
+    const KernelTable& t = *kTables[i];
+    const bool cpu = op == Op::float_ops ? t.float_ok() : t.gemm_ok();
+    const bool ternary = op != Op::float_ops && op != Op::quantize;
+    return cpu && (!ternary || w == nullptr || t.supports == nullptr || t.supports(*w));
+}
+
+}  // namespace
+
+const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w) {
+    const auto& tables = resolved();
+    if (impl == "auto") {
+        for (size_t i = kCount; i-- > 1;)
+            if (has_own(*kTables[i], op) && usable(i, op, w)) return tables[i];
+        return tables[0];
+    }
+    for (size_t i = 0; i < kCount; ++i) {
+        if (impl != kTables[i]->name) continue;
+        const size_t runs = owner_of(i, op);
+        require(usable(runs, op, w), "impl='" + impl + "' is not available on this CPU, for this group size or this operation");
+        return tables[runs];
+    }
+    std::string names;
+    for (const auto* t : kTables) names += std::string(names.empty() ? "" : ", ") + "'" + t->name + "'";
+    throw std::invalid_argument("impl must be 'auto' or one of " + names + ", got '" + impl + "'");
+}
+
+std::vector<std::string> impl_names() {
+    std::vector<std::string> names;
+    for (const auto* t : kTables) names.emplace_back(t->name);
+    return names;
+}
+
+}  // namespace tclip

@@ -1,0 +1,60 @@
+// The kernel dispatch table: one struct of op function pointers per instruction set (as ggml's CPU
+// backend does), chosen once from the CPU's features, or forced by name with `impl=`.
+//
+// A table may leave an entry null: that instruction set has no version of the op, and the next
+// narrower table's entry is used (the AVX-512 table, for one, only has the fast GEMM and the float
+// ops; quantization and exact mode come from AVX2).  Tables are resolved once so that every entry of
+// a picked table is callable.
+//
+// Weight preparation: an instruction set may own a weight layout of its own, made once at load time
+// (`prepared_bytes` / `prepare`), which its GEMM entries then read instead of the 2bit file layout.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ternary_gemm.h"
+
+namespace tclip {
+
+struct KernelTable {
+    const char* name;      // the `impl=` name
+    bool (*float_ok)();    // the CPU runs this table's float ops
+    bool (*gemm_ok)();     // ... and its ternary GEMM entries (AVX-512 also needs VNNI)
+    // Whether this table's GEMM entries handle these weights (group boundaries); nullptr: all weights.
+    bool (*supports)(const TernaryWeights&);
+
+    // ternary GEMM (ternary_gemm.h)
+    void (*quantize_rows)(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
+                          int8_t* q, float* xscale, int32_t* qsum);
+    void (*int_dot)(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
+    void (*gemm_fast)(const QuantizedRows& x, const TernaryWeights& w, float* y);
+    void (*gemm_exact)(const float* x, int64_t m, const TernaryWeights& w, float* y);
+
+    // float transformer ops (ops.h)
+    void (*layer_norm)(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y);
+    void (*gelu)(float* x, int64_t n);
+    void (*quick_gelu)(float* x, int64_t n);
+    void (*attention)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
+                      float* out);
+
+    // Load-time weight preparation into this table's own layout, and the fast GEMM that reads it.  Never
+    // inherited from another table (a layout belongs to its kernels); nullptr: the fast GEMM reads the
+    // 2bit file layout directly.
+    int64_t (*prepared_bytes)(const TernaryWeights& w);
+    void (*prepare)(const TernaryWeights& w, uint8_t* out);
+    void (*gemm_fast_prepared)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+};
+
+// Which entry a caller needs: the table is picked for it (availability and fallback are per op).
+enum class Op { quantize, int_dot, gemm_fast, gemm_exact, float_ops };
+
+// The table for `op`: "auto" takes the widest one this CPU (and these weights, when given) supports;
+// a named one must be available, else std::invalid_argument.  Every entry of the result is non-null.
+const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w = nullptr);
+
+// The `impl=` names compiled into this build, narrowest first ("ref" first).
+std::vector<std::string> impl_names();
+
+}  // namespace tclip
