@@ -261,3 +261,23 @@ def test_prepared_weights_refuse_another_path_or_size():
         kernels.gemm_prepared(x, kernels.PreparedWeights(weights.data, "ref", 9, 200), scales, gs)
     with pytest.raises(ValueError, match="bytes"):
         kernels.gemm_prepared(x, kernels.PreparedWeights(weights.data[:-1], "avx2", 9, 200), scales, gs)
+
+
+def test_int8_dot_peak_is_measured_for_the_paths_this_cpu_has():
+    from ternaryclip.kernels import _ext
+
+    assert (_ext.int8_dot_peak_gops("avx2", 0.01) > 0) == kernels.cpu_has_avx2()
+    assert (_ext.int8_dot_peak_gops("avx512", 0.01) > 0) == kernels.cpu_has_avx512_vnni()
+    assert _ext.int8_dot_peak_gops("sse9", 0.01) == 0
+    with pytest.raises(ValueError, match="seconds"):
+        _ext.int8_dot_peak_gops("avx2", 100.0)
+
+
+@pytest.mark.parametrize("shape", RAGGED)
+def test_exact_mode_simd_equals_the_reference_bit_for_bit(shape):
+    """t in {-1, 0, 1} makes every product exact, so an FMA sum in column order is the reference's sum."""
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m * 7 + n)
+    expected = kernels.gemm(x, packed, k, scales, gs, bias, "exact", "ref")
+    for impl in impls_for(gs, k):
+        assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, bias, "exact", impl), expected), impl

@@ -139,13 +139,6 @@ struct Avx2Tile {
     static Acc minus(Acc a, int32_t v) { return _mm256_sub_epi32(a, _mm256_set1_epi32(v)); }
 };
 
-inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
-
 }  // namespace
 
 bool compiled() { return true; }
@@ -356,77 +349,6 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
             const int real = int(std::min<int64_t>(kRows, x.m - i));
             kSmallM[real](x, wp, i, tile * kRows, finish);
         }
-}
-
-constexpr int kExactRows = 4;
-
-// Exact mode (float activations): the 4 tile rows as floats t in {-1, 0, 1}, then per group a
-// 4 rows x 2 tokens FMA micro-kernel (2 activation + 4 weight loads per 8 FMAs), tokens in blocks
-// whose float rows fit in L2 like the fast path.
-namespace {
-
-inline void exact_group_4x2(const float* tvals, int64_t kp, const float* x0, const float* x1, int64_t c0,
-                            int64_t c1, float out[4][2]) {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    const float *t0 = tvals, *t1 = tvals + kp, *t2 = tvals + 2 * kp, *t3 = tvals + 3 * kp;
-    int64_t c = c0;
-    for (; c + 8 <= c1; c += 8) {
-        const __m256 v0 = _mm256_loadu_ps(x0 + c), v1 = _mm256_loadu_ps(x1 + c);
-        __m256 w = _mm256_loadu_ps(t0 + c);
-        a00 = _mm256_fmadd_ps(w, v0, a00); a01 = _mm256_fmadd_ps(w, v1, a01);
-        w = _mm256_loadu_ps(t1 + c);
-        a10 = _mm256_fmadd_ps(w, v0, a10); a11 = _mm256_fmadd_ps(w, v1, a11);
-        w = _mm256_loadu_ps(t2 + c);
-        a20 = _mm256_fmadd_ps(w, v0, a20); a21 = _mm256_fmadd_ps(w, v1, a21);
-        w = _mm256_loadu_ps(t3 + c);
-        a30 = _mm256_fmadd_ps(w, v0, a30); a31 = _mm256_fmadd_ps(w, v1, a31);
-    }
-    const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-    for (int r = 0; r < 4; ++r)
-        for (int t = 0; t < 2; ++t) {
-            const float* xr = t == 0 ? x0 : x1;
-            float dot = hsum_ps(acc[r][t]);
-            for (int64_t cc = c; cc < c1; ++cc) dot += tvals[r * kp + cc] * xr[cc];
-            out[r][t] = dot;
-        }
-}
-
-}  // namespace
-
-void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
-    constexpr int NR = kExactRows;
-    const int64_t tiles = (w.n + NR - 1) / NR;
-    const int64_t block = std::max<int64_t>(2, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)) / 2 * 2);
-#pragma omp parallel
-    {
-        std::vector<uint8_t> codes(size_t(NR * w.kp));
-        std::vector<float> tvals(size_t(NR * w.kp));
-        for (int64_t m0 = 0; m0 < m; m0 += block) {
-            const int64_t m1 = std::min(m, m0 + block);
-#pragma omp for schedule(static)
-            for (int64_t tile = 0; tile < tiles; ++tile) {
-                const int64_t n0 = tile * NR;
-                unpack_rows(w, n0, kExactRows, codes.data());
-                for (int64_t c = 0; c < NR * w.kp; ++c) tvals[size_t(c)] = float(int(codes[size_t(c)]) - 1);
-                for (int64_t i = m0; i < m1; i += 2) {
-                    const int64_t i1 = std::min(i + 1, m1 - 1);
-                    float total[4][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
-                    for (int64_t g = 0; g < w.scale_cols; ++g) {
-                        float dots[4][2];
-                        exact_group_4x2(tvals.data(), w.kp, x + i * w.k, x + i1 * w.k, w.group_begin(g),
-                                        w.group_end(g), dots);
-                        for (int r = 0; r < NR && n0 + r < w.n; ++r)
-                            for (int t = 0; t < 2; ++t) total[r][t] += w.scale(n0 + r, g) * dots[r][t];
-                    }
-                    for (int r = 0; r < NR && n0 + r < w.n; ++r) {
-                        const float b = w.bias ? w.bias[n0 + r] : 0.0f;
-                        y[i * w.n + n0 + r] = total[r][0] + b;
-                        y[i1 * w.n + n0 + r] = total[r][1] + b;
-                    }
-                }
-            }
-        }
-    }
 }
 
 }  // namespace tclip::avx2

@@ -24,6 +24,7 @@
 #include "checked.h"
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "peak.h"
 #include "ternary_gemm.h"
 
 namespace nb = nanobind;
@@ -356,6 +357,15 @@ NB_MODULE(_ext, m) {
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
           nb::arg("impl") = "auto", "integer dots out[M, N, G] = sum over group of t * q (for exactness tests)");
+    m.def(
+        "int8_dot_peak_gops",
+        [](const std::string& isa, double seconds) {
+            require(seconds > 0 && seconds <= 10, "seconds must be in (0, 10]");
+            nb::gil_scoped_release release;
+            return int8_dot_peak_gops(isa.c_str(), seconds);
+        },
+        nb::arg("isa"), nb::arg("seconds") = 0.2,
+        "GOPS of a register-only loop of the int8 dot instruction of 'avx2' or 'avx512' on this thread (0: absent)");
     m.def("impl_names", &impl_names, "the impl= names of this build, narrowest first");
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });
