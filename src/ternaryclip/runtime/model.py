@@ -17,6 +17,7 @@ from .. import kernels
 from ..arch import ClipArch
 from ..pack.bits import unpack_2bit_unsigned
 from ..pack.format import TclipModel, TernaryTensor, read
+from .checks import check_batch_size, check_finite_pixels, check_threads
 from .preprocess import ImageError, Preprocess
 from .tokenizer import ClipTokenizer
 
@@ -125,9 +126,8 @@ class TernaryCLIP:
     def __init__(self, data: TclipModel, mode: str = "fast", threads: int | None = None, batch_size: int = 32):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if threads is not None:
-            kernels.set_num_threads(int(threads))
-        self.data, self.mode, self.batch_size = data, mode, batch_size
+        self.threads = check_threads(threads)  # applied in every calling thread (OpenMP's setting is per thread)
+        self.data, self.mode, self.batch_size = data, mode, check_batch_size(batch_size)
         self.arch: ClipArch = data.arch
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
         self.tokenize = ClipTokenizer(self.arch.text.context_length)
@@ -157,6 +157,10 @@ class TernaryCLIP:
         self.text_proj = self._linear("text_projection", None)
 
     # ------------------------------------------------------------ construction
+    def _use_threads(self) -> None:
+        if self.threads is not None and kernels.get_num_threads() != self.threads:
+            kernels.set_num_threads(self.threads)
+
     def _linear(self, name: str, bias: str | None, role: str = "") -> Linear:
         if name in self._t:
             weight = self._t[name]
@@ -213,7 +217,7 @@ class TernaryCLIP:
                     f"a preprocessed image array must be float32 [B, 3, {size}, {size}], got "
                     f"{images.dtype} {images.shape}"
                 )
-            return np.ascontiguousarray(images)
+            return check_finite_pixels(np.ascontiguousarray(images))
         if not isinstance(images, (list, tuple)):
             images = [images]
         return np.stack([self.preprocess(im) for im in images]) if images else np.zeros((0, 3, size, size), np.float32)
@@ -221,6 +225,7 @@ class TernaryCLIP:
     def encode_image(self, images, normalize: bool = False) -> np.ndarray:
         """PIL images, file paths, or a preprocessed float32 array ``[B, 3, H, W]`` -> ``[B, embed_dim]``."""
         pixels = self._pixels(images)
+        self._use_threads()
         out = [self._image_batch(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
         return _finish(out, self.arch.embed_dim, normalize)
 
@@ -269,6 +274,7 @@ class TernaryCLIP:
                 f"{ids.min()}..{ids.max()} (a model with a smaller vocabulary than CLIP's 49408 "
                 "needs its own token ids as an int array)"
             )
+        self._use_threads()
         out = [self._text_batch(ids[i : i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
         return _finish(out, self.arch.embed_dim, normalize)
 
