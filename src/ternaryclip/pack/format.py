@@ -239,7 +239,7 @@ def _expected_entries(path: Path, name: str, spec: dict, packing: str) -> dict[s
         raise _fail(path, f"manifest entry for {name!r} is not an object")
     if spec.get("kind") == "float":
         shape = _int_list(spec.get("shape"))
-        if shape is None or spec.get("dtype") not in FLOAT_DTYPES:
+        if shape is None or spec.get("dtype") not in ("fp32", "fp16"):
             raise _fail(path, f"manifest entry for float tensor {name!r} has a bad shape or dtype")
         return {name: ("F32" if spec["dtype"] == "fp32" else "F16", shape)}
     if spec.get("kind") != "ternary":

@@ -54,7 +54,7 @@ class Preprocess:
         if min(std) <= 0:
             raise ValueError(f"preprocess.std = {list(std)} must be positive")
         p = cls(size, mean, std, meta.get("interpolation", "bicubic"), meta.get("resize_mode", "shortest"))
-        if p.interpolation not in _FILTERS or p.resize_mode not in ("shortest", "squash"):
+        if p.interpolation not in tuple(_FILTERS) or p.resize_mode not in ("shortest", "squash"):
             raise ValueError(
                 f"unsupported preprocessing {p.interpolation!r}/{p.resize_mode!r}: interpolation one of "
                 f"{sorted(_FILTERS)}, resize_mode shortest or squash"
