@@ -381,3 +381,31 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
     assert sorted(os.listdir(tmp_path)) == ["m.tclip"]
+
+
+@pytest.mark.parametrize("context", [0, -1, 10**6, True, 7.5])
+def test_tokenizer_context_lengths_out_of_bounds_are_refused(context):
+    from ternaryclip.runtime import ClipTokenizer
+
+    with pytest.raises(ValueError, match="context_length must be an integer"):
+        ClipTokenizer(context)
+    with pytest.raises(ValueError, match="context_length must be an integer"):
+        ClipTokenizer(8)(["a cat"], context_length=context)
+
+
+def test_tokenizer_cache_stays_bounded(monkeypatch):
+    from ternaryclip.runtime import tokenizer
+
+    monkeypatch.setattr(tokenizer, "_MAX_CACHED_WORDS", 50)
+    tok = tokenizer.ClipTokenizer(8)
+    first = tok(["zebra"])
+    tok([f"word{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(200)])
+    assert len(tok._cache) <= 50
+    assert np.array_equal(tok(["zebra"]), first)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, float("nan"), float("inf")])
+def test_layer_norm_kernel_refuses_a_bad_eps(eps):
+    x = np.ones((2, 8), np.float32)
+    with pytest.raises(ValueError, match="eps must be positive and finite"):
+        kernels.layer_norm(x, np.ones(8, np.float32), np.zeros(8, np.float32), eps)
