@@ -409,3 +409,15 @@ def test_layer_norm_kernel_refuses_a_bad_eps(eps):
     x = np.ones((2, 8), np.float32)
     with pytest.raises(ValueError, match="eps must be positive and finite"):
         kernels.layer_norm(x, np.ones(8, np.float32), np.zeros(8, np.float32), eps)
+
+
+def test_a_model_built_in_memory_is_checked_like_a_file():
+    model = build()
+    runtime.TernaryCLIP(model)  # consistent: accepted
+    del model.floats["visual.ln_post.bias"]
+    with pytest.raises(ValueError, match=r"1 missing \['visual.ln_post.bias'\]"):
+        runtime.TernaryCLIP(model)
+    model = build()
+    model.floats["ln_final.bias"][0] = np.nan
+    with pytest.raises(ValueError, match="'ln_final.bias' holds NaN"):
+        runtime.TernaryCLIP(model)

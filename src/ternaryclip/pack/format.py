@@ -326,19 +326,36 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
     return model
 
 
-def _check_semantics(path: Path, meta: dict, manifest: dict) -> None:
-    """The architecture and preprocessing are sane and match the tensors present (before any allocation)."""
+def check_meta(meta: dict, shapes: dict[str, tuple[int, ...]], ternary: set[str]) -> ClipArch:
+    """ValueError unless the architecture and preprocessing are sane and match the tensors' torch shapes."""
     from ..runtime.preprocess import Preprocess
 
+    arch = ClipArch.from_dict(meta.get("arch"))
+    preprocess = Preprocess.from_meta(meta.get("preprocess"))
+    if preprocess.size != arch.vision.image_size:
+        raise ValueError(
+            f"preprocess.size {preprocess.size} differs from arch.vision.image_size {arch.vision.image_size}"
+        )
+    arch.check_tensors(shapes, ternary)
+    return arch
+
+
+def check_model(model: TclipModel) -> ClipArch:
+    """The checks :func:`read` makes, for a model built in memory (ValueError names what is wrong)."""
+    shapes = {n: tuple(t.torch_shape) for n, t in model.ternary.items()}
+    shapes.update({n: tuple(np.shape(a)) for n, a in model.floats.items()})
+    arch = check_meta(model.meta, shapes, set(model.ternary))
+    for name, a in model.floats.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"float tensor {name!r} holds NaN or infinite values")
+    return arch
+
+
+def _check_semantics(path: Path, meta: dict, manifest: dict) -> None:
+    """The architecture and preprocessing are sane and match the tensors present (before any allocation)."""
+    shapes = {n: tuple(s["torch_shape" if s["kind"] == "ternary" else "shape"]) for n, s in manifest.items()}
     try:
-        arch = ClipArch.from_dict(meta["arch"])
-        preprocess = Preprocess.from_meta(meta.get("preprocess"))
-        if preprocess.size != arch.vision.image_size:
-            raise ValueError(
-                f"preprocess.size {preprocess.size} differs from arch.vision.image_size {arch.vision.image_size}"
-            )
-        shapes = {n: tuple(s["torch_shape" if s["kind"] == "ternary" else "shape"]) for n, s in manifest.items()}
-        arch.check_tensors(shapes, {n for n, s in manifest.items() if s["kind"] == "ternary"})
+        check_meta(meta, shapes, {n for n, s in manifest.items() if s["kind"] == "ternary"})
     except ValueError as err:
         raise _fail(path, str(err)) from None
 

@@ -16,7 +16,7 @@ import numpy as np
 from .. import kernels
 from ..arch import ClipArch
 from ..pack.bits import unpack_2bit_unsigned
-from ..pack.format import TclipModel, TernaryTensor, read
+from ..pack.format import TclipModel, TernaryTensor, check_model, read
 from .checks import check_batch_size, check_finite_pixels, check_threads
 from .preprocess import ImageError, Preprocess
 from .tokenizer import ClipTokenizer
@@ -128,7 +128,7 @@ class TernaryCLIP:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.threads = check_threads(threads)  # applied in every calling thread (OpenMP's setting is per thread)
         self.data, self.mode, self.batch_size = data, mode, check_batch_size(batch_size)
-        self.arch: ClipArch = data.arch
+        self.arch: ClipArch = check_model(data)  # read() checked a file; a model built in memory is checked here
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
         self.tokenize = ClipTokenizer(self.arch.text.context_length)
         activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
