@@ -4,6 +4,7 @@ import json
 import os
 import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -100,7 +101,9 @@ def _rewrite_meta(path, out, edit):
     header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["tclip"])
     edit(meta)
-    header["__metadata__"]["tclip"] = json.dumps(meta)
+    header["__metadata__"]["tclip"] = text = json.dumps(meta)
+    # The metadata CRC is recomputed: a consistent file whose meaning changed.
+    header["__metadata__"]["tclip_crc32"] = str(zlib.crc32(text.encode()))
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])

@@ -8,7 +8,29 @@ it one to one).  The field names follow open_clip's ``CLIPVisionCfg`` / ``CLIPTe
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+# Sane bounds for metadata read from a file: far above any CLIP, far below sizes whose buffers would
+# exhaust memory or whose products overflow a C++ size.
+MAX_WIDTH = 1 << 16
+MAX_LAYERS = 1024
+MAX_IMAGE_SIZE = 4096
+MAX_CONTEXT = 4096
+MAX_VOCAB = 1 << 22
+VISION_POOLS = ("tok", "avg")
+TEXT_POOLS = ("argmax", "eos", "first", "last")
+# Parameters the runtime may hold packed (matrices it multiplies by); every other one must be float.
+_TERNARY_OK = (
+    "visual.conv1.weight",
+    "visual.proj",
+    "text_projection",
+    "token_embedding.weight",
+    "attn.in_proj_weight",
+    "attn.out_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
 
 
 @dataclass(frozen=True)
@@ -51,15 +73,105 @@ class ClipArch:
 
     @classmethod
     def from_dict(cls, d: dict) -> ClipArch:
-        """Parse metadata; a ValueError names the missing or unexpected key."""
+        """Parse and check metadata; a ValueError names the missing, unexpected or out-of-range key.
+
+        Everything a file declares is checked here, before the runtime sizes a buffer or calls a
+        kernel with it: types, enums, bounds, heads dividing widths, a positive finite eps.
+        """
+        if not isinstance(d, dict) or not isinstance(d.get("vision"), dict) or not isinstance(d.get("text"), dict):
+            raise ValueError("invalid architecture metadata: arch, arch.vision and arch.text must be objects")
         try:
-            known = {f.name for f in fields(cls)}
-            unknown = set(d) - known
-            if unknown:
-                raise ValueError(f"unknown architecture keys {sorted(unknown)}")
-            return cls(**{**d, "vision": VisionArch(**d["vision"]), "text": TextArch(**d["text"])})
-        except (TypeError, KeyError) as err:
+            _check_keys("arch", cls, d)
+            _check_keys("arch.vision", VisionArch, d["vision"])
+            _check_keys("arch.text", TextArch, d["text"])
+            arch = cls(**{**d, "vision": VisionArch(**d["vision"]), "text": TextArch(**d["text"])})
+        except TypeError as err:
             raise ValueError(f"invalid architecture metadata: {err}") from None
+        arch.validate()
+        return arch
+
+    def validate(self) -> None:
+        """Raise ValueError unless every field is of its type and within sane bounds."""
+        v, t = self.vision, self.text
+        for section, obj in (("arch", self), ("arch.vision", v), ("arch.text", t)):
+            _check_types(section, obj)
+        for name, value, top in (
+            ("embed_dim", self.embed_dim, MAX_WIDTH),
+            ("vision.width", v.width, MAX_WIDTH),
+            ("vision.mlp_width", v.mlp_width, MAX_WIDTH),
+            ("vision.layers", v.layers, MAX_LAYERS),
+            ("vision.image_size", v.image_size, MAX_IMAGE_SIZE),
+            ("vision.patch_size", v.patch_size, v.image_size),
+            ("text.width", t.width, MAX_WIDTH),
+            ("text.mlp_width", t.mlp_width, MAX_WIDTH),
+            ("text.layers", t.layers, MAX_LAYERS),
+            ("text.context_length", t.context_length, MAX_CONTEXT),
+            ("text.vocab_size", t.vocab_size, MAX_VOCAB),
+        ):
+            if not 1 <= value <= top:
+                raise ValueError(f"arch.{name} = {value} is outside [1, {top}]")
+        for name, width, heads in (("vision", v.width, v.heads), ("text", t.width, t.heads)):
+            if not 1 <= heads <= width or width % heads:
+                raise ValueError(f"arch.{name}.heads = {heads} does not divide arch.{name}.width = {width}")
+        if v.image_size % v.patch_size:
+            raise ValueError(f"arch.vision.patch_size {v.patch_size} does not divide image_size {v.image_size}")
+        if v.pool_type not in VISION_POOLS or t.pool_type not in TEXT_POOLS:
+            raise ValueError(
+                f"unknown pool_type (vision {v.pool_type!r}: one of {VISION_POOLS}; text {t.pool_type!r}: "
+                f"one of {TEXT_POOLS})"
+            )
+        if not 0 <= t.eos_id < t.vocab_size:
+            raise ValueError(f"arch.text.eos_id = {t.eos_id} is not a token id below vocab_size {t.vocab_size}")
+        if not (math.isfinite(self.norm_eps) and 0 < self.norm_eps < 1):
+            raise ValueError(f"arch.norm_eps = {self.norm_eps} must be a finite number in (0, 1)")
+
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter the model needs, by open_clip name, with its torch shape."""
+        v, t, e = self.vision, self.text, self.embed_dim
+        grid = v.image_size // v.patch_size
+        shapes = {
+            "visual.class_embedding": (v.width,),
+            "visual.positional_embedding": (grid * grid + 1, v.width),
+            "visual.conv1.weight": (v.width, 3, v.patch_size, v.patch_size),
+            "visual.ln_post.weight": (v.width,),
+            "visual.ln_post.bias": (v.width,),
+            "visual.proj": (v.width, e),
+            "token_embedding.weight": (t.vocab_size, t.width),
+            "positional_embedding": (t.context_length, t.width),
+            "ln_final.weight": (t.width,),
+            "ln_final.bias": (t.width,),
+            "text_projection": (t.width, e),
+        }
+        if not v.no_ln_pre:
+            shapes.update({"visual.ln_pre.weight": (v.width,), "visual.ln_pre.bias": (v.width,)})
+        for i in range(v.layers):
+            shapes.update(_block_shapes(f"visual.transformer.resblocks.{i}", v.width, v.mlp_width))
+        for i in range(t.layers):
+            shapes.update(_block_shapes(f"transformer.resblocks.{i}", t.width, t.mlp_width))
+        return shapes
+
+    def check_tensors(self, shapes: dict[str, tuple[int, ...]], ternary: set[str]) -> None:
+        """Raise ValueError unless ``shapes`` (torch shapes by name) are exactly what this architecture uses.
+
+        ``ternary`` names the packed tensors: only matrices the runtime multiplies by may be packed.
+        ``logit_scale`` / ``logit_bias`` are optional (the runtime does not use them).
+        """
+        expected = self.tensor_shapes()
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected) - {"logit_scale", "logit_bias"})
+        if missing or extra:
+            raise ValueError(
+                f"the tensors do not match the architecture: {len(missing)} missing {missing[:3]}, "
+                f"{len(extra)} unexpected {extra[:3]} (do arch.*.layers / no_ln_pre match the file?)"
+            )
+        for name, shape in expected.items():
+            if tuple(shapes[name]) != shape:
+                raise ValueError(
+                    f"tensor {name!r} has shape {list(shapes[name])}, the architecture needs {list(shape)}"
+                )
+        for name in sorted(ternary):
+            if not name.endswith(_TERNARY_OK):
+                raise ValueError(f"tensor {name!r} is stored ternary, but the runtime needs it float")
 
     def to_open_clip_cfg(self) -> dict:
         """Keyword arguments for ``open_clip.CLIP``."""
@@ -95,6 +207,41 @@ class ClipArch:
         if self.logit_bias:
             cfg["init_logit_bias"] = 0.0
         return cfg
+
+
+def _block_shapes(prefix: str, width: int, mlp: int) -> dict[str, tuple[int, ...]]:
+    return {
+        f"{prefix}.ln_1.weight": (width,),
+        f"{prefix}.ln_1.bias": (width,),
+        f"{prefix}.attn.in_proj_weight": (3 * width, width),
+        f"{prefix}.attn.in_proj_bias": (3 * width,),
+        f"{prefix}.attn.out_proj.weight": (width, width),
+        f"{prefix}.attn.out_proj.bias": (width,),
+        f"{prefix}.ln_2.weight": (width,),
+        f"{prefix}.ln_2.bias": (width,),
+        f"{prefix}.mlp.c_fc.weight": (mlp, width),
+        f"{prefix}.mlp.c_fc.bias": (mlp,),
+        f"{prefix}.mlp.c_proj.weight": (width, mlp),
+        f"{prefix}.mlp.c_proj.bias": (width,),
+    }
+
+
+def _check_keys(section: str, klass: type, values: dict) -> None:
+    unknown = set(values) - {f.name for f in fields(klass)}
+    if unknown:
+        raise ValueError(f"unknown keys in {section}: {sorted(unknown)}")
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_types(section: str, obj) -> None:
+    for f in fields(obj):
+        value, allowed = getattr(obj, f.name), _TYPES.get(f.type)
+        if allowed is None:
+            continue  # a nested section, checked on its own
+        if not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool)):
+            raise ValueError(f"{section}.{f.name} = {value!r} is not of type {f.type}")
 
 
 def tower_of(name: str) -> str:

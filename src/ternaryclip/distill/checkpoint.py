@@ -16,6 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_write
+
 KEY = "ternaryclip_checkpoint"
 
 
@@ -42,10 +44,7 @@ def save_checkpoint(
     meta = {KEY: json.dumps({**state, "param_groups": groups})}
     # Tensors that share memory (tied weights) must be stored separately.
     tensors = {k: v.clone() if v.data_ptr() in _seen_pointers(tensors, k) else v for k, v in tensors.items()}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def _seen_pointers(tensors: dict, upto: str) -> set:

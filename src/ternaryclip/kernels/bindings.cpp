@@ -10,6 +10,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -246,6 +247,7 @@ nb::object layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float 
                       const OutArg& out) {
     const int64_t m = dim(x.shape(0)), d = dim(x.shape(1));
     require(dim(w.shape(0)) == d && dim(b.shape(0)) == d, "LayerNorm weight and bias must match x's width");
+    require(std::isfinite(eps) && eps > 0, "LayerNorm eps must be positive and finite, got " + std::to_string(eps));
     require(!out || out->data() != x.data(), "out must not be x");
     const KernelTable& table = pick(impl, Op::float_ops);
     nb::capsule owner;

@@ -12,9 +12,12 @@ Layout (see :mod:`ternaryclip.pack.bits` for the bit layouts)::
 Ternary matrices are stored in ``[N outputs, K inputs]`` orientation; ``torch_shape`` and ``out_axis``
 say how the torch parameter looks (a conv kernel, or ``x @ P`` projections stored transposed).
 
-Reading trusts nothing: the header length, the JSON, every dtype, shape and byte range, and every CRC
-are checked before an array is handed out, so a truncated or bit-flipped file raises
-:class:`TclipError` instead of reaching the C++ kernels.  Arrays are zero-copy views of a read-only
+Reading trusts nothing: the header length, the JSON (and the CRC-32 of the metadata), every dtype,
+shape and byte range, every CRC, the architecture and preprocessing fields (types, bounds, enums) and
+the match between the architecture and the tensors present are checked before an array is handed
+out or anything sized by the file is allocated, so a truncated, bit-flipped or inconsistent file
+raises :class:`TclipError` instead of reaching the C++ kernels.  What a file can make the reader
+allocate is bounded by its size (base3 codes expand at most ``MAX_EXPANSION`` times).  Arrays are zero-copy views of a read-only
 memory map, which keeps a loaded model's resident memory close to its file size.
 """
 
@@ -24,7 +27,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import ClipArch
+from ..files import atomic_write
 from .bits import (
     PackingError,
     base3_to_2bit,
@@ -48,6 +51,11 @@ VERSION = 1
 PACKINGS = ("2bit", "base3")
 FLOAT_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 MAX_HEADER_BYTES = 64 << 20
+MAX_DIM = 1 << 31  # any tensor dimension; keeps every product of two within int64
+# Bytes the reader may allocate for converted tensors: MAX_EXPANSION x the file size, plus a slack.
+MAX_EXPANSION = 4
+EXPANSION_SLACK = 16 << 20
+META_CRC_KEY = "tclip_crc32"
 _ST_DTYPES = {"U8": np.uint8, "F32": np.float32, "F16": np.float16}
 
 
@@ -161,23 +169,12 @@ def write(model: TclipModel, path: str | os.PathLike, packing: str = "2bit", flo
         manifest[name] = {"kind": "float", "shape": list(a.shape), "dtype": float_dtype, "crc32": _crc(tensors[name])}
     meta = {**model.meta, "format": FORMAT, "version": VERSION, "tensors": manifest}
     meta["quantization"] = {**meta.get("quantization", {}), "packing": packing, "float_dtype": float_dtype}
+    text = json.dumps(meta)
 
     from safetensors.numpy import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"tclip": json.dumps(meta)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    st_meta = {"tclip": text, META_CRC_KEY: str(zlib.crc32(text.encode("utf-8")))}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=st_meta))
 
 
 def _fail(path, message: str) -> TclipError:
@@ -193,20 +190,25 @@ def _read_header(path: Path, mm: np.ndarray) -> tuple[dict, int]:
         raise _fail(path, f"header length {n} does not fit the {size}-byte file (truncated or not a .tclip)")
     try:
         header = json.loads(mm[8 : 8 + n].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, too deep, too long a number
         raise _fail(path, f"header is not valid JSON ({err}); the file is corrupt") from None
     if not isinstance(header, dict):
         raise _fail(path, "header is not a JSON object; the file is corrupt")
     return header, 8 + n
 
 
-def _parse_meta(path: Path, header: dict) -> dict:
+def _parse_meta(path: Path, header: dict, verify: bool) -> dict:
     st_meta = header.get("__metadata__")
     if not isinstance(st_meta, dict) or "tclip" not in st_meta:
         raise _fail(path, "no tclip metadata: a plain safetensors file? convert it with `ternaryclip pack`")
+    text = st_meta["tclip"]
+    if not isinstance(text, str):
+        raise _fail(path, "tclip metadata is not a string; the file is corrupt")
+    if verify and st_meta.get(META_CRC_KEY) != str(zlib.crc32(text.encode("utf-8", "surrogatepass"))):
+        raise _fail(path, "metadata CRC mismatch (or no metadata CRC): the metadata is corrupt")
     try:
-        meta = json.loads(st_meta["tclip"])
-    except (TypeError, json.JSONDecodeError) as err:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as err:
         raise _fail(path, f"tclip metadata is not valid JSON ({err}); the file is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, "metadata does not declare format 'tclip'")
@@ -218,13 +220,15 @@ def _parse_meta(path: Path, header: dict) -> dict:
         )
     if not isinstance(meta.get("tensors"), dict) or not isinstance(meta.get("arch"), dict):
         raise _fail(path, "metadata lacks the tensors manifest or the architecture")
+    if not meta["tensors"]:
+        raise _fail(path, "the tensors manifest is empty")
     return meta
 
 
 def _int_list(value, length: int | None = None) -> list[int] | None:
     if not isinstance(value, list) or (length is not None and len(value) != length):
         return None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_DIM for v in value):
         return None
     return value
 
@@ -235,16 +239,26 @@ def _expected_entries(path: Path, name: str, spec: dict, packing: str) -> dict[s
         raise _fail(path, f"manifest entry for {name!r} is not an object")
     if spec.get("kind") == "float":
         shape = _int_list(spec.get("shape"))
-        if shape is None or spec.get("dtype") not in FLOAT_DTYPES:
+        if shape is None or spec.get("dtype") not in ("fp32", "fp16"):
             raise _fail(path, f"manifest entry for float tensor {name!r} has a bad shape or dtype")
         return {name: ("F32" if spec["dtype"] == "fp32" else "F16", shape)}
     if spec.get("kind") != "ternary":
         raise _fail(path, f"manifest entry for {name!r} has unknown kind {spec.get('kind')!r}")
     shape, scale_shape = _int_list(spec.get("shape"), 2), _int_list(spec.get("scale_shape"), 2)
     group = spec.get("group_size")
-    if shape is None or scale_shape is None or not isinstance(group, int) or group < 1:
+    if shape is None or scale_shape is None or not isinstance(group, int) or not 1 <= group <= MAX_DIM:
         raise _fail(path, f"manifest entry for ternary tensor {name!r} has a bad shape, scale shape or group size")
     n, k = shape
+    torch_shape, out_axis = _int_list(spec.get("torch_shape")), spec.get("out_axis", 0)
+    if torch_shape is None or out_axis not in (0, 1) or isinstance(out_axis, bool) or not 1 <= len(torch_shape) <= 4:
+        raise _fail(path, f"manifest entry for ternary tensor {name!r} has a bad torch_shape or out_axis")
+    matrix = (torch_shape[1], torch_shape[0]) if out_axis == 1 and len(torch_shape) == 2 else None
+    if out_axis == 0:
+        matrix = (torch_shape[0], math.prod(torch_shape[1:]))
+    if matrix != (n, k) or min(n, k) < 1:
+        raise _fail(
+            path, f"ternary tensor {name!r}: shape {shape} does not fit torch shape {torch_shape} / axis {out_axis}"
+        )
     if scale_shape[0] not in (1, n) or scale_shape[1] not in (1, -(-k // group)):
         raise _fail(path, f"scale shape {scale_shape} of {name!r} does not fit its shape {shape}")
     packed = list(packed_2bit_shape(n, k)) if packing == "2bit" else [packed_base3_size(n, k)]
@@ -285,7 +299,7 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
     except (ValueError, OSError) as err:  # empty file, unreadable
         raise _fail(path, f"cannot be mapped ({err})") from None
     header, data_start = _read_header(path, mm)
-    meta = _parse_meta(path, header)
+    meta = _parse_meta(path, header, verify)
     packing = meta.get("quantization", {}).get("packing") if isinstance(meta.get("quantization"), dict) else None
     if packing not in PACKINGS:
         raise _fail(path, f"unknown packing {packing!r}")
@@ -294,6 +308,8 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
     for name, spec in manifest.items():
         expected.update(_expected_entries(path, name, spec, packing))
     _check_entries(path, header, expected, mm.size - data_start)
+    _check_semantics(path, meta, manifest)
+    _check_expansion(path, manifest, packing, mm.size)
 
     def array(key: str) -> np.ndarray:
         e = header[key]
@@ -307,11 +323,55 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
             _load_tensor(model, name, spec, array, packing, verify)
         except (PackingError, ValueError) as err:
             raise _fail(path, f"tensor {name!r}: {err}") from None
+    return model
+
+
+def check_meta(meta: dict, shapes: dict[str, tuple[int, ...]], ternary: set[str]) -> ClipArch:
+    """ValueError unless the architecture and preprocessing are sane and match the tensors' torch shapes."""
+    from ..runtime.preprocess import Preprocess
+
+    arch = ClipArch.from_dict(meta.get("arch"))
+    preprocess = Preprocess.from_meta(meta.get("preprocess"))
+    if preprocess.size != arch.vision.image_size:
+        raise ValueError(
+            f"preprocess.size {preprocess.size} differs from arch.vision.image_size {arch.vision.image_size}"
+        )
+    arch.check_tensors(shapes, ternary)
+    return arch
+
+
+def check_model(model: TclipModel) -> ClipArch:
+    """The checks :func:`read` makes, for a model built in memory (ValueError names what is wrong)."""
+    shapes = {n: tuple(t.torch_shape) for n, t in model.ternary.items()}
+    shapes.update({n: tuple(np.shape(a)) for n, a in model.floats.items()})
+    arch = check_meta(model.meta, shapes, set(model.ternary))
+    for name, a in model.floats.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"float tensor {name!r} holds NaN or infinite values")
+    return arch
+
+
+def _check_semantics(path: Path, meta: dict, manifest: dict) -> None:
+    """The architecture and preprocessing are sane and match the tensors present (before any allocation)."""
+    shapes = {n: tuple(s["torch_shape" if s["kind"] == "ternary" else "shape"]) for n, s in manifest.items()}
     try:
-        _ = model.arch  # parses and checks the architecture metadata
+        check_meta(meta, shapes, {n for n, s in manifest.items() if s["kind"] == "ternary"})
     except ValueError as err:
         raise _fail(path, str(err)) from None
-    return model
+
+
+def _check_expansion(path: Path, manifest: dict, packing: str, file_bytes: int) -> None:
+    """Refuse a file whose base3 codes would expand to far more memory than the file holds."""
+    if packing != "base3":
+        return
+    need = sum(math.prod(packed_2bit_shape(*s["shape"])) for s in manifest.values() if s["kind"] == "ternary")
+    limit = MAX_EXPANSION * file_bytes + EXPANSION_SLACK
+    if need > limit:
+        raise _fail(
+            path,
+            f"its base3 codes would expand to {need} bytes in memory, more than {MAX_EXPANSION}x the "
+            f"{file_bytes}-byte file allows (rows far shorter than the 128-code block?)",
+        )
 
 
 def _base3_to_2bit(data: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -331,22 +391,21 @@ def _load_tensor(model: TclipModel, name: str, spec: dict, array, packing: str, 
         data = array(name)
         if verify and _crc(data) != spec.get("crc32"):
             raise ValueError("CRC mismatch: the data is corrupt")
+        if not np.all(np.isfinite(data)):
+            raise ValueError("holds NaN or infinite values")
         model.floats[name] = data
         return
     data, scales = array(name + ".ternary"), array(name + ".scale")
     if verify and (_crc(data) != spec.get("crc32") or _crc(scales) != spec.get("scale_crc32")):
         raise ValueError("CRC mismatch: the data is corrupt")
-    if verify and not np.all(np.isfinite(scales) & (scales >= 0)):
+    if not np.all(np.isfinite(scales) & (scales >= 0)):
         raise ValueError("scales must be finite and non-negative")
     n, k = spec["shape"]
     if packing == "base3":
         data = _base3_to_2bit(data, n, k)
     elif verify:
         check_2bit(data, k)
-    torch_shape = _int_list(spec.get("torch_shape"))
-    out_axis = spec.get("out_axis", 0)
-    if torch_shape is None or math.prod(torch_shape) != n * k or out_axis not in (0, 1):
-        raise ValueError(f"torch shape {spec.get('torch_shape')} / out_axis {out_axis!r} do not fit [{n}, {k}]")
+    torch_shape, out_axis = spec["torch_shape"], spec.get("out_axis", 0)  # checked by _expected_entries
     model.ternary[name] = TernaryTensor(
         data, scales, (n, k), spec["group_size"], torch_shape, out_axis, spec.get("role", "linear")
     )

@@ -17,7 +17,8 @@ import numpy as np
 from .. import kernels
 from ..arch import ClipArch
 from ..pack.bits import unpack_2bit_unsigned
-from ..pack.format import TclipModel, TernaryTensor, read
+from ..pack.format import TclipModel, TernaryTensor, check_model, read
+from .checks import check_batch_size, check_finite_pixels, check_threads
 from .preprocess import ImageError, Preprocess
 from .tokenizer import ClipTokenizer
 
@@ -154,11 +155,9 @@ class TernaryCLIP:
     def __init__(self, data: TclipModel, mode: str = "fast", threads: int | None = None, batch_size: int = 32):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.threads = None if threads is None else int(threads)
-        if self.threads is not None:
-            kernels.set_num_threads(self.threads)
-        self.data, self.mode, self.batch_size = data, mode, batch_size
-        self.arch: ClipArch = data.arch
+        self.threads = check_threads(threads)  # applied in every calling thread (OpenMP's setting is per thread)
+        self.data, self.mode, self.batch_size = data, mode, check_batch_size(batch_size)
+        self.arch: ClipArch = check_model(data)  # read() checked a file; a model built in memory is checked here
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
         self.tokenize = ClipTokenizer(self.arch.text.context_length)
         activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
@@ -187,6 +186,10 @@ class TernaryCLIP:
         self.text_proj = self._linear("text_projection", None)
 
     # ------------------------------------------------------------ construction
+    def _use_threads(self) -> None:
+        if self.threads is not None and kernels.get_num_threads() != self.threads:
+            kernels.set_num_threads(self.threads)
+
     def _linear(self, name: str, bias: str | None, role: str = "") -> Linear:
         if name in self._t:
             weight = self._t[name]
@@ -243,7 +246,7 @@ class TernaryCLIP:
                     f"a preprocessed image array must be float32 [B, 3, {size}, {size}], got "
                     f"{images.dtype} {images.shape}"
                 )
-            return np.ascontiguousarray(images)
+            return check_finite_pixels(np.ascontiguousarray(images))
         if not isinstance(images, (list, tuple)):
             images = [images]
         return np.stack([self.preprocess(im) for im in images]) if images else np.zeros((0, 3, size, size), np.float32)
@@ -326,11 +329,6 @@ class TernaryCLIP:
             rows = order[i : i + self.batch_size]
             out[rows] = self._text_batch(ids[rows], int(lengths[rows].max()))
         return _finish([out], self.arch.embed_dim, normalize)
-
-    def _use_threads(self) -> None:
-        """OpenMP's thread count belongs to the calling thread: apply ``threads`` in every Python thread."""
-        if self.threads is not None and kernels.get_num_threads() != self.threads:
-            kernels.set_num_threads(self.threads)
 
 
 def _finish(chunks: list[np.ndarray], dim: int, normalize: bool) -> np.ndarray:

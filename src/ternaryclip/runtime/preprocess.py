@@ -4,10 +4,14 @@ open_clip (torchvision on PIL images): resize the shortest side to ``size`` (bic
 own mode -- Pillow resizes palette images with nearest neighbour and RGBA premultiplied), center crop
 ``size x size``, convert to RGB, scale to [0, 1], normalize by the CLIP mean and std.  The same
 Pillow calls in the same order give the same pixels.
+
+Files are decoded by :func:`ternaryclip.data.images.decode_rgb`, the decoder training and evaluation
+use, so a 16-bit PNG gives the same pixels (and embedding) whichever way it reaches the model.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,6 +24,10 @@ _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+
+MAX_SIZE = 4096  # the model's input side; larger is no CLIP and would take gigabytes a batch
+MAX_RESIZED_PIXELS = 100_000_000  # the shortest-side resize of a very elongated image
 
 
 class ImageError(ValueError):
@@ -36,15 +44,21 @@ class Preprocess:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Preprocess:
-        p = cls(
-            int(meta["size"]),
-            tuple(meta["mean"]),
-            tuple(meta["std"]),
-            meta.get("interpolation", "bicubic"),
-            meta.get("resize_mode", "shortest"),
-        )
-        if p.interpolation not in _FILTERS or p.resize_mode not in ("shortest", "squash"):
-            raise ValueError(f"unsupported preprocessing {p.interpolation}/{p.resize_mode}")
+        """Parse and check preprocessing metadata; ValueError names the field that is wrong."""
+        if not isinstance(meta, dict):
+            raise ValueError("preprocess metadata is missing or not an object")
+        size = meta.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_SIZE:
+            raise ValueError(f"preprocess.size = {size!r} is not an integer in [1, {MAX_SIZE}]")
+        mean, std = _three_floats("mean", meta.get("mean")), _three_floats("std", meta.get("std"))
+        if min(std) <= 0:
+            raise ValueError(f"preprocess.std = {list(std)} must be positive")
+        p = cls(size, mean, std, meta.get("interpolation", "bicubic"), meta.get("resize_mode", "shortest"))
+        if p.interpolation not in tuple(_FILTERS) or p.resize_mode not in ("shortest", "squash"):
+            raise ValueError(
+                f"unsupported preprocessing {p.interpolation!r}/{p.resize_mode!r}: interpolation one of "
+                f"{sorted(_FILTERS)}, resize_mode shortest or squash"
+            )
         return p
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
@@ -63,11 +77,15 @@ class Preprocess:
         image = open_image(image)
         resample = _FILTERS[self.interpolation]
         w, h = image.size
+        if w < 1 or h < 1:
+            raise ImageError(f"{_name(image)}: the image is empty ({w}x{h} pixels)")
         if self.resize_mode == "squash":
             image = image.resize((self.size, self.size), resample)
         else:
             short, long = (w, h) if w <= h else (h, w)
             new_short, new_long = self.size, int(self.size * long / short)
+            if new_short * new_long > MAX_RESIZED_PIXELS:
+                raise ImageError(f"{_name(image)}: {w}x{h} is too elongated to resize to a {self.size} shortest side")
             new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
             image = image.resize((new_w, new_h), resample)  # Pillow returns a copy when the size matches
             w, h = image.size
@@ -78,15 +96,31 @@ class Preprocess:
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
+def _three_floats(name: str, value) -> tuple[float, float, float]:
+    ok = isinstance(value, (list, tuple)) and len(value) == 3
+    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ValueError(f"preprocess.{name} = {value!r} is not three finite numbers")
+    return tuple(float(v) for v in value)
+
+
+def _name(image: Image.Image) -> str:
+    return getattr(image, "filename", "") or "image"
+
+
 def open_image(image) -> Image.Image:
-    """A PIL image from a PIL image or a file path; ImageError names the file if it cannot be decoded."""
+    """A PIL image from a PIL image, a file path or encoded bytes; ImageError names the file if it fails.
+
+    Paths and bytes go through the training/evaluation decoder (16-bit and float images scaled to
+    8 bits); PIL images are used as given.
+    """
     if isinstance(image, Image.Image):
         return image
-    if isinstance(image, (str, os.PathLike)):
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        from ..data.images import decode_rgb
+
         try:
-            with Image.open(image) as im:
-                im.load()
-                return im
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-            raise ImageError(f"{image}: cannot read image ({err})") from None
-    raise ImageError(f"expected a PIL image or a path, got {type(image).__name__}")
+            return decode_rgb(image)
+        except (ValueError, UnidentifiedImageError) as err:
+            label = "image bytes" if isinstance(image, (bytes, bytearray)) else str(image)
+            raise ImageError(f"{label}: cannot read image ({err})") from None
+    raise ImageError(f"expected a PIL image or a path (or image bytes), got {type(image).__name__}")

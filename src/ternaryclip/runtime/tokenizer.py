@@ -18,6 +18,8 @@ import ftfy
 import numpy as np
 import regex
 
+from ..arch import MAX_CONTEXT
+
 VOCAB_FILE = Path(__file__).with_name("bpe_simple_vocab_16e6.txt.gz")
 _N_MERGES = 49152 - 256 - 2
 _SPECIAL = ("<start_of_text>", "<end_of_text>")
@@ -38,6 +40,20 @@ def clean(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+_MAX_CACHED_WORDS = 100_000
+
+
+def _check_context(context_length) -> int:
+    """At least one token, and no more than any CLIP's positional table (the output is sized by it)."""
+    if (
+        not isinstance(context_length, int)
+        or isinstance(context_length, bool)
+        or not 1 <= context_length <= MAX_CONTEXT
+    ):
+        raise ValueError(f"context_length must be an integer in [1, {MAX_CONTEXT}], got {context_length!r}")
+    return context_length
+
+
 class ClipTokenizer:
     """``tokenizer(["a photo of a cat"]) -> int64 [1, context_length]``."""
 
@@ -49,12 +65,17 @@ class ClipTokenizer:
         self.encoder = {token: i for i, token in enumerate(vocab)}
         self.ranks = {pair: i for i, pair in enumerate(merges)}
         self.sot, self.eot = self.encoder[_SPECIAL[0]], self.encoder[_SPECIAL[1]]
-        self.context_length = context_length
+        self.context_length = _check_context(context_length)
         self.vocab_size = len(vocab)
         self._pattern = regex.compile(
             "|".join(_SPECIAL) + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE
         )
         self._cache: dict[str, list[str]] = {s: [s] for s in _SPECIAL}
+
+    def _remember(self, word: str, symbols: list[str]) -> None:
+        if len(self._cache) >= _MAX_CACHED_WORDS:  # a stream of distinct words must not grow memory forever
+            self._cache = {s: [s] for s in _SPECIAL}
+        self._cache[word] = symbols
 
     def _merge(self, word: str) -> list[str]:
         """Apply BPE merges, lowest rank first, to one pre-token (last symbol marked with </w>)."""
@@ -75,7 +96,7 @@ class ClipTokenizer:
                     merged.append(symbols[i])
                     i += 1
             symbols = merged
-        self._cache[word] = symbols
+        self._remember(word, symbols)
         return symbols
 
     def encode(self, text: str) -> list[int]:
@@ -92,7 +113,7 @@ class ClipTokenizer:
             texts = [texts]
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
             raise ValueError("texts must be a string or a list of strings")
-        context = context_length or self.context_length
+        context = self.context_length if context_length is None else _check_context(context_length)
         out = np.zeros((len(texts), context), dtype=np.int64)
         for row, text in enumerate(texts):
             ids = [self.sot] + self.encode(text) + [self.eot]
