@@ -88,43 +88,49 @@ def run_load(
 ) -> LoadResult:
     """``clients`` threads, each sending one request after another for ``seconds``; returns what came back."""
     result, lock = LoadResult(seconds), threading.Lock()
-    stop_at = time.perf_counter() + seconds
+    # Clients are made before the clock starts: making one costs real CPU (an SSL context), which on a
+    # busy machine would eat the run.
+    https = [httpx.Client(base_url=base_url, timeout=timeout_s) for _ in range(clients)]
+    ready = threading.Barrier(clients + 1)
+    stop_at = 0.0
 
     def client(index: int) -> None:
-        rng = random.Random(seed * 1000 + index)
-        with httpx.Client(base_url=base_url, timeout=timeout_s) as http:
-            while time.perf_counter() < stop_at:
-                roll = rng.random()
-                kind = (
-                    "malformed"
-                    if roll < malformed_fraction
-                    else "image"
-                    if roll < malformed_fraction + image_fraction
-                    else "text"
-                )
-                req = request_for(kind, rng, image)
-                start = time.perf_counter()
-                try:
-                    status = http.post(**req).status_code
-                except httpx.HTTPError as err:
-                    status, error = 0, f"{kind}: {type(err).__name__} {err}"
-                else:
-                    error = None
-                elapsed = time.perf_counter() - start
-                ok = status == 200 if kind != "malformed" else 400 <= status < 500
-                with lock:
-                    result.statuses[kind][status] += 1
-                    result.latencies[kind].append(elapsed)
-                    if not ok:
-                        result.failures.append(error or f"{kind} {req['url']}: status {status}")
+        rng, http = random.Random(seed * 1000 + index), https[index]
+        ready.wait()
+        while time.perf_counter() < stop_at:
+            roll = rng.random()
+            kind = (
+                "malformed"
+                if roll < malformed_fraction
+                else "image"
+                if roll < malformed_fraction + image_fraction
+                else "text"
+            )
+            req = request_for(kind, rng, image)
+            start = time.perf_counter()
+            try:
+                status, error = http.post(**req).status_code, None
+            except httpx.HTTPError as err:
+                status, error = 0, f"{kind}: {type(err).__name__} {err}"
+            elapsed = time.perf_counter() - start
+            ok = status == 200 if kind != "malformed" else 400 <= status < 500
+            with lock:
+                result.statuses[kind][status] += 1
+                result.latencies[kind].append(elapsed)
+                if not ok:
+                    result.failures.append(error or f"{kind} {req['url']}: status {status}")
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    started = time.perf_counter()
     for t in threads:
         t.start()
+    started = time.perf_counter()
+    stop_at = started + seconds
+    ready.wait()
     for t in threads:
         t.join(seconds + timeout_s + 5)
     result.seconds = time.perf_counter() - started
+    for http in https:
+        http.close()
     return result
 
 

@@ -38,9 +38,11 @@ class EmbeddingService:
             raise ValueError("serve needs at least one model")
         self.models, self.settings, self.metrics = dict(models), settings, metrics
         self.default_model = next(iter(self.models))
-        # One inference thread: the kernels spread each batch over all cores themselves; two batches at
-        # once would only fight over them.
-        self.inference = ThreadPoolExecutor(1, thread_name_prefix="ternaryclip-infer")
+        # One inference thread per tower: the kernels spread a batch over all cores themselves, and a
+        # text query does not wait behind a batch of images.
+        self.inference = {
+            tower: ThreadPoolExecutor(1, thread_name_prefix=f"ternaryclip-{tower}") for tower in ("text", "image")
+        }
         self.decoder = ImageDecoder(
             settings.decode_workers, settings.max_decodes, settings.max_pixels, settings.retry_after_s
         )
@@ -60,7 +62,7 @@ class EmbeddingService:
         batcher = Batcher(
             f"{model}/{tower}",
             encode,
-            self.inference,
+            self.inference[tower],
             s.max_batch,
             s.max_wait_ms / 1000,
             s.max_queue,
@@ -146,7 +148,8 @@ class EmbeddingService:
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
         self.decoder.close()
-        self.inference.shutdown(wait=False, cancel_futures=True)
+        for pool in self.inference.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _disconnected(request: Request) -> None:
