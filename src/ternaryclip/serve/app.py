@@ -31,7 +31,11 @@ def create_app(
     settings: ServeSettings | None = None,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """An app serving ``models`` (the first is the default); ``extra_routes`` are mounted after ours."""
+    """An app serving ``models`` (the first is the default).
+
+    ``extra_routes`` (Starlette ``Route`` / ``Mount``) are matched after ours, so they cannot shadow
+    an API path; ``/`` is left free for them.
+    """
     settings = settings or ServeSettings()
     metrics = ServeMetrics()
     service = EmbeddingService(models, settings, metrics)

@@ -100,8 +100,4 @@ def service_of(request: Request) -> EmbeddingService:
     return request.app.state.service
 
 
-async def root(request: Request) -> Response:
-    return JSONResponse({"message": "ternaryclip serve (Immich machine-learning compatible at /predict)"})
-
-
-ROUTES = [Route("/predict", predict, methods=["POST"]), Route("/", root, methods=["GET"])]
+ROUTES = [Route("/predict", predict, methods=["POST"])]
