@@ -234,3 +234,22 @@ def test_serve_command_line_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "x.tclip"), "--max-batch", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("ternaryclip serve: error:") for line in err)
+
+
+def test_extra_routes_share_the_models_and_cannot_shadow_the_api(tclip_paths, runtime):
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    async def search(request):
+        vector = await request.app.state.service.embed_texts([request.query_params["q"]])
+        return JSONResponse({"vector": vector[0].tolist()})
+
+    async def shadow(request):
+        return PlainTextResponse("shadowed")
+
+    extra = [Route("/search", search), Route("/ping", shadow)]
+    with TestClient(create_app({"tiny": runtime}, extra_routes=extra)) as client:
+        got = client.get("/search", params={"q": "a cat"}).json()["vector"]
+        assert cosine(got, runtime.encode_text(["a cat"])[0]) >= 0.9999
+        assert client.get("/ping").text == "pong"
+        assert 'route="/search"' in client.get("/metrics").text
