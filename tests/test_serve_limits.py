@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -204,3 +205,42 @@ def test_a_cancelled_request_is_never_encoded_and_a_failing_batch_fails_only_its
 
     failing, ok = run_batcher(encode, scenario)
     assert "gone" not in seen and isinstance(failing[0], RuntimeError) and ok.shape == (1, 2)
+
+
+def test_the_forward_gate_lets_a_waiting_text_batch_go_before_the_next_image_chunk():
+    from ternaryclip.serve.service import ForwardGate
+
+    gate, order = ForwardGate(), []
+    image_started = threading.Event()
+
+    def image_chunks():
+        for i in range(3):
+            with gate.hold(urgent=False):
+                order.append(f"image {i}")
+                image_started.set()
+                time.sleep(0.5)  # long enough for the text thread to be waiting, even on a busy machine
+
+    def text():
+        image_started.wait()
+        with gate.hold(urgent=True):
+            order.append("text")
+
+    threads = [threading.Thread(target=image_chunks), threading.Thread(target=text)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["image 0", "text", "image 1", "image 2"]
+
+
+def test_inference_threads_use_the_thread_count_of_the_loading_thread(model):
+    from ternaryclip import kernels
+
+    before = kernels.get_num_threads()
+    try:
+        kernels.set_num_threads(1)
+        app = create_app({"tiny": model})
+        pools = app.state.service.inference.values()
+        assert [pool.submit(kernels.get_num_threads).result() for pool in pools] == [1, 1]
+    finally:
+        kernels.set_num_threads(before)

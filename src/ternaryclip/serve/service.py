@@ -7,8 +7,10 @@ Routes (ours, and any added with ``create_app(extra_routes=...)``) reach it as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+import threading
+from collections.abc import Awaitable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from starlette.requests import Request
@@ -20,6 +22,44 @@ from .decode import DecodedImage, ImageDecoder
 from .errors import ApiError
 from .metrics import ServeMetrics
 from .settings import ServeSettings
+
+IMAGE_CHUNK = 8  # images per forward pass; a text batch waits at most for one such chunk
+
+
+class ForwardGate:
+    """One forward pass at a time, text first.
+
+    The kernels spread one batch over every core; two batches at once (a text and an image one)
+    would make their threads stall each other at every barrier.  Image batches go through in chunks
+    of ``IMAGE_CHUNK`` and yield to any waiting text batch between chunks, so a search query is not
+    stuck behind a large batch of photos.  With one kernel thread (``--threads 1``) the towers run
+    side by side instead: the gate is open.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        with self._cond:
+            self._urgent_waiting += urgent
+            try:
+                self._cond.wait_for(lambda: not self._busy and (urgent or not self._urgent_waiting))
+            finally:
+                self._urgent_waiting -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
 
 
 def kernel_path() -> str:
@@ -38,19 +78,36 @@ class EmbeddingService:
             raise ValueError("serve needs at least one model")
         self.models, self.settings, self.metrics = dict(models), settings, metrics
         self.default_model = next(iter(self.models))
-        # One inference thread per tower: the kernels spread a batch over all cores themselves, and a
-        # text query does not wait behind a batch of images.
+        # One inference thread per tower, one forward pass at a time through the gate (text first).
+        # OpenMP's thread count is per thread: the inference threads take the one set in this thread
+        # (``load(..., threads=N)``), else they would use every core whatever --threads says.
+        threads = kernels.get_num_threads()
         self.inference = {
-            tower: ThreadPoolExecutor(1, thread_name_prefix=f"ternaryclip-{tower}") for tower in ("text", "image")
+            tower: ThreadPoolExecutor(
+                1, f"ternaryclip-{tower}", initializer=kernels.set_num_threads, initargs=(threads,)
+            )
+            for tower in ("text", "image")
         }
+        self.gate = ForwardGate(enabled=threads > 1)
         self.decoder = ImageDecoder(
             settings.decode_workers, settings.max_decodes, settings.max_pixels, settings.retry_after_s
         )
         self.batchers: dict[tuple[str, str], Batcher] = {}
         for name, model in self.models.items():
             model.batch_size = settings.max_batch
-            self._add_batcher(name, "text", model.encode_text)
-            self._add_batcher(name, "image", lambda pixels, model=model: model.encode_image(np.stack(pixels)))
+            self._add_batcher(name, "text", lambda texts, model=model: self._encode_texts(model, texts))
+            self._add_batcher(name, "image", lambda pixels, model=model: self._encode_images(model, pixels))
+
+    def _encode_texts(self, model: TernaryCLIP, texts: list[str]) -> np.ndarray:
+        with self.gate.hold(urgent=True):
+            return model.encode_text(texts)
+
+    def _encode_images(self, model: TernaryCLIP, pixels: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for i in range(0, len(pixels), IMAGE_CHUNK):
+            with self.gate.hold(urgent=False):
+                out.append(model.encode_image(np.stack(pixels[i : i + IMAGE_CHUNK])))
+        return np.concatenate(out)
 
     def _add_batcher(self, model: str, tower: str, encode) -> None:
         s = self.settings
