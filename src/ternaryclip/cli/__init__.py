@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, stats
+from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, serve, stats
 
 VERBS = {
     "stats": stats,
@@ -18,6 +18,7 @@ VERBS = {
     "report": report,
     "clip-benchmark": clip_benchmark,
     "quickstart": quickstart,
+    "serve": serve,
 }
 
 

@@ -26,13 +26,14 @@ MODES = ("fast", "exact")
 
 
 class Buffers:
-    """Scratch arrays shared by all layers of a model, one per (role, shape) and thread.
+    """Scratch arrays shared by all layers of a model, one per role and thread.
 
     Inside a block every intermediate (LayerNorm output, qkv, attention output, projection output,
     MLP hidden) is consumed before the next layer of the same role writes it, so all blocks share one
     array per role: allocating megabytes afresh for every layer cost page faults that stalled the
-    worker threads, and one array per layer would cost memory.  Thread-local, so one model serves
-    several Python threads.
+    worker threads, and one array per layer would cost memory.  A role keeps its largest array and
+    hands out views of its start, so a server that sees every batch size from 1 to 32 holds one set
+    of arrays, not 32.  Thread-local, so one model serves several Python threads.
     """
 
     def __init__(self):
@@ -40,10 +41,10 @@ class Buffers:
 
     def get(self, role: str, shape: tuple) -> np.ndarray:
         cache = self._local.__dict__.setdefault("arrays", {})
-        key = (role, *shape)
-        if key not in cache:
-            cache[key] = np.empty(shape, dtype=np.float32)
-        return cache[key]
+        size = int(np.prod(shape))
+        if role not in cache or cache[role].size < size:
+            cache[role] = np.empty(size, dtype=np.float32)
+        return cache[role][:size].reshape(shape)
 
 
 class Linear:
