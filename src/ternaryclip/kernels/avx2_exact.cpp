@@ -24,11 +24,37 @@ namespace {
 constexpr int kRows = 16;   // output rows per tile: two vectors
 constexpr int kTokens = 6;  // tokens per register tile
 
+// 8 rows x 8 columns of codes u -> floats t = u - 1, transposed: out[j * 16 + r] = t of row r, column j.
+inline void float_block_8x8(const uint8_t* codes, int64_t kp, float* out) {
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; ++i) {
+        const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i * kp));
+        r[i] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), one));
+    }
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(out + j * kRows, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+        _mm256_storeu_ps(out + (j + 4) * kRows, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+    }
+}
+
 // Rows [n0, n0 + 16) as floats, column-major: out[c * 16 + r] = t[n0 + r, c] (0 past n and past k).
 void float_tile(const TernaryWeights& w, int64_t n0, uint8_t* codes, float* out) {
     unpack_rows(w, n0, kRows, codes);
-    for (int64_t c = 0; c < w.kp; ++c)
-        for (int r = 0; r < kRows; ++r) out[c * kRows + r] = float(int(codes[r * w.kp + c]) - 1);
+    for (int64_t c = 0; c < w.kp; c += 8) {  // kp is a multiple of 128
+        float_block_8x8(codes + c, w.kp, out + c * kRows);
+        float_block_8x8(codes + 8 * w.kp + c, w.kp, out + c * kRows + 8);
+    }
 }
 
 // acc[t][h] = sum over columns [c0, c1) of wt[c][8 h + lane] * x[t][c] for T tokens k floats apart.
