@@ -17,8 +17,9 @@ shape and byte range, every CRC, the architecture and preprocessing fields (type
 the match between the architecture and the tensors present are checked before an array is handed
 out or anything sized by the file is allocated, so a truncated, bit-flipped or inconsistent file
 raises :class:`TclipError` instead of reaching the C++ kernels.  What a file can make the reader
-allocate is bounded by its size (base3 codes expand at most ``MAX_EXPANSION`` times).  Arrays are zero-copy views of a read-only
-memory map, which keeps a loaded model's resident memory close to its file size.
+allocate is bounded by its size (base3 codes expand at most ``MAX_EXPANSION`` times).  Arrays are
+zero-copy views of a read-only memory map, which keeps a loaded model's resident memory close to
+its file size.
 """
 
 from __future__ import annotations
