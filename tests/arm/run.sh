@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Cross-compiles the kernels for aarch64 and runs kernel_tests.cpp under qemu-user on three CPU
+# models: Cortex-A72 (ARMv8.0, no dotprod: the Pi 4), Neoverse-N1 (dotprod, no i8mm) and "max"
+# (dotprod + i8mm).  The last line is the total "N passed, M failed"; exit status non-zero on any
+# failure.  Needs the Debian packages g++-aarch64-linux-gnu and qemu-user-static.
+#
+# Flags as in CMakeLists.txt for an aarch64 build: plain armv8-a for everything but the dotprod and
+# i8mm files, so a CPU without them runs nothing they contain.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CXX=${CXX:-aarch64-linux-gnu-g++}
+QEMU=${QEMU:-qemu-aarch64-static}
+SYSROOT=${SYSROOT:-/usr/aarch64-linux-gnu}
+for tool in "$CXX" "$QEMU"; do
+  command -v "$tool" >/dev/null || { echo "test-arm64: $tool not found (apt-get install g++-aarch64-linux-gnu qemu-user-static)" >&2; exit 2; }
+done
+SRC=src/ternaryclip/kernels
+OUT=build/arm64-tests
+mkdir -p "$OUT"
+BASE=(-std=gnu++17 -O3 -march=armv8-a -fopenmp -DTCLIP_NEON_TABLES -I"$SRC" -Wall -Wextra -Werror=uninitialized)
+EXACT=(-ffp-contract=off)
+FLOAT_OPS=(-ffp-contract=fast -fno-math-errno -fno-trapping-math -fno-signed-zeros)
+
+compile() {  # output source flags...
+  local out=$1 src=$2
+  shift 2
+  "$CXX" "${BASE[@]}" "$@" -c "$src" -o "$OUT/$out.o" &
+}
+for f in ref dispatch cpu_features neon avx2 avx512; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
+compile neon_dotprod "$SRC/neon_dotprod.cpp" "${EXACT[@]}"
+compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
+compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic
+compile ops_neon "$SRC/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLIP_OPS_NEON
+compile kernel_tests tests/arm/kernel_tests.cpp "${EXACT[@]}"
+wait
+"$CXX" -fopenmp "$OUT"/*.o -o "$OUT/kernel_tests"
+
+total_pass=0
+total_fail=0
+for model in "cortex-a72 neon" "neoverse-n1 dotprod" "max i8mm"; do
+  set -- $model
+  echo "== qemu-aarch64 -cpu $1 (widest table expected: $2)"
+  log=$(OMP_NUM_THREADS=2 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
+  echo "$log" | grep -v ' passed, ' || true
+  last=$(echo "$log" | tail -n 1)
+  if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    echo "   ${last}"
+    total_pass=$((total_pass + BASH_REMATCH[1]))
+    total_fail=$((total_fail + BASH_REMATCH[2]))
+  else
+    echo "FAIL kernel_tests crashed under -cpu $1: $last"
+    total_fail=$((total_fail + 1))
+  fi
+done
+echo "${total_pass} passed, ${total_fail} failed"
+[ "$total_fail" -eq 0 ]
