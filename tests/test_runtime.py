@@ -190,3 +190,74 @@ def test_vit_b_32_exact_mode_matches_torch(tmp_path):
     assert cosine(exact.encode_text(["a photo of a cat", "a diagram"]), want_txt).min() >= 0.9999
     fast = ternaryclip.load(path, mode="fast")
     assert cosine(fast.encode_image(image.numpy()), want_img).min() >= 0.995
+
+
+def captions_of_varied_length(rng, batch: int, context: int, vocab: int) -> np.ndarray:
+    """Start token, 1..context-3 words, end token (the highest id, where argmax pooling reads), zeros."""
+    ids = np.zeros((batch, context), np.int64)
+    for row in range(batch):
+        n = int(rng.integers(1, context - 2))  # at most context - 1 tokens: every batch truncates
+        ids[row, : n + 2] = [vocab - 2, *rng.integers(1, vocab - 2, n), vocab - 1]
+    return ids
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_text_at_caption_length_equals_the_full_context_forward(ternary_file, mode):
+    _, path = ternary_file
+    runtime = ternaryclip.load(path, mode=mode, batch_size=3)  # 3: captions bucketed across batches
+    ids = captions_of_varied_length(np.random.default_rng(0), 10, 16, 49408)
+    lengths = runtime._text_lengths(ids)
+    assert lengths.max() < 16 and len(set(lengths.tolist())) > 3  # the test exercises truncation
+    truncated, full = runtime.encode_text(ids), runtime.encode_text(ids, truncate=False)
+    assert np.abs(truncated - full).max() <= 1e-6 * np.abs(full).max()
+    # one caption alone gives what it gives inside a bucketed batch
+    assert np.abs(runtime.encode_text(ids[4:5]) - truncated[4:5]).max() <= 1e-6 * np.abs(full).max()
+
+
+def test_text_at_caption_length_equals_open_clip(tiny_open_clip, tmp_path):
+    ternarize_(tiny_open_clip, TernaryConfig())
+    path = ternaryclip.save(tiny_open_clip, tmp_path / "m.tclip")
+    ids = captions_of_varied_length(np.random.default_rng(1), 7, 16, 100)
+    with torch.no_grad():
+        want = tiny_open_clip.encode_text(torch.from_numpy(ids)).numpy()
+    runtime = ternaryclip.load(path, mode="exact", batch_size=2)
+    assert runtime._text_lengths(ids).max() < 16
+    assert np.allclose(runtime.encode_text(ids), want, atol=1e-4)
+
+
+def test_non_causal_text_tower_keeps_the_full_length(tmp_path):
+    import open_clip
+
+    torch.manual_seed(0)
+    cfg = {**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "no_causal_mask": True}}
+    model = open_clip.CLIP(**cfg).eval()
+    ternarize_(model, TernaryConfig())
+    path = ternaryclip.save(model, tmp_path / "n.tclip")
+    ids = captions_of_varied_length(np.random.default_rng(2), 5, 16, 100)
+    with torch.no_grad():
+        want = model.encode_text(torch.from_numpy(ids)).numpy()
+    runtime = ternaryclip.load(path, mode="exact", batch_size=2)
+    assert (runtime._text_lengths(ids) == 16).all()
+    assert np.allclose(runtime.encode_text(ids), want, atol=1e-4)
+
+
+def test_threads_given_at_load_hold_in_every_python_thread(ternary_file):
+    import threading
+
+    from ternaryclip import kernels
+
+    _, path = ternary_file
+    runtime = ternaryclip.load(path, threads=1)
+    seen = []
+
+    def worker():
+        kernels.set_num_threads(2)  # what the thread had before; the model applies its own count
+        runtime.encode_text(["a cat"])
+        seen.append(kernels.get_num_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    with pytest.raises(ValueError, match="threads must be between"):
+        ternaryclip.load(path, threads=100000)

@@ -125,8 +125,9 @@ class TernaryCLIP:
     def __init__(self, data: TclipModel, mode: str = "fast", threads: int | None = None, batch_size: int = 32):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if threads is not None:
-            kernels.set_num_threads(int(threads))
+        self.threads = None if threads is None else int(threads)
+        if self.threads is not None:
+            kernels.set_num_threads(self.threads)
         self.data, self.mode, self.batch_size = data, mode, batch_size
         self.arch: ClipArch = data.arch
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
@@ -221,6 +222,7 @@ class TernaryCLIP:
     def encode_image(self, images, normalize: bool = False) -> np.ndarray:
         """PIL images, file paths, or a preprocessed float32 array ``[B, 3, H, W]`` -> ``[B, embed_dim]``."""
         pixels = self._pixels(images)
+        self._use_threads()
         out = [self._image_batch(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
         return _finish(out, self.arch.embed_dim, normalize)
 
@@ -238,25 +240,43 @@ class TernaryCLIP:
         rows = scales[flat] if scales.shape[0] > 1 else scales
         return (codes * rows).reshape(*ids.shape, emb.shape[1])
 
-    def _text_batch(self, ids: np.ndarray) -> np.ndarray:
+    def _pool_index(self, ids: np.ndarray) -> np.ndarray:
+        """The position each caption's embedding is read from (open_clip's ``text_global_pool``)."""
+        t = self.arch.text
+        if t.pool_type == "argmax":
+            return ids.argmax(axis=1)
+        if t.pool_type == "eos":
+            return (ids == t.eos_id).argmax(axis=1)
+        if t.pool_type == "first":
+            return np.zeros(len(ids), dtype=np.int64)
+        return np.full(len(ids), ids.shape[1] - 1)
+
+    def _text_lengths(self, ids: np.ndarray) -> np.ndarray:
+        """Tokens each caption needs: with a causal mask nothing after the pooled token reaches it, so
+        the tower stops there (open_clip always runs the whole context); non-causal towers need all."""
+        if not self.arch.text.causal:
+            return np.full(len(ids), ids.shape[1])
+        return self._pool_index(ids) + 1
+
+    def _text_batch(self, ids: np.ndarray, length: int | None = None) -> np.ndarray:
+        """One batch through the text tower, on its first ``length`` tokens (all when None)."""
         t = self.arch.text
         b = ids.shape[0]
+        index = self._pool_index(ids)
+        ids = ids[:, : length or ids.shape[1]]
         x = (self._token_embedding(ids) + self.text_pos[: ids.shape[1]]).astype(np.float32).reshape(-1, t.width)
         for block in self.text_blocks:
             x = block(x, b, causal=t.causal)
         x = self.ln_final(x).reshape(b, -1, t.width)
-        if t.pool_type == "argmax":
-            index = ids.argmax(axis=1)
-        elif t.pool_type == "eos":
-            index = (ids == t.eos_id).argmax(axis=1)
-        elif t.pool_type == "first":
-            index = np.zeros(b, dtype=np.int64)
-        else:
-            index = np.full(b, ids.shape[1] - 1)
         return self.text_proj(np.ascontiguousarray(x[np.arange(b), index]))
 
-    def encode_text(self, texts, normalize: bool = False) -> np.ndarray:
-        """Strings (or int token ids ``[B, context]``) -> ``[B, embed_dim]``."""
+    def encode_text(self, texts, normalize: bool = False, truncate: bool = True) -> np.ndarray:
+        """Strings (or int token ids ``[B, context]``) -> ``[B, embed_dim]``.
+
+        ``truncate``: run a causal tower only up to each batch's last pooled token, captions bucketed by
+        length (sorted, then split into batches) so that one long caption does not make short ones pay;
+        the embeddings are the same as the full-context forward's (False runs that, for tests).
+        """
         if isinstance(texts, np.ndarray) and np.issubdtype(texts.dtype, np.integer):
             ids = texts
         else:
@@ -269,8 +289,19 @@ class TernaryCLIP:
                 f"{ids.min()}..{ids.max()} (a model with a smaller vocabulary than CLIP's 49408 "
                 "needs its own token ids as an int array)"
             )
-        out = [self._text_batch(ids[i : i + self.batch_size]) for i in range(0, len(ids), self.batch_size)]
-        return _finish(out, self.arch.embed_dim, normalize)
+        self._use_threads()
+        lengths = self._text_lengths(ids) if truncate else np.full(len(ids), ids.shape[1])
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(ids), self.arch.embed_dim), np.float32)
+        for i in range(0, len(ids), self.batch_size):
+            rows = order[i : i + self.batch_size]
+            out[rows] = self._text_batch(ids[rows], int(lengths[rows].max()))
+        return _finish([out], self.arch.embed_dim, normalize)
+
+    def _use_threads(self) -> None:
+        """OpenMP's thread count belongs to the calling thread: apply ``threads`` in every Python thread."""
+        if self.threads is not None and kernels.get_num_threads() != self.threads:
+            kernels.set_num_threads(self.threads)
 
 
 def _finish(chunks: list[np.ndarray], dim: int, normalize: bool) -> np.ndarray:
