@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cross-compiles the kernels for aarch64 and runs kernel_tests.cpp under qemu-user on three CPU
 # models: Cortex-A72 (ARMv8.0, no dotprod: the Pi 4), Neoverse-N1 (dotprod, no i8mm) and "max"
-# (dotprod + i8mm).  The last line is the total "N passed, M failed"; exit status non-zero on any
-# failure.  Needs the Debian packages g++-aarch64-linux-gnu and qemu-user-static.
+# (dotprod + i8mm), then (when an aarch64 Python is at hand) an end-to-end embedding.  The last line
+# is the total "N passed, M failed"; exit status non-zero on any failure.  Needs the Debian packages
+# g++-aarch64-linux-gnu, qemu-user-static and cmake (and tests/arm/sysroot.sh for the end to end).
 #
 # Flags as in CMakeLists.txt for an aarch64 build: plain armv8-a for everything but the dotprod and
 # i8mm files, so a CPU without them runs nothing they contain.
@@ -52,5 +53,44 @@ for model in "cortex-a72 neon" "neoverse-n1 dotprod" "max i8mm"; do
     total_fail=$((total_fail + 1))
   fi
 done
+# End to end: the extension cross-built by CMake (cmake/aarch64-linux-gnu.cmake), loaded by an aarch64
+# Python (tests/arm/sysroot.sh; skipped when ARM64_SYSROOT has none) on a tiny .tclip, compared with
+# the x86 runtime's embeddings (tests/arm/embed_e2e.py).
+SR=$(realpath -m "${ARM64_SYSROOT:-build/arm64-sysroot}")
+PY=${PYTHON:-.venv/bin/python}
+if [ ! -x "$SR/usr/bin/python3.11" ] && dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+  tests/arm/sysroot.sh "$SR" || true
+fi
+if [ -x "$SR/usr/bin/python3.11" ]; then
+  E2E=build/arm64-e2e
+  cmake -S . -B build/arm64-ext -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DPython_EXECUTABLE="$PWD/$PY" \
+    -DPython_INCLUDE_DIR="$SR/usr/include/python3.11" "-DCMAKE_CXX_FLAGS=-isystem $SR/usr/include" >/dev/null
+  cmake --build build/arm64-ext -j2 >/dev/null
+  "$PY" tests/arm/embed_e2e.py make "$E2E"
+  rm -rf "$E2E/pkg" && mkdir -p "$E2E/pkg"
+  cp -r src/ternaryclip "$E2E/pkg/"
+  find "$E2E/pkg" \( -name '*.so' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+  cp build/arm64-ext/_ext.*.so "$E2E/pkg/ternaryclip/kernels/_ext.cpython-311-aarch64-linux-gnu.so"
+  site=$("$PY" -c "import ftfy, os; print(os.path.dirname(os.path.dirname(ftfy.__file__)))")
+  cp -r "$site/ftfy" "$site/wcwidth" "$E2E/pkg/"  # pure Python
+  libs=$SR/usr/lib/aarch64-linux-gnu
+  for model in cortex-a72 max; do
+    echo "== end-to-end embedding, aarch64 Python under qemu-aarch64 -cpu $model"
+    log=$(OMP_NUM_THREADS=2 PYTHONPATH="$E2E/pkg:$SR/usr/lib/python3/dist-packages" \
+      LD_LIBRARY_PATH="$libs:$libs/blas:$libs/lapack:$SR/lib/aarch64-linux-gnu" \
+      "$QEMU" -cpu "$model" -L "$SYSROOT" "$SR/usr/bin/python3.11" tests/arm/embed_e2e.py check "$E2E" 2>&1) || true
+    echo "$log" | grep -v ' passed, ' || true
+    last=$(echo "$log" | tail -n 1)
+    if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+      total_pass=$((total_pass + BASH_REMATCH[1]))
+      total_fail=$((total_fail + BASH_REMATCH[2]))
+    else
+      echo "FAIL end-to-end check crashed under -cpu $model"
+      total_fail=$((total_fail + 1))
+    fi
+  done
+else
+  echo "(end-to-end embedding skipped: no aarch64 Python in $SR; make it with tests/arm/sysroot.sh $SR)"
+fi
 echo "${total_pass} passed, ${total_fail} failed"
 [ "$total_fail" -eq 0 ]

@@ -10,6 +10,7 @@ activation quantization included for the int8 engines.
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import time
 import warnings
@@ -31,6 +32,24 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def simd_impls(kernels) -> list[str]:
+    """The instruction-set paths of this build that this CPU runs (x86: avx2, avx512; aarch64: neon,
+    dotprod, i8mm): a forced ``impl=`` the CPU lacks raises ValueError instead of running."""
+    from ..pack.bits import pack_2bit
+
+    packed, scales = pack_2bit(np.zeros((1, 4), np.int8)), np.ones((1, 1), np.float32)
+    usable = []
+    for impl in kernels.IMPLS:
+        if impl in ("auto", "ref"):
+            continue
+        try:
+            kernels.gemm(np.zeros((1, 4), np.float32), packed, 4, scales, 4, impl=impl)
+        except ValueError:
+            continue
+        usable.append(impl)
+    return usable
+
+
 def run_kernel_bench(
     threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS, progress=print
 ) -> dict:
@@ -41,6 +60,7 @@ def run_kernel_bench(
     from ..pack.bits import pack_2bit
 
     all_threads = threads or os.cpu_count() or 1
+    impls = simd_impls(kernels)  # each timed on its own, next to "auto"
     rng = np.random.default_rng(0)
     rows = []
     for k, n in shapes:
@@ -59,12 +79,13 @@ def run_kernel_bench(
                 torch.set_num_threads(t)
                 engines = {
                     "ternary_auto": lambda: kernels.gemm(x, packed, k, scales, k),
-                    "ternary_avx2": lambda: kernels.gemm(x, packed, k, scales, k, impl="avx2"),
+                    **{
+                        f"ternary_{impl}": lambda impl=impl: kernels.gemm(x, packed, k, scales, k, impl=impl)
+                        for impl in impls
+                    },
                     "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
                     "torch_int8_dynamic": lambda: int8(xt),
                 }
-                if not kernels.cpu_has_avx2():
-                    engines.pop("ternary_avx2")
                 seconds = {name: [] for name in engines}
                 with torch.inference_mode():
                     for _ in range(repeats):  # interleaved
@@ -86,6 +107,8 @@ def run_kernel_bench(
         "threads": all_threads,
         "repeats": repeats,
         "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
+        "simd_impls": impls,
+        "machine": platform.machine(),
         "rows": rows,
         "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound",
     }
