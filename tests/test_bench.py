@@ -133,3 +133,22 @@ def test_bench_on_a_given_tclip_file(tmp_path):
     assert report["arch"] == str(path)
     assert report["engines"]["ternaryclip_fast"]["file_bytes"] == path.stat().st_size
     assert report["engines"]["ternaryclip_fast"]["image_cosine_vs_fp32"] > 0.99
+
+
+def test_profile_splits_the_time_of_both_towers(tmp_path, capsys):
+    from ternaryclip import kernels
+
+    config = tmp_path / "tiny-profile.json"
+    config.write_text(json.dumps({**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}}))
+    gemm = kernels.gemm
+    out = tmp_path / "profile.json"
+    args = ["bench", "--profile", "--arch", str(config), "--batch", "1,2", "--repeats", "1", "--json", str(out)]
+    assert main(args) == 0
+    assert "| image_b1 |" in capsys.readouterr().out
+    assert kernels.gemm is gemm  # the timers are gone after the run
+    rows = json.loads(out.read_text())["profile"]
+    assert set(rows) == {"image_b1", "text_b1", "image_b2", "text_b2"}
+    for row in rows.values():
+        parts = row["gemm"] + row["attention"] + row["norms"] + row["activation"] + row["glue"]
+        assert row["gemm"] > 0 and row["attention"] > 0 and row["norms"] > 0 and row["activation"] > 0
+        assert abs(parts - row["total"]) <= 1e-9 + 1e-6 * row["total"]

@@ -224,3 +224,60 @@ def test_every_impl_name_is_listed_and_unknown_ones_are_refused():
     assert kernels.IMPLS[:3] == ("auto", "ref", "avx2") or not kernels.cpu_has_avx2()
     with pytest.raises(ValueError, match="impl must be"):
         kernels.layer_norm(np.ones((1, 4), np.float32), np.ones(4, np.float32), np.ones(4, np.float32), 1e-5, "sse9")
+
+
+RAGGED = [(m, n, k, g) for m in range(1, 18) for n, k, g in [(9, 200, None), (17, 300, 64), (3, 130, 12)]] + [
+    (5, 11, 1100, None),
+    (16, 8, 128, None),
+    (24, 13, 257, None),
+    (40, 9, 640, 32),
+]
+
+
+@pytest.mark.parametrize("shape", RAGGED)
+def test_prepared_weights_give_the_reference_bit_for_bit(shape):
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m * 100 + n)
+    expected = kernels.gemm(x, packed, k, scales, gs, bias, "fast", "ref")
+    impls = [i for i in impls_for(gs, k) if i not in ("ref",)]
+    prepared_any = False
+    for impl in impls:
+        weights = kernels.prepare(packed, k, scales, gs, impl)
+        if weights is None:  # this path reads the file layout directly
+            continue
+        prepared_any = True
+        assert weights.data.nbytes <= (n + 15) // 16 * 16 * packed.shape[1]  # still 2 bits a weight
+        assert np.array_equal(kernels.gemm_prepared(x, weights, scales, gs, bias), expected), impl
+    if not prepared_any and kernels.cpu_has_avx2() and (gs == k or gs % 4 == 0):
+        pytest.fail("the AVX2 path prepares its weights")
+
+
+def test_prepared_weights_refuse_another_path_or_size():
+    if not kernels.cpu_has_avx2():
+        pytest.skip("no AVX2 on this CPU")
+    codes, packed, scales, bias, x, gs = make_case(2, 9, 200, None, 0)
+    weights = kernels.prepare(packed, 200, scales, gs, "avx2")
+    with pytest.raises(ValueError, match="prepared for impl='ref'"):
+        kernels.gemm_prepared(x, kernels.PreparedWeights(weights.data, "ref", 9, 200), scales, gs)
+    with pytest.raises(ValueError, match="bytes"):
+        kernels.gemm_prepared(x, kernels.PreparedWeights(weights.data[:-1], "avx2", 9, 200), scales, gs)
+
+
+def test_int8_dot_peak_is_measured_for_the_paths_this_cpu_has():
+    from ternaryclip.kernels import _ext
+
+    assert (_ext.int8_dot_peak_gops("avx2", 0.01) > 0) == kernels.cpu_has_avx2()
+    assert (_ext.int8_dot_peak_gops("avx512", 0.01) > 0) == kernels.cpu_has_avx512_vnni()
+    assert _ext.int8_dot_peak_gops("sse9", 0.01) == 0
+    with pytest.raises(ValueError, match="seconds"):
+        _ext.int8_dot_peak_gops("avx2", 100.0)
+
+
+@pytest.mark.parametrize("shape", RAGGED)
+def test_exact_mode_simd_equals_the_reference_bit_for_bit(shape):
+    """t in {-1, 0, 1} makes every product exact, so an FMA sum in column order is the reference's sum."""
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m * 7 + n)
+    expected = kernels.gemm(x, packed, k, scales, gs, bias, "exact", "ref")
+    for impl in impls_for(gs, k):
+        assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, bias, "exact", impl), expected), impl

@@ -261,3 +261,19 @@ def test_threads_given_at_load_hold_in_every_python_thread(ternary_file):
     assert seen == [1]
     with pytest.raises(ValueError, match="threads must be between"):
         ternaryclip.load(path, threads=100000)
+
+
+def test_fast_mode_with_prepared_weights_equals_the_file_layout_path(ternary_file):
+    _, path = ternary_file
+    image, text = random_inputs(batch=3)
+    ids = text.numpy() % 49407
+    runtime = ternaryclip.load(path, mode="fast")
+    linears = [b.__dict__[n] for b in runtime.visual_blocks + runtime.text_blocks for n in ("in_proj", "c_fc")]
+    if all(lin.prepared is None for lin in linears):
+        pytest.skip("this CPU's fast path reads the file layout directly")
+    prepared = runtime.encode_image(image.numpy()), runtime.encode_text(ids)
+    for block in runtime.visual_blocks + runtime.text_blocks:
+        for lin in (block.in_proj, block.out_proj, block.c_fc, block.c_proj):
+            lin.prepared = None  # back to kernels.gemm over the (released, refaulted) file pages
+    assert np.array_equal(prepared[0], runtime.encode_image(image.numpy()))
+    assert np.array_equal(prepared[1], runtime.encode_text(ids))

@@ -108,6 +108,24 @@ class TernaryRuntime:
         return self.model.encode_text(ids)
 
 
+class TernaryRuntimeBaseline(TernaryRuntime):
+    """The fast mode as it ran before weights were prepared at load and text stopped at the caption:
+    the file layout unpacked per call and the whole context, for before/after ratios in one run."""
+
+    def __init__(self, files: dict, threads: int):
+        super().__init__(files, threads, "fast")
+        self.name = "ternaryclip_fast_baseline"
+        m = self.model
+        for block in m.visual_blocks + m.text_blocks:
+            for linear in (block.in_proj, block.out_proj, block.c_fc, block.c_proj):
+                linear.prepared = None
+        for linear in (m.patch_embed, m.visual_proj, m.text_proj):
+            linear.prepared = None
+
+    def encode_text(self, ids: np.ndarray) -> np.ndarray:
+        return self.model.encode_text(ids, truncate=False)
+
+
 ENGINES = {
     "open_clip_fp32": lambda files, threads: OpenClipFP32(files, threads),
     "torch_int8_dynamic": lambda files, threads: TorchInt8Dynamic(files, threads),
@@ -116,6 +134,7 @@ ENGINES = {
     "onnxruntime_2bit": lambda files, threads: OnnxRuntimeFP32(files, threads, "onnx2bit"),
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
+    "ternaryclip_fast_baseline": lambda files, threads: TernaryRuntimeBaseline(files, threads),
 }
 
 

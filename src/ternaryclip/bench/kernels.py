@@ -1,10 +1,11 @@
 """``ternaryclip bench --kernels``: ternary GEMM throughput on CLIP's linear-layer shapes.
 
-Per shape and thread count: our fast GEMM (the path ``auto`` picks, and the AVX2 path for
-comparison), torch fp32 ``F.linear`` and torch dynamic int8 on the same shape, in one process,
+Per shape and thread count: our fast GEMM as the runtime runs it (weights prepared at load; the
+path ``auto`` picks, the AVX2 path, and the file layout unpacked per call as before), torch fp32 ``F.linear`` and torch dynamic int8 on the same shape, in one process,
 interleaved.  Each timed call follows one untimed call of the same engine, so that the other
 runtime's idle threads have gone to sleep.  Reported as GOPS per core (2 ops a multiply-add),
-activation quantization included for the int8 engines.
+activation quantization included for the int8 engines.  First the peak of the int8 dot instruction
+(a register-only loop on one core), and each row's share of it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def _time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _ternary(kernels, x, packed, k, scales, impl: str):
+    """The fast GEMM as the runtime runs it: over weights prepared at load where the path has a layout."""
+    weights = kernels.prepare(packed, k, scales, k, impl) if impl == "auto" or kernels.cpu_has_avx2() else None
+    if weights is None:
+        return lambda: kernels.gemm(x, packed, k, scales, k, impl=impl)
+    return lambda: kernels.gemm_prepared(x, weights, scales, k)
 
 
 def simd_impls(kernels) -> list[str]:
@@ -61,6 +70,12 @@ def run_kernel_bench(
 
     all_threads = threads or os.cpu_count() or 1
     impls = simd_impls(kernels)  # each timed on its own, next to "auto"
+    peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avx512")}
+    peak = peaks["avx512"] or peaks["avx2"]  # the instruction the auto path is built on
+    progress(
+        "int8 dot peak, register-only loop, one core: "
+        + ", ".join(f"{isa} {gops:.0f} GOPS" for isa, gops in peaks.items() if gops)
+    )
     rng = np.random.default_rng(0)
     rows = []
     for k, n in shapes:
@@ -78,11 +93,14 @@ def run_kernel_bench(
                 kernels.set_num_threads(t)
                 torch.set_num_threads(t)
                 engines = {
-                    "ternary_auto": lambda: kernels.gemm(x, packed, k, scales, k),
+                    "ternary_auto": _ternary(kernels, x, packed, k, scales, "auto"),
                     **{
-                        f"ternary_{impl}": lambda impl=impl: kernels.gemm(x, packed, k, scales, k, impl=impl)
+                        f"ternary_{impl}": _ternary(kernels, x, packed, k, scales, impl)
+                        if impl == "avx2"
+                        else lambda impl=impl: kernels.gemm(x, packed, k, scales, k, impl=impl)
                         for impl in impls
                     },
+                    "ternary_unprepared": lambda: kernels.gemm(x, packed, k, scales, k),
                     "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
                     "torch_int8_dynamic": lambda: int8(xt),
                 }
@@ -97,16 +115,20 @@ def run_kernel_bench(
                     row[f"{name}_gops_per_core"] = ops / statistics.median(ts) / 1e9 / t
                 row["ternary_vs_fp32"] = row["ternary_auto_gops_per_core"] / row["torch_fp32_gops_per_core"]
                 row["ternary_vs_int8"] = row["ternary_auto_gops_per_core"] / row["torch_int8_dynamic_gops_per_core"]
+                if peak:
+                    row["ternary_share_of_peak"] = row["ternary_auto_gops_per_core"] / peak
                 rows.append(row)
                 progress(
                     f"{m:>4} x {k:>4} x {n:>4}, {t} thread(s): ternary {row['ternary_auto_gops_per_core']:6.0f} "
-                    f"GOPS/core ({row['ternary_vs_fp32']:.2f}x fp32, {row['ternary_vs_int8']:.2f}x int8)"
+                    f"GOPS/core ({row['ternary_vs_fp32']:.2f}x fp32, {row['ternary_vs_int8']:.2f}x int8"
+                    + (f", {row['ternary_share_of_peak']:.0%} of the int8 dot peak)" if peak else ")")
                 )
     kernels.set_num_threads(all_threads)
     return {
         "threads": all_threads,
         "repeats": repeats,
         "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
+        "int8_dot_peak_gops": peaks,
         "simd_impls": impls,
         "machine": platform.machine(),
         "rows": rows,

@@ -32,6 +32,13 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
     p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: where the runtime's time goes per op class (GEMM, attention, norms, activation, glue) "
+        "for both towers, in one process (--mode picks fast or exact)",
+    )
+    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for --profile")
+    p.add_argument(
         "--kernels",
         action="store_true",
         help="instead: ternary GEMM GOPS per core on CLIP's linear shapes (M in 1, 77, 197) vs torch fp32 "
@@ -53,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
     batches = tuple(int(b) for b in args.batch.split(",") if b)
     if not batches or min(batches) < 1:
         raise ValueError("--batch needs positive batch sizes, e.g. 1,32")
+    if args.profile:
+        from ..bench.profile import format_profile, run_profile
+
+        arch = None if args.model else args.arch
+        report = run_profile(arch, args.model, batches, args.threads, args.repeats, args.mode)
+        print(format_profile(report))
+        if args.json:
+            write_json(report, args.json)
+        return 0
     report = run_bench(
         arch=None if args.model else args.arch,
         model=args.model,

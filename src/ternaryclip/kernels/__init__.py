@@ -6,6 +6,8 @@ naming the argument; the extension checks sizes again before it touches a pointe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import _ext
@@ -65,6 +67,48 @@ def gemm(
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], packed.shape[0]))
     y = _ext.gemm(x, packed, int(k), scales, int(group_size), bias, mode, impl, out)
+    return out if out is not None else y
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """Ternary weights in the fast GEMM's load-time layout of one instruction set (``impl``).
+
+    Same 2 bits a weight as the file's layout, rearranged once so that no call unpacks or interleaves
+    them; only the path that made them reads them.
+    """
+
+    data: np.ndarray
+    impl: str
+    n: int
+    k: int
+
+
+def prepare(packed: np.ndarray, k: int, scales: np.ndarray, group_size: int, impl: str = "auto"):
+    """The weights in the load-time layout of the fast path ``impl`` picks, or None where it has none."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    packed = _as("packed", packed, np.uint8, 2)
+    scales = _as("scales", scales, np.float32, 2)
+    made = _ext.prepare_weights(packed, int(k), scales, int(group_size), impl)
+    return None if made is None else PreparedWeights(made[0], made[1], packed.shape[0], int(k))
+
+
+def gemm_prepared(
+    x: np.ndarray,
+    weights: PreparedWeights,
+    scales: np.ndarray,
+    group_size: int,
+    bias: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit."""
+    x = _as("x", x, np.float32, 2)
+    scales = _as("scales", scales, np.float32, 2)
+    if bias is not None:
+        bias = _as("bias", bias, np.float32, 1)
+    out = _out(out, (x.shape[0], weights.n))
+    y = _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out)
     return out if out is not None else y
 
 

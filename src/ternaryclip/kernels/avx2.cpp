@@ -33,6 +33,7 @@ namespace {
 
 constexpr int kRows = 8;             // output rows per tile = int32 lanes
 constexpr int64_t kSegment = 128;    // columns accumulated in int16 (see the bound above)
+constexpr int64_t kSmallM_max = 16;  // up to this many tokens the small-M kernel reads prepared tiles
 
 // Rows [n0, n0 + 8) interleaved: word j (4 codes) of row r -> out[j * 8 + r].
 void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
@@ -138,13 +139,6 @@ struct Avx2Tile {
     static Acc minus(Acc a, int32_t v) { return _mm256_sub_epi32(a, _mm256_set1_epi32(v)); }
 };
 
-inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
-    return _mm_cvtss_f32(s);
-}
-
 }  // namespace
 
 bool compiled() { return true; }
@@ -199,8 +193,16 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
 
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2Tile>(x, w, out); }
 
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    drive<Avx2Tile>(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) {
+namespace {
+
+// The fast path's float epilogue for one micro-tile and group g: y = (sum over groups of s_g * dot_g)
+// * xscale + bias, the running sum kept in y itself (exactly the reference's float sequence).
+struct Epilogue {
+    const QuantizedRows& x;
+    const TernaryWeights& w;
+    float* y;
+
+    void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) const {
         alignas(32) float scale[kRows], bias[kRows];
         alignas(32) int32_t lane_mask[kRows];
         for (int r = 0; r < kRows; ++r) {
@@ -213,84 +215,140 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
         const bool first = g == 0, last = g + 1 == w.scale_cols;
         for (int t = 0; t < real; ++t) {
             float* yr = y + (i + t) * w.n + n0;
-            // the running sum over groups lives in y itself: exactly the reference's float sequence
             const __m256 before = first ? _mm256_setzero_ps() : _mm256_maskload_ps(yr, mask);
             __m256 v = _mm256_add_ps(before, _mm256_mul_ps(vs, _mm256_cvtepi32_ps(acc[t])));
             if (last) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(x.xscale[i + t])), vb);
             _mm256_maskstore_ps(yr, mask, v);
         }
-    });
-}
-
-constexpr int kExactRows = 4;
-
-// Exact mode (float activations): the 4 tile rows as floats t in {-1, 0, 1}, then per group a
-// 4 rows x 2 tokens FMA micro-kernel (2 activation + 4 weight loads per 8 FMAs), tokens in blocks
-// whose float rows fit in L2 like the fast path.
-namespace {
-
-inline void exact_group_4x2(const float* tvals, int64_t kp, const float* x0, const float* x1, int64_t c0,
-                            int64_t c1, float out[4][2]) {
-    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-    const float *t0 = tvals, *t1 = tvals + kp, *t2 = tvals + 2 * kp, *t3 = tvals + 3 * kp;
-    int64_t c = c0;
-    for (; c + 8 <= c1; c += 8) {
-        const __m256 v0 = _mm256_loadu_ps(x0 + c), v1 = _mm256_loadu_ps(x1 + c);
-        __m256 w = _mm256_loadu_ps(t0 + c);
-        a00 = _mm256_fmadd_ps(w, v0, a00); a01 = _mm256_fmadd_ps(w, v1, a01);
-        w = _mm256_loadu_ps(t1 + c);
-        a10 = _mm256_fmadd_ps(w, v0, a10); a11 = _mm256_fmadd_ps(w, v1, a11);
-        w = _mm256_loadu_ps(t2 + c);
-        a20 = _mm256_fmadd_ps(w, v0, a20); a21 = _mm256_fmadd_ps(w, v1, a21);
-        w = _mm256_loadu_ps(t3 + c);
-        a30 = _mm256_fmadd_ps(w, v0, a30); a31 = _mm256_fmadd_ps(w, v1, a31);
     }
-    const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
-    for (int r = 0; r < 4; ++r)
-        for (int t = 0; t < 2; ++t) {
-            const float* xr = t == 0 ? x0 : x1;
-            float dot = hsum_ps(acc[r][t]);
-            for (int64_t cc = c; cc < c1; ++cc) dot += tvals[r * kp + cc] * xr[cc];
-            out[r][t] = dot;
-        }
+};
+
+// ---- Prepared layout (made once at load time; the same 2 bits a weight as the file) ----------------
+// Tile-major, 8 rows a tile, kp / 4 bytes a row as in the file.  Per 16 columns, one 32-byte vector
+// whose byte 4 r + c holds in bit pairs 0-1, 2-3, 4-5, 6-7 the codes u of tile row r at columns
+// 16 j + c, + 4, + 8, + 12.  Step s of the chunk, (v >> 2 s) & 3, is then exactly the interleaved
+// word layout [k / 4][8 rows][4 codes] the tile kernel reads: no unpacking or gathers per call.
+inline const uint8_t* prepared_tile(const TernaryWeights& w, int64_t n0) { return w.packed + n0 * (w.kp / 4); }
+
+// Interleaved words of a prepared tile for the 8-token assembly kernel (large M): shifts and masks.
+void expand_prepared_tile(const TernaryWeights& w, int64_t n0, uint8_t*, uint32_t* out) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const uint8_t* src = prepared_tile(w, n0);
+    for (int64_t j = 0; j < w.kp / 16; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j * 32));
+        __m256i* dst = reinterpret_cast<__m256i*>(out + j * 4 * kRows);
+        _mm256_storeu_si256(dst, _mm256_and_si256(v, mask));
+        _mm256_storeu_si256(dst + 1, _mm256_and_si256(_mm256_srli_epi16(v, 2), mask));
+        _mm256_storeu_si256(dst + 2, _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+        _mm256_storeu_si256(dst + 3, _mm256_and_si256(_mm256_srli_epi16(v, 6), mask));
+    }
 }
+
+struct Avx2PreparedTile : Avx2Tile {
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+        expand_prepared_tile(w, n0, rows, out);
+    }
+};
+
+// Small-M kernel: acc[t] = dots of the tile's 8 rows with T <= 8 tokens over columns [k0, k1)
+// (multiples of 4), read straight from the prepared tile: per 16 columns one load, four shift-and-
+// masks, then per token and step one broadcast and one maddubs.  The int16 accumulation runs over
+// 128-column segments (the bound above), so the integer dots equal the reference bit for bit.
+template <int T>
+void prepared_dots(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
+    const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    for (int64_t seg = k0; seg < k1; seg += kSegment) {
+        const int64_t end = std::min(k1, seg + kSegment);
+        __m256i a16[T];
+        for (int t = 0; t < T; ++t) a16[t] = _mm256_setzero_si256();
+        const auto step = [&](__m256i wv, int64_t c) {
+            for (int t = 0; t < T; ++t) {
+                int32_t four;
+                std::memcpy(&four, q0 + t * kp + c, 4);
+                a16[t] = _mm256_add_epi16(a16[t], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(four)));
+            }
+        };
+        const auto chunk = [&](int64_t c) {
+            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (c / 16) * 32));
+        };
+        const auto single = [&](int64_t c) {  // one 4-column step outside a whole chunk
+            const __m128i shift = _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)));
+            step(_mm256_and_si256(_mm256_srl_epi16(chunk(c), shift), mask), c);
+        };
+        int64_t c = seg;
+        for (; c < end && c % 16 != 0; c += 4) single(c);
+        const int64_t whole = c + (end - c) / 16 * 16;
+        const uint8_t* wp = tile + (c / 16) * 32;
+        for (; c < whole; c += 16, wp += 32) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
+            step(_mm256_and_si256(v, mask), c);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask), c + 4);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), c + 8);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask), c + 12);
+        }
+        for (; c < end; c += 4) single(c);
+        for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(a16[t], ones));
+    }
+}
+
+template <int T>
+void small_m_tile(const QuantizedRows& x, const TernaryWeights& w, int64_t i, int64_t n0, const Epilogue& finish) {
+    alignas(32) __m256i acc[kRows];
+    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
+    for (int64_t g = 0; g < w.scale_cols; ++g) {
+        prepared_dots<T>(prepared_tile(w, n0), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4,
+                         acc);
+        for (int t = 0; t < T; ++t) acc[t] = _mm256_sub_epi32(acc[t], _mm256_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
+        finish(i, T, n0, real_rows, g, acc);
+    }
+}
+
+using SmallMTile = void (*)(const QuantizedRows&, const TernaryWeights&, int64_t, int64_t, const Epilogue&);
+constexpr SmallMTile kSmallM[kRows + 1] = {nullptr,         small_m_tile<1>, small_m_tile<2>, small_m_tile<3>,
+                                           small_m_tile<4>, small_m_tile<5>, small_m_tile<6>, small_m_tile<7>,
+                                           small_m_tile<8>};
 
 }  // namespace
 
-void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
-    constexpr int NR = kExactRows;
-    const int64_t tiles = (w.n + NR - 1) / NR;
-    const int64_t block = std::max<int64_t>(2, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)) / 2 * 2);
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx2Tile>(x, w, Epilogue{x, w, y}); }
+
+int64_t prepared_bytes(const TernaryWeights& w) { return (w.n + kRows - 1) / kRows * kRows * (w.kp / 4); }
+
+void prepare(const TernaryWeights& w, uint8_t* out) {
+    const int64_t tiles = (w.n + kRows - 1) / kRows;
 #pragma omp parallel
     {
-        std::vector<uint8_t> codes(size_t(NR * w.kp));
-        std::vector<float> tvals(size_t(NR * w.kp));
-        for (int64_t m0 = 0; m0 < m; m0 += block) {
-            const int64_t m1 = std::min(m, m0 + block);
+        std::vector<uint8_t> rows(size_t(kRows * w.kp));
 #pragma omp for schedule(static)
-            for (int64_t tile = 0; tile < tiles; ++tile) {
-                const int64_t n0 = tile * NR;
-                unpack_rows(w, n0, kExactRows, codes.data());
-                for (int64_t c = 0; c < NR * w.kp; ++c) tvals[size_t(c)] = float(int(codes[size_t(c)]) - 1);
-                for (int64_t i = m0; i < m1; i += 2) {
-                    const int64_t i1 = std::min(i + 1, m1 - 1);
-                    float total[4][2] = {{0, 0}, {0, 0}, {0, 0}, {0, 0}};
-                    for (int64_t g = 0; g < w.scale_cols; ++g) {
-                        float dots[4][2];
-                        exact_group_4x2(tvals.data(), w.kp, x + i * w.k, x + i1 * w.k, w.group_begin(g),
-                                        w.group_end(g), dots);
-                        for (int r = 0; r < NR && n0 + r < w.n; ++r)
-                            for (int t = 0; t < 2; ++t) total[r][t] += w.scale(n0 + r, g) * dots[r][t];
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            unpack_rows(w, tile * kRows, kRows, rows.data());  // rows past n: u = 1 (t = 0)
+            uint8_t* dst = out + tile * kRows * (w.kp / 4);
+            for (int64_t j = 0; j < w.kp / 16; ++j)
+                for (int r = 0; r < kRows; ++r)
+                    for (int c = 0; c < 4; ++c) {
+                        const uint8_t* u = rows.data() + r * w.kp + 16 * j + c;
+                        dst[j * 32 + 4 * r + c] = uint8_t(u[0] | (u[4] << 2) | (u[8] << 4) | (u[12] << 6));
                     }
-                    for (int r = 0; r < NR && n0 + r < w.n; ++r) {
-                        const float b = w.bias ? w.bias[n0 + r] : 0.0f;
-                        y[i * w.n + n0 + r] = total[r][0] + b;
-                        y[i1 * w.n + n0 + r] = total[r][1] + b;
-                    }
-                }
-            }
         }
     }
+}
+
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    TernaryWeights wp = w;
+    wp.packed = prepared;
+    const Epilogue finish{x, wp, y};
+    if (x.m > kSmallM_max) {
+        drive<Avx2PreparedTile>(x, wp, finish);
+        return;
+    }
+    const int64_t tiles = (w.n + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static)
+    for (int64_t tile = 0; tile < tiles; ++tile)
+        for (int64_t i = 0; i < x.m; i += kRows) {
+            const int real = int(std::min<int64_t>(kRows, x.m - i));
+            kSmallM[real](x, wp, i, tile * kRows, finish);
+        }
 }
 
 }  // namespace tclip::avx2
@@ -305,6 +363,9 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gs,
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { ref::int_dot(x, w, out); }
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) { ref::gemm_exact(x, m, w, y); }
+int64_t prepared_bytes(const TernaryWeights&) { return 0; }
+void prepare(const TernaryWeights&, uint8_t*) {}
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
 }  // namespace tclip::avx2
 
 #endif

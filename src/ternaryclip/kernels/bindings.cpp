@@ -24,6 +24,7 @@
 #include "checked.h"
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "peak.h"
 #include "ternary_gemm.h"
 
 namespace nb = nanobind;
@@ -133,6 +134,59 @@ nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, co
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner));
+}
+
+// The weights in the load-time layout of the table `impl` picks for the fast GEMM, and that table's
+// name (to pass back to gemm_prepared); None when that table reads the 2bit file layout directly.
+nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
+                           const std::string& impl) {
+    const TernaryWeights w = make_weights(packed, k, scales, group_size, std::nullopt);
+    const KernelTable& table = pick(impl, Op::gemm_fast, &w);
+    if (table.prepare == nullptr) return nb::none();
+    checked_mul(checked_add(w.n, 64, "the row count"), w.kp / 4, "the prepared weights");
+    const int64_t bytes = table.prepared_bytes(w);
+    nb::capsule owner;
+    uint8_t* out = alloc<uint8_t>(bytes, owner);
+    {
+        nb::gil_scoped_release release;
+        table.prepare(w, out);
+    }
+    return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table.name));
+}
+
+// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.
+nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
+                         nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
+                         int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
+                         const OutArg& out) {
+    require(n >= 0, "n must be >= 0");
+    const int64_t kp = checked_padded_k(k);
+    require(group_size >= 1, "group_size must be positive");
+    checked_mul(checked_add(n, 64, "the row count"), kp / 4, "the prepared weights");
+    const int64_t rows = dim(scales.shape(0)), cols = dim(scales.shape(1));
+    const int64_t groups = k / group_size + (k % group_size != 0);
+    require(rows == 1 || rows == n, "scales must have 1 or N rows");
+    require(cols == 1 || cols == groups, "scales must have 1 or ceil(k / group_size) columns");
+    if (bias) require(dim(bias->shape(0)) == n, "bias must have N elements");
+    const TernaryWeights w{prepared.data(), n, k, kp, scales.data(), rows, cols, cols == 1 ? k : group_size,
+                           bias ? bias->data() : nullptr};
+    require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
+            std::to_string(k));
+    const KernelTable& table = pick(impl, Op::gemm_fast, &w);
+    require(impl == table.name && table.gemm_fast_prepared != nullptr,
+            "weights prepared for impl='" + impl + "' cannot run here");
+    require(dim(prepared.shape(0)) == table.prepared_bytes(w), "prepared weights have " +
+            std::to_string(prepared.shape(0)) + " bytes, expected " + std::to_string(table.prepared_bytes(w)));
+    const int64_t m = dim(x.shape(0));
+    const QuantSizes sizes = quant_sizes(m, w);
+    nb::capsule owner;
+    float* y = output(out, checked_mul(m, n, "the output"), owner);
+    if (m > 0) {
+        nb::gil_scoped_release release;
+        table.gemm_fast_prepared(quantize_into_scratch(table, x.data(), m, w, sizes), w, prepared.data(), y);
+    }
+    if (out) return nb::none();
+    return nb::cast(Out<float, 2>(y, {size_t(m), size_t(n)}, owner));
 }
 
 std::tuple<Out<int8_t, 2>, Out<float, 1>, Out<int32_t, 2>> quantize_rows(const In2D<float>& x, int64_t group_size,
@@ -293,10 +347,25 @@ NB_MODULE(_ext, m) {
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
           nb::arg("out").none() = nb::none(),
           "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations) or 'exact' (float)");
+    m.def("prepare_weights", &prepare_weights, nb::arg("packed"), nb::arg("k"), nb::arg("scales"),
+          nb::arg("group_size"), nb::arg("impl") = "auto",
+          "(the weights in the fast GEMM's load-time layout, the impl name that reads them), or None");
+    m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
+          nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
+          nb::arg("out").none() = nb::none(), "the fast GEMM over prepare_weights' output");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
           nb::arg("impl") = "auto", "integer dots out[M, N, G] = sum over group of t * q (for exactness tests)");
+    m.def(
+        "int8_dot_peak_gops",
+        [](const std::string& isa, double seconds) {
+            require(seconds > 0 && seconds <= 10, "seconds must be in (0, 10]");
+            nb::gil_scoped_release release;
+            return int8_dot_peak_gops(isa.c_str(), seconds);
+        },
+        nb::arg("isa"), nb::arg("seconds") = 0.2,
+        "GOPS of a register-only loop of the int8 dot instruction of 'avx2' or 'avx512' on this thread (0: absent)");
     m.def("impl_names", &impl_names, "the impl= names of this build, narrowest first");
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });

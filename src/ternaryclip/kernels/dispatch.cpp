@@ -27,7 +27,7 @@ const KernelTable avx2_table = {
     "avx2", has_avx2, has_avx2, avx2::supports,
     avx2::quantize_rows, avx2::int_dot, avx2::gemm_fast, avx2::gemm_exact,
     ops_avx2::layer_norm, ops_avx2::gelu, ops_avx2::quick_gelu, ops_avx2::attention,
-    nullptr, nullptr, nullptr,
+    avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared,
 };
 
 // AVX-512: the fast GEMM (VNNI) and the float ops; quantization and exact mode come from AVX2.

@@ -67,6 +67,11 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 // The SIMD paths need groups that start on a 4-column boundary; other shapes use the reference.
 bool supports(const TernaryWeights& w);
+// The load-time layout (avx2.cpp: 8-row tiles, 16 columns a 32-byte vector) and the fast GEMM that
+// reads it: M <= 16 tokens straight from the prepared tiles, more through the 8 x 8 tile kernel.
+int64_t prepared_bytes(const TernaryWeights& w);
+void prepare(const TernaryWeights& w, uint8_t* out);
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace avx2
 
 namespace avx512 {  // AVX-512 VNNI: the fast path only (quantization and exact mode use AVX2)

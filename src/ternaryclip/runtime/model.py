@@ -7,6 +7,7 @@ every ternary linear layer going through the ternary GEMM (``fast``: int8 activa
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from dataclasses import dataclass
@@ -61,9 +62,14 @@ class Linear:
     ):
         self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        self.prepared = None
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
             self.out_features, self.in_features = weight.shape
+            if mode == "fast":  # once, into the kernel's own layout: no unpacking or interleaving per call
+                self.prepared = kernels.prepare(weight.packed, weight.shape[1], self.scales, weight.group_size)
+                if self.prepared is not None:
+                    release_file_pages(weight.packed)
         else:
             self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
             self.in_features, self.out_features = self.weight_t.shape
@@ -72,9 +78,32 @@ class Linear:
         if isinstance(self.weight, TernaryTensor):
             w = self.weight
             out = self.buffers.get(self.role, (x.shape[0], self.out_features)) if self.buffers else None
+            if self.prepared is not None:
+                return kernels.gemm_prepared(x, self.prepared, self.scales, w.group_size, self.bias, out=out)
             return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
         return y + self.bias if self.bias is not None else y
+
+
+def release_file_pages(array: np.ndarray) -> None:
+    """Give back the resident pages of a memory-mapped file array that nothing will read again.
+
+    Prepared weights are a copy in the kernel's layout; without this the file's 2bit pages touched
+    while preparing would stay in the process's RSS beside the copy.  The pages stay in the page cache
+    and fault back in if read; arrays not backed by a file are left alone.
+    """
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    handle = getattr(base, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    page = mmap.PAGESIZE
+    offset = array.ctypes.data - base.ctypes.data + getattr(base, "offset", 0) % mmap.ALLOCATIONGRANULARITY
+    start = -(-offset // page) * page  # whole pages inside the array only
+    end = (offset + array.nbytes) // page * page
+    if end > start:
+        handle.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 class LayerNorm:

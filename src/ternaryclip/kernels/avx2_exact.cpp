@@ -1,0 +1,108 @@
+// Exact mode (W1.58-A16, float activations) on AVX2 + FMA; compiled with -mavx2 -mfma and called
+// only when the CPU has both.  Not bitwise equal to ref.cpp (the FMA sums run in another order);
+// tested against it within float rounding.
+//
+// The register tile of an sgemm: the 8 float lanes of a vector are 8 output rows, a tile of 16 rows
+// is two vectors, and 6 tokens share them: per column, two weight loads and six broadcasts feed 12
+// FMAs into 12 accumulators (15 of the 16 ymm registers).  The tile's codes are turned into floats
+// t in {-1, 0, 1} once per block of tokens, column-major ([k][16 rows], 64 bytes a column), so the
+// weight loads stream from L1/L2 and the float weights never exist for the whole matrix.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "ternary_gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace tclip::avx2 {
+namespace {
+
+#include "tile_driver.h"
+
+constexpr int kRows = 16;   // output rows per tile: two vectors
+constexpr int kTokens = 6;  // tokens per register tile
+
+// Rows [n0, n0 + 16) as floats, column-major: out[c * 16 + r] = t[n0 + r, c] (0 past n and past k).
+void float_tile(const TernaryWeights& w, int64_t n0, uint8_t* codes, float* out) {
+    unpack_rows(w, n0, kRows, codes);
+    for (int64_t c = 0; c < w.kp; ++c)
+        for (int r = 0; r < kRows; ++r) out[c * kRows + r] = float(int(codes[r * w.kp + c]) - 1);
+}
+
+// acc[t][h] = sum over columns [c0, c1) of wt[c][8 h + lane] * x[t][c] for T tokens k floats apart.
+template <int T>
+inline void dots(const float* wt, const float* x, int64_t k, int64_t c0, int64_t c1, __m256 acc[T][2]) {
+    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    const float* wp = wt + c0 * kRows;
+    for (int64_t c = c0; c < c1; ++c, wp += kRows) {
+        const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+        for (int t = 0; t < T; ++t) {
+            const __m256 xv = _mm256_broadcast_ss(x + t * k + c);
+            acc[t][0] = _mm256_fmadd_ps(w0, xv, acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(w1, xv, acc[t][1]);
+        }
+    }
+}
+
+// T tokens from row i through the tile at n0: y = sum over groups of s_g * dot_g, + bias.
+template <int T>
+void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y) {
+    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
+    alignas(32) int32_t lane_mask[kRows];
+    alignas(32) float scale[kRows], bias[kRows];
+    for (int r = 0; r < kRows; ++r) {
+        lane_mask[r] = r < real_rows ? -1 : 0;
+        bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
+    }
+    __m256 total[T][2], acc[T][2];
+    for (int t = 0; t < T; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < w.scale_cols; ++g) {
+        for (int r = 0; r < kRows; ++r) scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
+        dots<T>(wt, x + i * w.k, w.k, w.group_begin(g), w.group_end(g), acc);
+        const __m256 s0 = _mm256_load_ps(scale), s1 = _mm256_load_ps(scale + 8);
+        for (int t = 0; t < T; ++t) {
+            total[t][0] = _mm256_add_ps(total[t][0], _mm256_mul_ps(s0, acc[t][0]));
+            total[t][1] = _mm256_add_ps(total[t][1], _mm256_mul_ps(s1, acc[t][1]));
+        }
+    }
+    const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
+    const __m256i m0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+    const __m256i m1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask + 8));
+    for (int t = 0; t < T; ++t) {
+        float* yr = y + (i + t) * w.n + n0;
+        _mm256_maskstore_ps(yr, m0, _mm256_add_ps(total[t][0], b0));
+        _mm256_maskstore_ps(yr + 8, m1, _mm256_add_ps(total[t][1], b1));
+    }
+}
+
+using TokenTile = void (*)(const float*, int64_t, const TernaryWeights&, const float*, int64_t, float*);
+constexpr TokenTile kTokenTiles[kTokens + 1] = {nullptr,        token_tile<1>, token_tile<2>, token_tile<3>,
+                                                token_tile<4>, token_tile<5>, token_tile<6>};
+
+}  // namespace
+
+void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
+    const int64_t tiles = (w.n + kRows - 1) / kRows;
+    // tokens in blocks whose float rows fit in L2, as the fast path's int8 rows do
+    const int64_t block = std::max<int64_t>(kTokens, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)));
+#pragma omp parallel
+    {
+        std::vector<uint8_t> codes(size_t(kRows * w.kp));
+        std::vector<float> wt(size_t(kRows * w.kp));
+        for (int64_t m0 = 0; m0 < m; m0 += block) {
+            const int64_t m1 = std::min(m, m0 + block);
+#pragma omp for schedule(static)
+            for (int64_t tile = 0; tile < tiles; ++tile) {
+                float_tile(w, tile * kRows, codes.data(), wt.data());
+                for (int64_t i = m0; i < m1; i += kTokens)
+                    kTokenTiles[std::min<int64_t>(kTokens, m1 - i)](x, i, w, wt.data(), tile * kRows, y);
+            }
+        }
+    }
+}
+
+}  // namespace tclip::avx2
+
+#endif
