@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint format quickstart clean
+.PHONY: setup test test-fast test-arm64 lint format quickstart clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ format: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# aarch64 kernels cross-compiled and run under qemu-user (needs g++-aarch64-linux-gnu, qemu-user-static).
+test-arm64:
+	tests/arm/run.sh
 
 # The offline demo: bundled teacher, post-training ternary, QAT, QAT + KD, packed runtime (out/quickstart/).
 quickstart: setup

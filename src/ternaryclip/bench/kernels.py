@@ -11,6 +11,7 @@ activation quantization included for the int8 engines.  First the peak of the in
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import time
 import warnings
@@ -40,6 +41,24 @@ def _ternary(kernels, x, packed, k, scales, impl: str):
     return lambda: kernels.gemm_prepared(x, weights, scales, k)
 
 
+def simd_impls(kernels) -> list[str]:
+    """The instruction-set paths of this build that this CPU runs (x86: avx2, avx512; aarch64: neon,
+    dotprod, i8mm): a forced ``impl=`` the CPU lacks raises ValueError instead of running."""
+    from ..pack.bits import pack_2bit
+
+    packed, scales = pack_2bit(np.zeros((1, 4), np.int8)), np.ones((1, 1), np.float32)
+    usable = []
+    for impl in kernels.IMPLS:
+        if impl in ("auto", "ref"):
+            continue
+        try:
+            kernels.gemm(np.zeros((1, 4), np.float32), packed, 4, scales, 4, impl=impl)
+        except ValueError:
+            continue
+        usable.append(impl)
+    return usable
+
+
 def run_kernel_bench(
     threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS, progress=print
 ) -> dict:
@@ -50,6 +69,7 @@ def run_kernel_bench(
     from ..pack.bits import pack_2bit
 
     all_threads = threads or os.cpu_count() or 1
+    impls = simd_impls(kernels)  # each timed on its own, next to "auto"
     peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avx512")}
     peak = peaks["avx512"] or peaks["avx2"]  # the instruction the auto path is built on
     progress(
@@ -74,13 +94,16 @@ def run_kernel_bench(
                 torch.set_num_threads(t)
                 engines = {
                     "ternary_auto": _ternary(kernels, x, packed, k, scales, "auto"),
-                    "ternary_avx2": _ternary(kernels, x, packed, k, scales, "avx2"),
+                    **{
+                        f"ternary_{impl}": _ternary(kernels, x, packed, k, scales, impl)
+                        if impl == "avx2"
+                        else lambda impl=impl: kernels.gemm(x, packed, k, scales, k, impl=impl)
+                        for impl in impls
+                    },
                     "ternary_unprepared": lambda: kernels.gemm(x, packed, k, scales, k),
                     "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
                     "torch_int8_dynamic": lambda: int8(xt),
                 }
-                if not kernels.cpu_has_avx2():
-                    engines.pop("ternary_avx2")
                 seconds = {name: [] for name in engines}
                 with torch.inference_mode():
                     for _ in range(repeats):  # interleaved
@@ -106,6 +129,8 @@ def run_kernel_bench(
         "repeats": repeats,
         "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
         "int8_dot_peak_gops": peaks,
+        "simd_impls": impls,
+        "machine": platform.machine(),
         "rows": rows,
         "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound",
     }

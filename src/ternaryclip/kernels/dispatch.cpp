@@ -43,7 +43,9 @@ const KernelTable avx512_table = {
 // KernelTable like the ones above, with float_ok/gemm_ok reading cpu_features()), CMakeLists.txt adds
 // the file and defines TCLIP_NEON_TABLES, and they join kTables below, narrowest first.
 #if defined(TCLIP_NEON_TABLES)
+}  // namespace (the tables are defined in neon.cpp)
 extern const KernelTable neon_table, neon_dotprod_table, neon_i8mm_table;
+namespace {
 #endif
 
 // Narrowest first; a null entry falls back to the nearest narrower table that has it.

@@ -2,7 +2,8 @@
 // multi-head attention.  Plain loops written so that the compiler vectorizes them, and AVX2 / AVX-512
 // micro-kernels for the two attention products.  This file is compiled three times (see
 // CMakeLists.txt): generic into tclip::ops_generic (the reference, any CPU), with AVX2 + FMA into
-// tclip::ops_avx2 and with AVX-512 into tclip::ops_avx512; the dispatcher picks one at run time.
+// tclip::ops_avx2 and with AVX-512 into tclip::ops_avx512 (on aarch64: NEON into tclip::ops_neon, with
+// TCLIP_OPS_NEON); the dispatcher picks one at run time.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,6 +15,9 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 #ifndef TCLIP_OPS_NS
@@ -132,6 +136,17 @@ struct Vec {
     static T broadcast(const float* p) { return _mm256_broadcast_ss(p); }
     static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
     static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+};
+#define TCLIP_HAVE_VEC 1
+#elif defined(__aarch64__) && defined(TCLIP_OPS_NEON)
+struct Vec {
+    using T = float32x4_t;
+    static constexpr int kWidth = 4;
+    static T zero() { return vdupq_n_f32(0.0f); }
+    static T load(const float* p) { return vld1q_f32(p); }
+    static T broadcast(const float* p) { return vld1q_dup_f32(p); }
+    static T fmadd(T a, T b, T c) { return vfmaq_f32(c, a, b); }
+    static void store(float* p, T v) { vst1q_f32(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
 #endif

@@ -13,3 +13,4 @@
 namespace tclip::ops_generic { TCLIP_DECLARE_OPS }
 namespace tclip::ops_avx2 { TCLIP_DECLARE_OPS }
 namespace tclip::ops_avx512 { TCLIP_DECLARE_OPS }
+namespace tclip::ops_neon { TCLIP_DECLARE_OPS }  // aarch64 builds only

@@ -1,7 +1,7 @@
 // The 2bit row unpacking and the loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 8 rows
-// x 8 tokens; avx512.cpp: 16 x 16).  Include it inside the file's anonymous namespace, after
-// <immintrin.h>: each file compiles its own copy with its own ISA flags, and internal linkage keeps
-// the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
+// x 8 tokens; avx512.cpp: 16 x 16; neon*.cpp: 8 rows x 4 or 8 tokens).  Include it inside the file's
+// anonymous namespace, after <immintrin.h> or <arm_neon.h>: each file compiles its own copy with its
+// own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
 // blocking every weight tile would stream all of them from memory), then weight tiles split across
@@ -17,6 +17,7 @@
 constexpr int64_t kTokenBlockBytes = 192 << 10;  // int8 activation bytes per token block
 
 // Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
+#if defined(__AVX2__)
 void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
     const __m256i mask = _mm256_set1_epi8(3);
     const int64_t row_bytes = w.kp / 4;
@@ -35,6 +36,22 @@ void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
         }
     }
 }
+#else  // aarch64 (neon.cpp and friends): a plain loop the compiler vectorizes with NEON
+void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
+    const int64_t row_bytes = w.kp / 4;
+    for (int r = 0; r < rows; ++r) {
+        uint8_t* dst = buf + r * w.kp;
+        if (n0 + r >= w.n) {
+            std::memset(dst, 1, size_t(w.kp));
+            continue;
+        }
+        const uint8_t* src = w.packed + (n0 + r) * row_bytes;
+        for (int64_t b = 0; b < w.kp / kBlock; ++b)
+            for (int s = 0; s < 4; ++s)
+                for (int j = 0; j < 32; ++j) dst[b * kBlock + s * 32 + j] = uint8_t((src[b * 32 + j] >> (2 * s)) & 3);
+    }
+}
+#endif
 
 inline int64_t token_block(const TernaryWeights& w) {
     const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
