@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_DISTILL
+from helpers import TINY_DISTILL
 from ternaryclip.distill import (
     DistillConfig,
     DistillLoss,
@@ -314,9 +314,10 @@ def test_token_distillation(tiny_teacher_files, tmp_path):
 
 
 def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_path):
-    from ternaryclip.distill.models import freeze, load_clip
+    from ternaryclip.distill.models import freeze
+    from ternaryclip.torch_clip import load_float_clip
 
-    teacher = freeze(load_clip(*tiny_teacher_files))
+    teacher = freeze(load_float_clip(*tiny_teacher_files))
     trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path, teacher=None, steps=1), student=copy.deepcopy(teacher))
     before = trainer.student.visual.ln_post.weight.clone()
     trainer.run()
@@ -326,9 +327,9 @@ def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_pat
 @pytest.mark.slow
 def test_vit_b_32_distillation_steps(tmp_path):
     """Real shapes: two QAT + KD steps of a ViT-B/32 student from a ViT-B/32 teacher (random weights)."""
-    from ternaryclip.distill.models import load_clip
+    from ternaryclip.torch_clip import load_float_clip
 
-    teacher = load_clip("ViT-B-32")
+    teacher = load_float_clip("ViT-B-32")
     trainer = Trainer(
         DistillConfig(
             teacher=None,

@@ -18,11 +18,11 @@ from ternaryclip.eval.run import evaluate_set, load_model
 def tiny_tclip(tiny_teacher_files, tmp_path):
     """The tiny teacher, ternarized and packed: the 'student' these tests evaluate."""
     import ternaryclip
-    from ternaryclip.distill.models import load_clip
     from ternaryclip.quant import TernaryConfig, ternarize_
+    from ternaryclip.torch_clip import load_float_clip
 
     config, weights = tiny_teacher_files
-    model = ternarize_(load_clip(config, weights), TernaryConfig(rule="twn", embedding=True))
+    model = ternarize_(load_float_clip(config, weights), TernaryConfig(rule="twn", embedding=True))
     path = tmp_path / "student.tclip"
     ternaryclip.save(model, path, packing="base3")
     return str(path)

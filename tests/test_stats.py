@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from conftest import TINY_OPEN_CLIP
+from helpers import TINY_OPEN_CLIP
 from ternaryclip.cli import main
 from ternaryclip.quant import TernaryConfig, ternarize_, ternary_stats
 

@@ -128,12 +128,12 @@ def run_quickstart(options: QuickstartOptions) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from .assets import bundled_teacher
     from .eval.report import json_safe
     from .eval.synthetic import evaluate_synthetic
     from .pack.export import save
     from .quant import TernaryConfig, ternarize_, ternary_stats
     from .runtime import load
+    from .torch_clip.loading import BUNDLED, load_float_clip
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +141,7 @@ def run_quickstart(options: QuickstartOptions) -> dict:
         torch.set_num_threads(options.threads)
     started = time.perf_counter()
     n = options.eval_images
-    teacher = bundled_teacher()
+    teacher = load_float_clip(BUNDLED)
     fp32_path = out / "teacher-fp32.safetensors"
     save_file({k: v.contiguous().clone() for k, v in teacher.state_dict().items()}, str(fp32_path))
     fp32_bytes = fp32_path.stat().st_size

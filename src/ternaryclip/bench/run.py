@@ -73,21 +73,19 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0,
     """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison)."""
     import torch
 
-    import ternaryclip
-
-    from ..clip_models import create_open_clip
-    from ..pack.export import to_torch
+    from ..pack.export import save, to_torch
     from ..quant import TernaryConfig, ternarize_
+    from ..torch_clip.loading import load_float_clip
 
     if model:
         path = Path(model)
         float_model = to_torch(path)
     else:
         torch.manual_seed(seed)
-        float_model = create_open_clip(arch)
+        float_model = load_float_clip(arch, family="open_clip")
         ternarize_(float_model, TernaryConfig(scope="all", embedding=True))
-        path = ternaryclip.save(float_model, tmp / "model.tclip", packing="2bit")
-        ternaryclip.save(float_model, tmp / "model.base3.tclip", packing="base3")
+        path = save(float_model, tmp / "model.tclip", packing="2bit")
+        save(float_model, tmp / "model.base3.tclip", packing="base3")
         float_model = to_torch(path)
     from safetensors.torch import save_file
 

@@ -16,9 +16,9 @@ class TorchEncoder:
     """An open_clip / Hugging Face CLIP (torch) behind numpy in, numpy out, in batches, without grad."""
 
     def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
-        from ..distill.models import as_clip
-        from ..pack.export import model_arch, model_preprocess
         from ..quant import materialize_, ternary_sites
+        from ..torch_clip.adapters import as_clip, model_preprocess
+        from ..torch_clip.describe import model_arch
 
         if any(True for _ in ternary_sites(model)):
             # A ternarized model re-quantizes every weight on every forward; its materialized copy holds

@@ -44,12 +44,12 @@ def load_model(
         return LoadedModel(model, f"{os.path.basename(spec)} ({mode})", "tclip", os.path.getsize(spec))
     import torch
 
-    from ..distill.models import load_clip
+    from ..torch_clip.loading import load_float_clip
     from .encoders import TorchEncoder
 
     if threads:
         torch.set_num_threads(threads)
-    encoder = TorchEncoder(load_clip(spec, pretrained), batch_size)
+    encoder = TorchEncoder(load_float_clip(spec, pretrained), batch_size)
     size = os.path.getsize(pretrained) if pretrained and os.path.isfile(pretrained) else None
     return LoadedModel(encoder, spec, "torch", size)
 
