@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .model_args import positive_int
+
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
@@ -19,8 +21,8 @@ def add_parser(sub, name: str) -> None:
     )
     src.add_argument("--model", help="a .tclip file (compared with its own float twin)")
     p.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
-    p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=positive_int, help="threads for every engine (default: all cores)")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument(
         "--engines",
         default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"

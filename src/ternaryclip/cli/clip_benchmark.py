@@ -14,10 +14,5 @@ def add_parser(sub, name: str) -> None:
         "--pretrained fast --dataset cifar10 --no_amp`.",
         add_help=False,
     )
+    # Never parsed: ``cli.main`` hands everything after the verb to CLIP_benchmark before parsing.
     p.add_argument("args", nargs=argparse.REMAINDER)
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..eval.clip_benchmark import main
-
-    return main(args.args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .model_args import positive_int
+
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
@@ -30,13 +32,13 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--image-key", default="filepath", help="CSV/TSV image column")
     p.add_argument("--caption-key", default="title", help="CSV/TSV caption column")
     p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for .tclip models")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--threads", type=positive_int, help="CPU threads")
     p.add_argument("--json", metavar="FILE", help="write the results (CLIP_benchmark's result shape, in 'results')")
     p.add_argument("--plot", metavar="PNG", help="bar chart of the results")
 
 
-def _evaluate(spec, pretrained, args, image_size_hint=None):
+def _evaluate(spec, pretrained, args):
     from ..eval.datasets import open_eval_sets
     from ..eval.run import evaluate_set, load_model
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def add_parser(sub, name: str) -> None:
@@ -20,6 +21,8 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pack.info import describe
 
+    if os.path.isdir(args.model):
+        raise ValueError(f"{args.model} is a folder, not a .tclip file")
     info = describe(args.model)
     if args.json:
         print(json.dumps(info, indent=1))

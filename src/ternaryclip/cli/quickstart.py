@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .model_args import add_threads, positive_float, positive_int
+
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
@@ -15,12 +17,12 @@ def add_parser(sub, name: str) -> None:
         "mode, and writes OUT/report.json, report.md and report.png.",
     )
     p.add_argument("--out", default="out/quickstart", help="output folder")
-    p.add_argument("--steps", type=int, default=None, help="training steps per student (default 200)")
-    p.add_argument("--batch-size", type=int, default=None, help="contrastive batch (default 64)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-4)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    p.add_argument("--eval-images", type=int, default=None, help="images per zero-shot task (default 600)")
-    p.add_argument("--latency-repeats", type=int, default=None, help="timed rounds per workload (default 15)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps per student (default 200)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="contrastive batch (default 64)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 3e-4)")
+    add_threads(p)
+    p.add_argument("--eval-images", type=positive_int, default=None, help="images per zero-shot task (default 600)")
+    p.add_argument("--latency-repeats", type=positive_int, default=None, help="timed rounds per workload (default 15)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 

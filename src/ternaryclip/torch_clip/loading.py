@@ -7,6 +7,7 @@ passed through to open_clip / transformers for users who have network access.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Literal
@@ -122,7 +123,11 @@ def checkpoint_mismatch(name: str, path: str, err: Exception) -> ValueError:
     import open_clip
 
     state = read_state_dict(path)
-    expected = {k: tuple(v.shape) for k, v in open_clip.create_model(name).state_dict().items()}
+    logging.disable(logging.WARNING)  # open_clip warns that the reference model is randomly initialized
+    try:
+        expected = {k: tuple(v.shape) for k, v in open_clip.create_model(name).state_dict().items()}
+    finally:
+        logging.disable(logging.NOTSET)
     found = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
