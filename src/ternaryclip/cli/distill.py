@@ -54,16 +54,17 @@ SWITCHES = {
 }
 
 
+HELP = "distill a ternary student from a float teacher (QAT + KD)"
+DESCRIPTION = """\
+Quantization-aware training with knowledge distillation: the student's weights are ternarized in the forward
+pass (STE) and it learns from the frozen teacher's image-text similarities and embeddings. Runs under
+torchrun for several processes. Every flag can also come from --config FILE (YAML or JSON, same keys with _
+or -); flags win.
+"""
+
+
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="distill a ternary student from a float teacher (QAT + KD)",
-        description="Quantization-aware training with knowledge distillation: the student's weights "
-        "are ternarized in the forward pass (STE) and it learns from the frozen teacher's "
-        "image-text similarities and embeddings. Runs under torchrun for several "
-        "processes. Every flag can also come from --config FILE (YAML or JSON, same keys "
-        "with _ or -); flags win.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file with any of the settings below")
     for key, (kind, text) in FLAGS.items():
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)

@@ -8,14 +8,15 @@ from pathlib import Path
 from ..data.images import IMAGE_SUFFIXES
 from .model_args import add_threads, positive_int
 
+HELP = "embed images and texts with a .tclip model (torch-free runtime)"
+DESCRIPTION = """\
+Encode images (files or folders) and texts with the torch-free runtime and save the embeddings to a .npz
+(arrays image, text, image_files) or .npy file.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="embed images and texts with a .tclip model (torch-free runtime)",
-        description="Encode images (files or folders) and texts with the torch-free runtime and "
-        "save the embeddings to a .npz (arrays image, text, image_files) or .npy file.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("model", help="path to a .tclip file")
     p.add_argument("--images", nargs="*", default=[], help="image files or folders (searched for image files)")
     p.add_argument("--texts", nargs="*", default=[], help="texts to encode")

@@ -7,16 +7,17 @@ import json
 
 from .model_args import positive_int
 
+HELP = "zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)"
+DESCRIPTION = """\
+Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: a .tclip file (torch-free
+runtime), 'bundled' (the bundled teacher), an open_clip name or JSON config with
+--pretrained/--teacher-pretrained, or a Hugging Face folder. With --teacher, both are shown side by side
+with student/teacher ratios.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)",
-        description="Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: "
-        "a .tclip file (torch-free runtime), 'bundled' (the bundled teacher), an open_clip "
-        "name or JSON config with --pretrained/--teacher-pretrained, or a Hugging Face "
-        "folder. With --teacher, both are shown side by side with student/teacher ratios.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("--model", required=True, help="the model to evaluate (usually the ternary student)")
     p.add_argument("--pretrained", help="checkpoint for an open_clip --model")
     p.add_argument("--teacher", help="reference model, evaluated on the same data")

@@ -6,14 +6,15 @@ import argparse
 import json
 import os
 
+HELP = "describe a .tclip file"
+DESCRIPTION = """\
+Validate a .tclip file and print its architecture, ternary fraction, sparsity, bits a weight, file size and
+compression vs fp32, per tower.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="describe a .tclip file",
-        description="Validate a .tclip file and print its architecture, ternary fraction, "
-        "sparsity, bits a weight, file size and compression vs fp32, per tower.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("model", help="path to a .tclip file")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 

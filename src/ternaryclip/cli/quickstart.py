@@ -6,16 +6,16 @@ import argparse
 
 from .model_args import add_threads, positive_float, positive_int
 
+HELP = "offline demo: teacher, post-training ternary, QAT, QAT+KD, packed runtime"
+DESCRIPTION = """\
+Runs the whole method on the bundled synthetic-world teacher: evaluates the float teacher, post-training
+ternarization, QAT alone and QAT + distillation, packs the distilled student to .tclip, runs it without
+torch in exact and fast mode, and writes OUT/report.json, report.md and report.png.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="offline demo: teacher, post-training ternary, QAT, QAT+KD, packed runtime",
-        description="Runs the whole method on the bundled synthetic-world teacher: evaluates the "
-        "float teacher, post-training ternarization, QAT alone and QAT + distillation, "
-        "packs the distilled student to .tclip, runs it without torch in exact and fast "
-        "mode, and writes OUT/report.json, report.md and report.png.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("--out", default="out/quickstart", help="output folder")
     p.add_argument("--steps", type=positive_int, default=None, help="training steps per student (default 200)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="contrastive batch (default 64)")

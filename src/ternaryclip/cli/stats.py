@@ -7,14 +7,15 @@ import json
 
 from .model_args import add_model_source, add_ternary_config, load_model, ternary_config
 
+HELP = "ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP"
+DESCRIPTION = """\
+Ternarize a CLIP (random init or a checkpoint) and print its ternary statistics: a per-role table, or
+everything as JSON with --json.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP",
-        description="Ternarize a CLIP (random init or a checkpoint) and print its ternary "
-        "statistics: a per-role table, or everything as JSON with --json.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     add_model_source(p)
     add_ternary_config(p)
     p.add_argument(

@@ -70,27 +70,27 @@ def arch_from_open_clip(model: nn.Module) -> ClipArch:
     )
 
 
+def _hf_tower(config) -> dict:
+    """The transformer dimensions of one Hugging Face tower config, in :mod:`ternaryclip.arch`'s names."""
+    return {
+        "width": config.hidden_size,
+        "layers": config.num_hidden_layers,
+        "heads": config.num_attention_heads,
+        "mlp_width": config.intermediate_size,
+    }
+
+
 def arch_from_hf(model: nn.Module) -> ClipArch:
     v, t = model.config.vision_config, model.config.text_config
     _require(v.hidden_act == t.hidden_act and v.hidden_act in ("gelu", "quick_gelu"), f"activation {v.hidden_act}")
     _require(v.layer_norm_eps == t.layer_norm_eps, "different LayerNorm eps in the two towers")
     return ClipArch(
         embed_dim=model.config.projection_dim,
-        vision=VisionArch(
-            image_size=v.image_size,
-            patch_size=v.patch_size,
-            width=v.hidden_size,
-            layers=v.num_hidden_layers,
-            heads=v.num_attention_heads,
-            mlp_width=v.intermediate_size,
-        ),
+        vision=VisionArch(image_size=v.image_size, patch_size=v.patch_size, **_hf_tower(v)),
         text=TextArch(
             context_length=t.max_position_embeddings,
             vocab_size=t.vocab_size,
-            width=t.hidden_size,
-            heads=t.num_attention_heads,
-            layers=t.num_hidden_layers,
-            mlp_width=t.intermediate_size,
+            **_hf_tower(t),
             pool_type="argmax" if t.eos_token_id == 2 else "eos",
             eos_id=int(t.eos_token_id),
         ),
