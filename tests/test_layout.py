@@ -24,7 +24,7 @@ RANKS = {
     "ternaryclip.pack": 3,
     "ternaryclip.runtime": 4,
     "ternaryclip.torch_clip": 5,
-    "ternaryclip.protocols": 5,
+    "ternaryclip.protocols": 0,  # imports only for type checking
     "ternaryclip.eval": 6,
     "ternaryclip.distill": 7,
     "ternaryclip.bench": 7,

@@ -15,12 +15,20 @@ BLOCK = 128  # CLIP's K are multiples of 128; MatMulNBits wants a power of two >
 
 
 def _ternary_rows(w_nk: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(unsigned codes 0..2 [N, K], row scales [N]) when every row takes at most {-s, 0, +s}."""
-    scales = np.abs(w_nk).max(axis=1)
-    codes = np.sign(w_nk).astype(np.int8)
-    if not np.array_equal(codes * scales[:, None], w_nk):
+    """(unsigned codes 0..2 [N, K], row scales [N]) when every row takes at most {-s, 0, +s}.
+
+    The same exact test that ``pack`` applies to a float checkpoint (:func:`detect_ternary`).
+    """
+    import torch
+
+    from ..pack.export import NotTernaryError, detect_ternary
+
+    try:
+        codes, scales = detect_ternary(torch.from_numpy(np.ascontiguousarray(w_nk)))
+    except NotTernaryError:
         return None
-    return (codes + 1).astype(np.uint8), scales.astype(np.float32)
+    row_scales = np.broadcast_to(scales.numpy()[:, 0], (w_nk.shape[0],))
+    return (codes.numpy() + 1).astype(np.uint8), row_scales.astype(np.float32)
 
 
 def _pack(u: np.ndarray, scales: np.ndarray):

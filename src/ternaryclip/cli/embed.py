@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..choices import MODES
 from ..data.images import IMAGE_SUFFIXES
 from .model_args import add_threads, positive_int
 
@@ -25,7 +26,7 @@ def add_parser(sub, name: str) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("fast", "exact"),
+        choices=MODES,
         default="fast",
         help="fast: int8 activations (W1.58-A8); exact: float activations (W1.58-A16)",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..choices import MODES
 from .model_args import positive_int
 
 HELP = "zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)"
@@ -32,7 +33,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--templates", help="TXT (one per line, {c} = class) or JSON list of prompt templates")
     p.add_argument("--image-key", default="filepath", help="CSV/TSV image column")
     p.add_argument("--caption-key", default="title", help="CSV/TSV caption column")
-    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for .tclip models")
+    p.add_argument("--mode", choices=MODES, default="fast", help="runtime mode for .tclip models")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--threads", type=positive_int, help="CPU threads")
     p.add_argument("--json", metavar="FILE", help="write the results (CLIP_benchmark's result shape, in 'results')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..choices import PACKINGS
 from .model_args import add_model_source, add_ternary_config, load_model, ternary_config
 
 HELP = "ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP"
@@ -20,7 +21,7 @@ def add_parser(sub, name: str) -> None:
     add_ternary_config(p)
     p.add_argument(
         "--packing",
-        choices=("base3", "2bit", "ideal"),
+        choices=(*PACKINGS, "ideal"),
         default="base3",
         help="bits a ternary weight: base3 = 1.6, 2bit = 2, ideal = log2(3) = 1.585",
     )

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import ClipArch
+from ..choices import PACKINGS
 from .bits import (
     PackingError,
     base3_to_2bit,
@@ -45,7 +46,6 @@ from .bits import (
 
 FORMAT = "tclip"
 VERSION = 1
-PACKINGS = ("2bit", "base3")
 FLOAT_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 MAX_HEADER_BYTES = 64 << 20
 _ST_DTYPES = {"U8": np.uint8, "F32": np.float32, "F16": np.float16}

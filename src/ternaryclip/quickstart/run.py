@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import PACKINGS
 from ..data.synthetic import BENCHMARK_TASKS
 from .goals import check_goals
 from .render import markdown_report, plot_report
@@ -198,7 +199,7 @@ def _pack_and_run(kd, options: QuickstartOptions, out: Path, fp32_bytes: int, ta
     provenance = {"teacher": "bundled", "data": "synthetic", "steps": options.steps, "method": "QAT+KD"}
     files = {
         packing: save(kd.student, out / f"student-{packing}.tclip", packing=packing, provenance=provenance)
-        for packing in ("base3", "2bit")
+        for packing in PACKINGS
     }
     runtimes = {}
     for mode in ("exact", "fast"):

@@ -7,12 +7,24 @@ reads the same way: its causal mask hides the padding and it pools at the end to
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 
 from ..quant.surgery import clip_family
 from ..runtime.preprocess import Preprocess
 from .describe import model_arch, preprocess_meta
+
+
+class TorchClip(Protocol):
+    """What training calls on a torch CLIP: open_clip's two encoders and the learned temperature."""
+
+    logit_scale: torch.Tensor
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor: ...
+
+    def encode_text(self, ids: torch.Tensor, normalize: bool = False) -> torch.Tensor: ...
 
 
 class HFClipAdapter(nn.Module):
@@ -37,7 +49,7 @@ class HFClipAdapter(nn.Module):
         return self.model.logit_scale
 
 
-def as_clip(model: nn.Module) -> nn.Module:
+def as_clip(model: nn.Module) -> TorchClip:
     """open_clip models as they are; Hugging Face CLIPModels wrapped in :class:`HFClipAdapter`."""
     return HFClipAdapter(model) if clip_family(model) == "hf" else model
 
