@@ -20,29 +20,21 @@ TINY_DISTILL = {
 }
 
 
-def tiny_hf_config():
+def tiny_hf_config(vocab_size: int = 100, context: int = 16, bos: int = 98, eos: int = 99, pad: int = 1):
+    """A tiny Hugging Face CLIPConfig: two 2-layer, 32-wide towers; the text side's vocabulary as asked."""
     from transformers import CLIPConfig
 
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
     return CLIPConfig(
         text_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            vocab_size=100,
-            max_position_embeddings=16,
-            bos_token_id=98,
-            eos_token_id=99,
-            pad_token_id=1,
+            **tower,
+            vocab_size=vocab_size,
+            max_position_embeddings=context,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=pad,
         ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=dict(**tower, image_size=32, patch_size=8),
         projection_dim=16,
     )
 
