@@ -7,17 +7,16 @@ import argparse
 from ..choices import FLOAT_DTYPES, PACKINGS, RULES
 from .model_args import add_model_source, add_ternary_config
 
-HELP = "pack a CLIP checkpoint into a .tclip file (2bit or base3)"
-DESCRIPTION = """\
-Read a float CLIP (open_clip config + checkpoint, an HF folder, or an OpenAI-layout state dict), check that
-the weights in --scope are ternary x scale per row (as the public TernaryCLIP release stores them) and pack
-them losslessly. Weights that are not ternary are refused unless --quantize RULE ternarizes them
-(post-training).
-"""
-
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
+    p = sub.add_parser(
+        name,
+        help="pack a CLIP checkpoint into a .tclip file (2bit or base3)",
+        description="Read a float CLIP (open_clip config + checkpoint, an HF folder, or an OpenAI-layout state "
+        "dict), check that the weights in --scope are ternary x scale per row (as the public "
+        "TernaryCLIP release stores them) and pack them losslessly. Weights that are not ternary "
+        "are refused unless --quantize RULE ternarizes them (post-training).",
+    )
     add_model_source(p, checkpoint=True)
     add_ternary_config(p, rule=False)
     p.add_argument("--out", required=True, help="output .tclip path (written atomically)")

@@ -9,7 +9,22 @@ import copy
 import torch
 from torch import nn
 
+from ..torch_clip.adapters import as_clip, embed_dim, model_preprocess
+from ..torch_clip.describe import model_arch
 from ..torch_clip.loading import load_float_clip
+
+# The torch_clip functions training uses, under the names the trainer imports from here.
+load_clip = load_float_clip
+__all__ = [
+    "FeatureProjection",
+    "as_clip",
+    "embed_dim",
+    "freeze",
+    "load_clip",
+    "make_student",
+    "model_arch",
+    "model_preprocess",
+]
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -23,14 +23,11 @@ from torch import nn
 
 from ..quant import TernaryConfig, set_ternary_enabled, ternarize_, ternary_stats
 from ..runtime.tokenizer import ClipTokenizer
-from ..torch_clip.adapters import as_clip, embed_dim, model_preprocess
-from ..torch_clip.describe import model_arch
-from ..torch_clip.loading import load_float_clip
 from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from .config import DistillConfig
 from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
-from .models import FeatureProjection, freeze, make_student
+from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student, model_arch, model_preprocess
 from .token_distill import TokenRecorder, token_loss
 
 
@@ -111,7 +108,7 @@ class Trainer:
         source = open_source(config.data, config.seed, 224, config.image_key, config.caption_key)
 
         if teacher is None and config.teacher:
-            teacher = load_float_clip(config.teacher, config.teacher_pretrained)
+            teacher = load_clip(config.teacher, config.teacher_pretrained)
         self.teacher = freeze(teacher).to(self.device) if teacher is not None else None
         if student is None:
             if self.teacher is None and not config.student:
