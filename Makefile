@@ -1,19 +1,33 @@
 # One command each: `make quickstart` (set up + run the offline demo), `make test` (set up + run the tests).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# The compiled kernels: rebuilt whenever a kernel source or the CMake file changes, so that a `.cpp`
+# edit followed by `make test` runs the new code.
+KERNEL_SOURCES := $(wildcard src/ternaryclip/kernels/*.cpp src/ternaryclip/kernels/*.h) CMakeLists.txt
+KERNELS_STAMP := $(VENV)/.kernels-built
 
-.PHONY: setup test test-fast test-arm64 lint format quickstart clean
+.PHONY: setup build test test-fast test-arm64 lint format quickstart constraints clean
 
-$(STAMP): pyproject.toml
+# Versions from constraints.txt (the tested set); the build tools are installed too, for the
+# rebuilds below without build isolation.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install torch==2.14.1 torchvision==0.29.1
-	$(VENV)/bin/pip install -e ".[all]"
+	$(PIP) install -c constraints.txt torch torchvision scikit-build-core nanobind
+	$(PIP) install -c constraints.txt -e ".[all]"
 	touch $(STAMP)
+	touch -r $(STAMP) $(KERNELS_STAMP)
+
+$(KERNELS_STAMP): $(STAMP) $(KERNEL_SOURCES)
+	$(PIP) install --no-deps --no-build-isolation -e . -q
+	touch $(KERNELS_STAMP)
 
 setup: $(STAMP)
 
-test: setup
+build: $(KERNELS_STAMP)
+
+test: build
 	$(PY) -m pytest -q
 
 # ruff: lint and formatting, configured in pyproject.toml (CI runs this before the tests).
@@ -25,7 +39,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test-fast: setup
+test-fast: build
 	$(PY) -m pytest -q -m "not slow"
 
 # aarch64 kernels cross-compiled and run under qemu-user (needs g++-aarch64-linux-gnu, qemu-user-static).
@@ -33,8 +47,12 @@ test-arm64:
 	tests/arm/run.sh
 
 # The offline demo: bundled teacher, post-training ternary, QAT, QAT + KD, packed runtime (out/quickstart/).
-quickstart: setup
+quickstart: build
 	$(VENV)/bin/ternaryclip quickstart --out out/quickstart
+
+# Rewrite constraints.txt from this environment (what the extras pull in), after a deliberate upgrade.
+constraints: setup
+	$(PY) scripts/freeze_constraints.py > constraints.txt
 
 clean:
 	rm -rf $(VENV) build out src/*.egg-info

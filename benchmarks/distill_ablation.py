@@ -44,10 +44,10 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from ternaryclip.assets import bundled_teacher
     from ternaryclip.distill import DistillConfig, Trainer
     from ternaryclip.eval.synthetic import evaluate_synthetic
     from ternaryclip.quickstart import QuickstartOptions, summary_metrics
+    from ternaryclip.torch_clip import bundled_teacher
 
     base = QuickstartOptions()
     teacher = bundled_teacher()

@@ -22,11 +22,11 @@ def measure(arch: str, batch: int, steps: int, threads: int | None) -> dict:
     import torch
 
     from ternaryclip.distill import DistillConfig, Trainer
-    from ternaryclip.distill.models import load_clip
+    from ternaryclip.torch_clip import load_float_clip
 
     if threads:
         torch.set_num_threads(threads)
-    teacher = load_clip(arch)
+    teacher = load_float_clip(arch)
     image_size = teacher.visual.image_size
     image_size = image_size[0] if isinstance(image_size, tuple) else image_size
     variants = {

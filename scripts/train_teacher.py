@@ -27,9 +27,9 @@ def install(run: Path, minutes: float | None) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from ternaryclip.assets import bundled_teacher
     from ternaryclip.eval.report import json_safe
     from ternaryclip.eval.synthetic import evaluate_synthetic
+    from ternaryclip.torch_clip import bundled_teacher
 
     state = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(run / "model.safetensors")).items()}
     save_file(state, str(TEACHER_WEIGHTS))

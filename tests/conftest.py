@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny CLIPs (open_clip and Hugging Face) built locally, never downloaded."""
+"""Shared fixtures: tiny CLIPs (open_clip and Hugging Face) built locally, never downloaded.
+
+Plain constants and functions live in ``helpers.py``; tests import them from there, not from here.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,7 @@ import json
 
 import pytest
 
-TINY_OPEN_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 100, "width": 48, "heads": 2, "layers": 2},
-}
+from helpers import TINY_DISTILL, TINY_OPEN_CLIP, tiny_hf_config
 
 
 @pytest.fixture
@@ -36,33 +35,6 @@ def tiny_open_clip():
     return model
 
 
-def tiny_hf_config():
-    from transformers import CLIPConfig
-
-    return CLIPConfig(
-        text_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            vocab_size=100,
-            max_position_embeddings=16,
-            bos_token_id=98,
-            eos_token_id=99,
-            pad_token_id=1,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
-    )
-
-
 @pytest.fixture
 def tiny_hf_clip():
     import torch
@@ -70,23 +42,6 @@ def tiny_hf_clip():
 
     torch.manual_seed(0)
     return CLIPModel(tiny_hf_config()).eval()
-
-
-def random_inputs(seed: int = 1, image_size: int = 32, context: int = 16, vocab: int = 100, batch: int = 3):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 3, image_size, image_size, generator=g), torch.randint(
-        1, vocab, (batch, context), generator=g
-    )
-
-
-# A tiny CLIP that reads real CLIP BPE ids (vocabulary 49408) and 32 px synthetic images.
-TINY_DISTILL = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from conftest import TINY_OPEN_CLIP
+from helpers import TINY_OPEN_CLIP
 from ternaryclip.cli import main
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_DISTILL
+from helpers import TINY_DISTILL, tiny_hf_config
 from ternaryclip.distill import (
     DistillConfig,
     DistillLoss,
@@ -245,34 +245,14 @@ def test_config_file_and_cli_flags(tmp_path):
 
 def test_hugging_face_teacher_and_student(tmp_path):
     """A Hugging Face CLIP folder as teacher (student = its copy): trains, exports, runs in the runtime."""
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPModel
 
     import ternaryclip
     from ternaryclip.eval.encoders import TorchEncoder
 
     torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            vocab_size=49408,
-            max_position_embeddings=24,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=0,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
-    )
+    # real CLIP BPE ids: the synthetic captions are tokenized with CLIP's vocabulary
+    config = tiny_hf_config(vocab_size=49408, context=24, bos=49406, eos=49407, pad=0)
     CLIPModel(config).save_pretrained(tmp_path / "hf")
     trainer = Trainer(
         DistillConfig(
@@ -314,9 +294,10 @@ def test_token_distillation(tiny_teacher_files, tmp_path):
 
 
 def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_path):
-    from ternaryclip.distill.models import freeze, load_clip
+    from ternaryclip.distill.models import freeze
+    from ternaryclip.torch_clip import load_float_clip
 
-    teacher = freeze(load_clip(*tiny_teacher_files))
+    teacher = freeze(load_float_clip(*tiny_teacher_files))
     trainer = Trainer(tiny_config(tiny_teacher_files, tmp_path, teacher=None, steps=1), student=copy.deepcopy(teacher))
     before = trainer.student.visual.ln_post.weight.clone()
     trainer.run()
@@ -326,9 +307,9 @@ def test_student_copied_from_a_frozen_teacher_trains(tiny_teacher_files, tmp_pat
 @pytest.mark.slow
 def test_vit_b_32_distillation_steps(tmp_path):
     """Real shapes: two QAT + KD steps of a ViT-B/32 student from a ViT-B/32 teacher (random weights)."""
-    from ternaryclip.distill.models import load_clip
+    from ternaryclip.torch_clip import load_float_clip
 
-    teacher = load_clip("ViT-B-32")
+    teacher = load_float_clip("ViT-B-32")
     trainer = Trainer(
         DistillConfig(
             teacher=None,

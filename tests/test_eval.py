@@ -18,11 +18,11 @@ from ternaryclip.eval.run import evaluate_set, load_model
 def tiny_tclip(tiny_teacher_files, tmp_path):
     """The tiny teacher, ternarized and packed: the 'student' these tests evaluate."""
     import ternaryclip
-    from ternaryclip.distill.models import load_clip
     from ternaryclip.quant import TernaryConfig, ternarize_
+    from ternaryclip.torch_clip import load_float_clip
 
     config, weights = tiny_teacher_files
-    model = ternarize_(load_clip(config, weights), TernaryConfig(rule="twn", embedding=True))
+    model = ternarize_(load_float_clip(config, weights), TernaryConfig(rule="twn", embedding=True))
     path = tmp_path / "student.tclip"
     ternaryclip.save(model, path, packing="base3")
     return str(path)
@@ -72,9 +72,12 @@ def test_runtime_and_torch_twin_score_alike(tiny_tclip):
     from ternaryclip.eval.encoders import TorchEncoder
     from ternaryclip.eval.run import LoadedModel
     from ternaryclip.pack import to_torch
+    from ternaryclip.protocols import Encoder
 
     runtime = load_model(tiny_tclip, mode="exact", threads=1)
     twin = LoadedModel(TorchEncoder(to_torch(tiny_tclip)), "twin", "torch")
+    assert isinstance(runtime.encoder, Encoder) and isinstance(twin.encoder, Encoder)
+    assert not isinstance(to_torch(tiny_tclip), Encoder)  # a bare torch CLIP has no preprocess or arch
     for data in synthetic_sets("shape", image_size=32, n=200) + synthetic_sets("retrieval", image_size=32):
         a, b = evaluate_set(runtime, data)["metrics"], evaluate_set(twin, data)["metrics"]
         for key in a:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ternaryclip
-from conftest import TINY_OPEN_CLIP, random_inputs
+from helpers import TINY_OPEN_CLIP, random_inputs
 from ternaryclip.cli import main
 from ternaryclip.pack import read, to_torch
 from ternaryclip.pack.export import NotTernaryError, detect_ternary
@@ -151,7 +151,7 @@ def test_hf_folder_import_and_forward(tiny_hf_clip, tmp_path):
     """HF CLIP (materialized ternary weights) -> .tclip with open_clip names -> open_clip forward equal to HF."""
     from transformers import CLIPModel
 
-    from conftest import tiny_hf_config
+    from helpers import tiny_hf_config
 
     config = tiny_hf_config()
     ternarize_(tiny_hf_clip, TernaryConfig(embedding=True))

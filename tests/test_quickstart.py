@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from ternaryclip.assets import TEACHER_CARD, bundled_teacher
+from ternaryclip.assets import TEACHER_CARD
 from ternaryclip.data.synthetic import BENCHMARK_TASKS, COLOURS, COUNTS, ZERO_SHOT_TASKS, benchmark_task
+from ternaryclip.torch_clip import bundled_teacher
 
 
 def test_bundled_teacher_beats_chance_and_matches_its_card():

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import ternaryclip
-from conftest import TINY_OPEN_CLIP, random_inputs
+from helpers import TINY_OPEN_CLIP, random_inputs
 from ternaryclip.cli import main
 from ternaryclip.quant import TernaryConfig, ternarize_
 from ternaryclip.runtime import ImageError

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from conftest import TINY_OPEN_CLIP, random_inputs
+from helpers import TINY_OPEN_CLIP, random_inputs
 from ternaryclip.quant import TernaryConfig, clip_family, materialize_, select_sites, ternarize_, ternary_sites
 
 
@@ -127,7 +127,7 @@ def test_materialize_leaves_plain_ternary_weights(tiny_open_clip):
 def test_open_clip_from_local_checkpoint(tiny_config_path, tmp_path):
     import open_clip
 
-    from ternaryclip.clip_models import create_open_clip
+    from ternaryclip.torch_clip import create_open_clip
 
     torch.manual_seed(3)
     source = open_clip.CLIP(**TINY_OPEN_CLIP)

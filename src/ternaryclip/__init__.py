@@ -4,7 +4,9 @@ The top-level package imports nothing heavy: the torch side (``ternaryclip.quant
 only when used, so the runtime stays torch-free.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "load", "save"]
 
 
 def __getattr__(name: str):

@@ -73,21 +73,19 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0,
     """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison)."""
     import torch
 
-    import ternaryclip
-
-    from ..clip_models import create_open_clip
-    from ..pack.export import to_torch
+    from ..pack.export import save, to_torch
     from ..quant import TernaryConfig, ternarize_
+    from ..torch_clip.loading import load_float_clip
 
     if model:
         path = Path(model)
         float_model = to_torch(path)
     else:
         torch.manual_seed(seed)
-        float_model = create_open_clip(arch)
+        float_model = load_float_clip(arch, family="open_clip")
         ternarize_(float_model, TernaryConfig(scope="all", embedding=True))
-        path = ternaryclip.save(float_model, tmp / "model.tclip", packing="2bit")
-        ternaryclip.save(float_model, tmp / "model.base3.tclip", packing="base3")
+        path = save(float_model, tmp / "model.tclip", packing="2bit")
+        save(float_model, tmp / "model.base3.tclip", packing="base3")
         float_model = to_torch(path)
     from safetensors.torch import save_file
 
@@ -140,6 +138,71 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(1).min())
 
 
+def bench_inputs(arch, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Random images and text-like token ids for the largest batch (smaller batches are prefixes)."""
+    rng = np.random.default_rng(0)
+    size, max_batch = arch.vision.image_size, max(batches)
+    images = rng.standard_normal((max_batch, 3, size, size)).astype(np.float32)
+    ids = np.zeros((max_batch, arch.text.context_length), dtype=np.int64)
+    vocab = arch.text.vocab_size
+    for row in range(max_batch):  # start token, some words, end token (the highest id) like real text
+        n = 5 + row % 10
+        ids[row, : n + 2] = [vocab - 2, *rng.integers(1, vocab - 2, n), vocab - 1]
+    return images, ids
+
+
+def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -> tuple[dict, dict]:
+    """Interleaved timings per engine and workload (median, min, max), and each engine's embeddings."""
+    results = {name: {} for name in workers}
+    embeddings = {}
+    for kind, data in inputs.items():
+        for batch in batches:
+            key = f"{kind}_b{batch}"
+            times = {name: [] for name in workers}
+            for name, (_, conn) in workers.items():  # warm-up, and the embeddings for the cosine
+                _, out = _ask(conn, (kind, data[:batch]))
+                embeddings[(name, kind)] = out
+            for r in range(repeats):
+                for name, (_, conn) in workers.items():
+                    seconds, _ = _ask(conn, (kind, data[:batch]))
+                    times[name].append(seconds)
+                progress(f"{key}: repeat {r + 1}/{repeats}")
+            for name, ts in times.items():
+                results[name][key] = {
+                    "median_s": statistics.median(ts),
+                    "min_s": min(ts),
+                    "max_s": max(ts),
+                    "items_per_s": batch / statistics.median(ts),
+                }
+    return results, embeddings
+
+
+def file_bytes(name: str, files: dict) -> int:
+    """What an engine reads from disk: the .tclip, the two ONNX towers, or the fp32 safetensors."""
+    if name.startswith("ternaryclip"):
+        return os.path.getsize(files["tclip"])
+    if name.startswith("onnxruntime"):
+        variant = "onnx2bit" if name.endswith("2bit") else "onnx"
+        return os.path.getsize(files[f"{variant}_image"]) + os.path.getsize(files[f"{variant}_text"])
+    return os.path.getsize(files["fp32"])
+
+
+def compare_to_reference(results: dict, embeddings: dict, reference: str) -> None:
+    """Cosine of each engine's embeddings to the reference's, and speed / memory / size ratios to it."""
+    base = results[reference]
+    for name, r in results.items():
+        for kind in ("image", "text"):
+            r[f"{kind}_cosine_vs_fp32"] = cosine(embeddings[(name, kind)], embeddings[(reference, kind)])
+    for r in results.values():
+        r["speedup_vs_fp32"] = {
+            k: base[k]["median_s"] / r[k]["median_s"]
+            for k in base
+            if k.startswith(("image_", "text_")) and isinstance(base[k], dict)
+        }
+        r["memory_ratio_vs_fp32"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
+        r["size_ratio_vs_fp32"] = base["file_bytes"] / r["file_bytes"]
+
+
 def run_bench(
     arch: str | None = "ViT-B-16",
     model: str | None = None,
@@ -154,78 +217,21 @@ def run_bench(
         files = prepare_files(arch, model, Path(tmp), onnx=any(e.startswith("onnxruntime") for e in engines))
         from ..pack import read
 
-        info = read(files["tclip"])
-        arch_info = info.arch
-        rng = np.random.default_rng(0)
-        size = arch_info.vision.image_size
-        max_batch = max(batches)
-        images = rng.standard_normal((max_batch, 3, size, size)).astype(np.float32)
-        ids = np.zeros((max_batch, arch_info.text.context_length), dtype=np.int64)
-        vocab = arch_info.text.vocab_size
-        for row in range(max_batch):  # start token, some words, end token (the highest id) like real text
-            n = 5 + row % 10
-            ids[row, : n + 2] = [vocab - 2, *rng.integers(1, vocab - 2, n), vocab - 1]
-
+        images, ids = bench_inputs(read(files["tclip"]).arch, batches)
         workers = {}
         for name in engines:
             progress(f"starting {name}")
             workers[name] = _start(name, files, threads)
-        results = {name: {} for name in engines}
-        embeddings = {}
-        for kind, data in (("image", images), ("text", ids)):
-            for batch in batches:
-                key = f"{kind}_b{batch}"
-                times = {name: [] for name in engines}
-                for name, (_, conn) in workers.items():  # warm-up, and the embeddings for the cosine
-                    _, out = _ask(conn, (kind, data[:batch]))
-                    embeddings[(name, kind)] = out
-                for r in range(repeats):
-                    for name, (_, conn) in workers.items():
-                        seconds, _ = _ask(conn, (kind, data[:batch]))
-                        times[name].append(seconds)
-                    progress(f"{key}: repeat {r + 1}/{repeats}")
-                for name, ts in times.items():
-                    results[name][key] = {
-                        "median_s": statistics.median(ts),
-                        "min_s": min(ts),
-                        "max_s": max(ts),
-                        "items_per_s": batch / statistics.median(ts),
-                    }
+        results, embeddings = time_engines(workers, {"image": images, "text": ids}, batches, repeats, progress)
         for proc, conn in workers.values():
             conn.send(("stop",))
             proc.join(timeout=30)
         for name in engines:
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
-        reference = "open_clip_fp32" if "open_clip_fp32" in engines else None
-
-        def size_of(name: str) -> int:
-            if name.startswith("ternaryclip"):
-                return os.path.getsize(files["tclip"])
-            if name.startswith("onnxruntime"):
-                variant = "onnx2bit" if name.endswith("2bit") else "onnx"
-                return os.path.getsize(files[f"{variant}_image"]) + os.path.getsize(files[f"{variant}_text"])
-            return os.path.getsize(files["fp32"])
-
-        sizes = {name: size_of(name) for name in engines}
-        for name in engines:
-            results[name]["file_bytes"] = sizes[name]
-            if reference:
-                for kind in ("image", "text"):
-                    results[name][f"{kind}_cosine_vs_fp32"] = cosine(
-                        embeddings[(name, kind)], embeddings[(reference, kind)]
-                    )
-        if reference:
-            base = results[reference]
-            for name in engines:
-                r = results[name]
-                r["speedup_vs_fp32"] = {
-                    k: base[k]["median_s"] / r[k]["median_s"]
-                    for k in base
-                    if k.startswith(("image_", "text_")) and isinstance(base[k], dict)
-                }
-                r["memory_ratio_vs_fp32"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
-                r["size_ratio_vs_fp32"] = base["file_bytes"] / r["file_bytes"]
+            results[name]["file_bytes"] = file_bytes(name, files)
+        if "open_clip_fp32" in engines:
+            compare_to_reference(results, embeddings, "open_clip_fp32")
         extra = {"tclip_base3_bytes": os.path.getsize(files["tclip_base3"])} if "tclip_base3" in files else {}
     return {
         "arch": arch if not model else str(model),

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from .model_args import positive_int
+
+HELP = "speed, memory and size vs open_clip fp32 (ratios measured in one run)"
+DESCRIPTION = """\
+Encode images and texts with open_clip fp32 and the ternaryclip runtime (exact and fast modes), each in its
+own process, interleaved; print latency ratios, throughput, peak RSS, file size and embedding cosine vs
+fp32.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="speed, memory and size vs open_clip fp32 (ratios measured in one run)",
-        description="Encode images and texts with open_clip fp32 and the ternaryclip runtime "
-        "(exact and fast modes), each in its own process, interleaved; print latency "
-        "ratios, throughput, peak RSS, file size and embedding cosine vs fp32.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--arch", default="ViT-B-16", help="open_clip architecture (random init, ternarized) or a JSON model config"
     )
     src.add_argument("--model", help="a .tclip file (compared with its own float twin)")
     p.add_argument("--batch", default="1,32", help="comma-separated batch sizes")
-    p.add_argument("--threads", type=int, help="threads for every engine (default: all cores)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=positive_int, help="threads for every engine (default: all cores)")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument(
         "--engines",
         default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from ..choices import GRANULARITIES, RULES
+from .model_args import positive_int
 
 # flag -> (type, help); defaults come from DistillConfig so the file, the flags and the API agree.
 FLAGS = {
@@ -41,8 +42,8 @@ FLAGS = {
     "save_every": (int, "checkpoint every N steps"),
     "log_every": (int, "write metrics.jsonl every N steps"),
     "eval_every": (int, "zero-shot eval on the synthetic benchmark every N steps (0: off)"),
-    "threads": (int, "torch CPU threads"),
-    "workers": (int, "image decoding threads"),
+    "threads": (positive_int, "torch CPU threads"),
+    "workers": (positive_int, "image decoding threads"),
     "packing": (str, "packing of the exported student: base3 (smallest) or 2bit"),
 }
 SWITCHES = {
@@ -53,16 +54,17 @@ SWITCHES = {
 }
 
 
+HELP = "distill a ternary student from a float teacher (QAT + KD)"
+DESCRIPTION = """\
+Quantization-aware training with knowledge distillation: the student's weights are ternarized in the forward
+pass (STE) and it learns from the frozen teacher's image-text similarities and embeddings. Runs under
+torchrun for several processes. Every flag can also come from --config FILE (YAML or JSON, same keys with _
+or -); flags win.
+"""
+
+
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="distill a ternary student from a float teacher (QAT + KD)",
-        description="Quantization-aware training with knowledge distillation: the student's weights "
-        "are ternarized in the forward pass (STE) and it learns from the frozen teacher's "
-        "image-text similarities and embeddings. Runs under torchrun for several "
-        "processes. Every flag can also come from --config FILE (YAML or JSON, same keys "
-        "with _ or -); flags win.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file with any of the settings below")
     for key, (kind, text) in FLAGS.items():
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
@@ -89,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.synthetic import evaluate_synthetic
 
     config = config_from_args(args)
+    for key in ("threads", "workers"):  # a --config file bypasses the flags' checks
+        value = getattr(config, key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
     eval_fn = (
         (lambda model, step: evaluate_synthetic(model, quick=True)) if config.data.startswith("synthetic") else None
     )

@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..choices import MODES
+from .model_args import positive_int
+
+HELP = "zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)"
+DESCRIPTION = """\
+Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: a .tclip file (torch-free
+runtime), 'bundled' (the bundled teacher), an open_clip name or JSON config with
+--pretrained/--teacher-pretrained, or a Hugging Face folder. With --teacher, both are shown side by side
+with student/teacher ratios.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="zero-shot classification / retrieval of a .tclip or torch CLIP (vs its teacher)",
-        description="Evaluate a model on a data set with CLIP_benchmark's metric definitions. Models: "
-        "a .tclip file (torch-free runtime), 'bundled' (the bundled teacher), an open_clip "
-        "name or JSON config with --pretrained/--teacher-pretrained, or a Hugging Face "
-        "folder. With --teacher, both are shown side by side with student/teacher ratios.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("--model", required=True, help="the model to evaluate (usually the ternary student)")
     p.add_argument("--pretrained", help="checkpoint for an open_clip --model")
     p.add_argument("--teacher", help="reference model, evaluated on the same data")
@@ -29,14 +33,14 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--templates", help="TXT (one per line, {c} = class) or JSON list of prompt templates")
     p.add_argument("--image-key", default="filepath", help="CSV/TSV image column")
     p.add_argument("--caption-key", default="title", help="CSV/TSV caption column")
-    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for .tclip models")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--mode", choices=MODES, default="fast", help="runtime mode for .tclip models")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--threads", type=positive_int, help="CPU threads")
     p.add_argument("--json", metavar="FILE", help="write the results (CLIP_benchmark's result shape, in 'results')")
     p.add_argument("--plot", metavar="PNG", help="bar chart of the results")
 
 
-def _evaluate(spec, pretrained, args, image_size_hint=None):
+def _evaluate(spec, pretrained, args):
     from ..eval.datasets import open_eval_sets
     from ..eval.run import evaluate_set, load_model
 

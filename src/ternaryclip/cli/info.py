@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+
+HELP = "describe a .tclip file"
+DESCRIPTION = """\
+Validate a .tclip file and print its architecture, ternary fraction, sparsity, bits a weight, file size and
+compression vs fp32, per tower.
+"""
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="describe a .tclip file",
-        description="Validate a .tclip file and print its architecture, ternary fraction, "
-        "sparsity, bits a weight, file size and compression vs fp32, per tower.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("model", help="path to a .tclip file")
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
@@ -20,6 +22,8 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pack.info import describe
 
+    if os.path.isdir(args.model):
+        raise ValueError(f"{args.model} is a folder, not a .tclip file")
     info = describe(args.model)
     if args.json:
         print(json.dumps(info, indent=1))

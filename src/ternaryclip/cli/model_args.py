@@ -1,10 +1,36 @@
-"""Command-line options shared by verbs that take a float CLIP model and a ternary config."""
+"""Command-line options shared by verbs: a float CLIP model, a ternary config, counts that must be positive."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..choices import GRANULARITIES, RULES
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (threads, steps, batch sizes): an integer >= 1, else argparse's usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type for rates: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser, help: str = "CPU threads (default: all)") -> None:
+    parser.add_argument("--threads", type=positive_int, help=help)
 
 
 def add_model_source(parser: argparse.ArgumentParser, checkpoint: bool = False) -> None:
@@ -49,7 +75,9 @@ def add_ternary_config(parser: argparse.ArgumentParser, rule: bool = True) -> No
         default="channel",
         help="one scale per tensor, per output channel (row) or per group of inputs",
     )
-    parser.add_argument("--group-size", type=int, default=128, help="inputs per scale with --granularity group")
+    parser.add_argument(
+        "--group-size", type=positive_int, default=128, help="inputs per scale with --granularity group"
+    )
     parser.add_argument(
         "--scope",
         default="all",
@@ -59,15 +87,13 @@ def add_ternary_config(parser: argparse.ArgumentParser, rule: bool = True) -> No
 
 
 def load_model(args: argparse.Namespace):
-    from ..clip_models import create_open_clip, load_hf_clip, load_openai_checkpoint
+    from ..torch_clip.loading import load_float_clip
 
     if getattr(args, "checkpoint", None):
-        return load_openai_checkpoint(args.checkpoint, quick_gelu=args.act == "quick_gelu")
+        return load_float_clip(args.checkpoint, family="openai", quick_gelu=args.act == "quick_gelu")
     if args.hf:
-        if args.pretrained:
-            raise ValueError("--pretrained goes with --open-clip; a Hugging Face folder holds its own weights")
-        return load_hf_clip(args.hf)
-    return create_open_clip(args.open_clip, args.pretrained)
+        return load_float_clip(args.hf, args.pretrained, family="hf")
+    return load_float_clip(args.open_clip, args.pretrained, family="open_clip")
 
 
 def ternary_config(args: argparse.Namespace):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..choices import RULES
+from ..choices import FLOAT_DTYPES, PACKINGS, RULES
 from .model_args import add_model_source, add_ternary_config
 
 
@@ -22,7 +22,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--out", required=True, help="output .tclip path (written atomically)")
     p.add_argument(
         "--packing",
-        choices=("2bit", "base3"),
+        choices=PACKINGS,
         default="2bit",
         help="2bit: the kernel layout, 2 bits a weight; base3: 1.6 bits a weight, smallest file",
     )
@@ -34,7 +34,7 @@ def add_parser(sub, name: str) -> None:
     )
     p.add_argument(
         "--float-dtype",
-        choices=("fp32", "fp16"),
+        choices=FLOAT_DTYPES,
         default="fp32",
         help="storage of the tensors that stay float (LayerNorms, biases, positional embeddings)",
     )

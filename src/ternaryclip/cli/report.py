@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+HELP = "table + chart from result JSON files (ternaryclip eval, CLIP_benchmark)"
+DESCRIPTION = """\
+Collect results of `ternaryclip eval --json` and `clip_benchmark eval --output` into a Markdown table (data
+set x model, headline metric) and a PNG chart.
+"""
+
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="table + chart from result JSON files (ternaryclip eval, CLIP_benchmark)",
-        description="Collect results of `ternaryclip eval --json` and `clip_benchmark eval --output` "
-        "into a Markdown table (data set x model, headline metric) and a PNG chart.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     p.add_argument("files", nargs="+", help="result JSON files")
     p.add_argument("--out", help="Markdown file to write (default: print)")
     p.add_argument("--plot", metavar="PNG", help="chart to write")

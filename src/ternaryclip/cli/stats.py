@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..choices import PACKINGS
 from .model_args import add_model_source, add_ternary_config, load_model, ternary_config
+
+HELP = "ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP"
+DESCRIPTION = """\
+Ternarize a CLIP (random init or a checkpoint) and print its ternary statistics: a per-role table, or
+everything as JSON with --json.
+"""
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(
-        name,
-        help="ternary fraction, sparsity, bits/weight and compression of a ternarized CLIP",
-        description="Ternarize a CLIP (random init or a checkpoint) and print its ternary "
-        "statistics: a per-role table, or everything as JSON with --json.",
-    )
+    p = sub.add_parser(name, help=HELP, description=DESCRIPTION)
     add_model_source(p)
     add_ternary_config(p)
     p.add_argument(
         "--packing",
-        choices=("base3", "2bit", "ideal"),
+        choices=(*PACKINGS, "ideal"),
         default="base3",
         help="bits a ternary weight: base3 = 1.6, 2bit = 2, ideal = log2(3) = 1.585",
     )

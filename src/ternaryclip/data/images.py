@@ -51,3 +51,17 @@ def read_caption_table(path: str, image_key: str = "filepath", caption_key: str 
             )
         base = os.path.dirname(os.path.abspath(path))
         return [(os.path.join(base, row[image_key]), row[caption_key] or "") for row in reader]
+
+
+def model_pixels(image, preprocess) -> np.ndarray:
+    """One image as the model's normalized ``[3, S, S]`` float32 pixels: the one path training and eval share.
+
+    ``image`` is a uint8 ``[H, W, 3]`` array (already at the model's size: normalized directly, else
+    resized like any picture), a path or encoded bytes (:func:`decode_rgb`).  ``preprocess`` is the
+    runtime's ``Preprocess``.  Raises ``ValueError`` for what cannot become pixels.
+    """
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (preprocess.size, preprocess.size):
+            return preprocess.normalize(image)
+        return preprocess(Image.fromarray(image))
+    return preprocess(decode_rgb(image))

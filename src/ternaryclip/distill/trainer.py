@@ -21,15 +21,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..pack.export import model_arch, model_preprocess
 from ..quant import TernaryConfig, set_ternary_enabled, ternarize_, ternary_stats
 from ..runtime.tokenizer import ClipTokenizer
 from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
 from .config import DistillConfig
 from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
-from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student
-from .tokens import TokenRecorder, token_loss
+from .models import FeatureProjection, as_clip, embed_dim, freeze, load_clip, make_student, model_arch, model_preprocess
+from .token_distill import TokenRecorder, token_loss
 
 
 class TrainingDiverged(RuntimeError):

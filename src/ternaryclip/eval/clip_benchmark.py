@@ -77,8 +77,9 @@ class TorchTransform:
 def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: str | None = None, device="cpu"):
     """CLIP_benchmark loader: ``(model, transform, tokenizer)`` for a ``.tclip`` file or ``bundled``."""
     if model_name == "bundled":
-        from ..assets import bundled_teacher
-        from ..pack.export import model_arch, model_preprocess
+        from ..torch_clip.adapters import model_preprocess
+        from ..torch_clip.describe import model_arch
+        from ..torch_clip.loading import bundled_teacher
 
         model = bundled_teacher().to(device)
         return model, TorchTransform(model_preprocess(model)), TorchTokenizer(model_arch(model).text.context_length)

@@ -1,14 +1,14 @@
-"""One calling convention for every model the evaluation sees.
+"""Torch CLIPs behind the :class:`~ternaryclip.protocols.Encoder` interface the evaluation takes.
 
-An *encoder* has ``encode_image(pixels)`` (float32 ``[B, 3, H, W]``, already normalized),
-``encode_text(list[str])``, both returning numpy arrays, and ``arch`` and ``preprocess``.  The runtime's ``TernaryCLIP`` is one
-already; :class:`TorchEncoder` wraps an open_clip model or a Hugging Face ``CLIPModel``.
+The runtime's ``TernaryCLIP`` is an ``Encoder`` already; :class:`TorchEncoder` wraps an open_clip
+model or a Hugging Face ``CLIPModel``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..protocols import Encoder
 from ..runtime.tokenizer import ClipTokenizer
 
 
@@ -16,9 +16,9 @@ class TorchEncoder:
     """An open_clip / Hugging Face CLIP (torch) behind numpy in, numpy out, in batches, without grad."""
 
     def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
-        from ..distill.models import as_clip
-        from ..pack.export import model_arch, model_preprocess
         from ..quant import materialize_, ternary_sites
+        from ..torch_clip.adapters import as_clip, model_preprocess
+        from ..torch_clip.describe import model_arch
 
         if any(True for _ in ternary_sites(model)):
             # A ternarized model re-quantizes every weight on every forward; its materialized copy holds
@@ -50,7 +50,7 @@ class TorchEncoder:
         return self._run(self.clip.encode_text, self.tokenizer(list(texts)))
 
 
-def as_encoder(model, batch_size: int = 256):
+def as_encoder(model, batch_size: int = 256) -> Encoder:
     """Runtime models as they are; torch modules wrapped in :class:`TorchEncoder`."""
     if hasattr(model, "parameters") and callable(model.parameters):
         return TorchEncoder(model, batch_size)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.images import decode_rgb
+from ..data.images import model_pixels
+from ..protocols import Encoder
 from ..runtime.preprocess import Preprocess
 from .datasets import ClassificationSet, RetrievalSet
 from .metrics import class_embeddings, classification_metrics, retrieval_metrics, zero_shot_prompts
@@ -23,7 +24,7 @@ from .metrics import class_embeddings, classification_metrics, retrieval_metrics
 class LoadedModel:
     """An encoder (numpy in / out, with ``preprocess``) and what to call it in reports."""
 
-    encoder: object
+    encoder: Encoder
     name: str
     kind: str  # "tclip" (runtime) or "torch"
     file_bytes: int | None = None
@@ -44,12 +45,12 @@ def load_model(
         return LoadedModel(model, f"{os.path.basename(spec)} ({mode})", "tclip", os.path.getsize(spec))
     import torch
 
-    from ..distill.models import load_clip
+    from ..torch_clip.loading import load_float_clip
     from .encoders import TorchEncoder
 
     if threads:
         torch.set_num_threads(threads)
-    encoder = TorchEncoder(load_clip(spec, pretrained), batch_size)
+    encoder = TorchEncoder(load_float_clip(spec, pretrained), batch_size)
     size = os.path.getsize(pretrained) if pretrained and os.path.isfile(pretrained) else None
     return LoadedModel(encoder, spec, "torch", size)
 
@@ -60,12 +61,8 @@ def pixels_of(
     """Preprocessed ``[N, 3, S, S]`` and the indices kept; files that fail to decode are counted and dropped."""
 
     def one(image):
-        if isinstance(image, np.ndarray) and image.shape[:2] == (preprocess.size, preprocess.size):
-            return preprocess.normalize(image)
         try:
-            from PIL import Image
-
-            return preprocess(Image.fromarray(image) if isinstance(image, np.ndarray) else decode_rgb(image))
+            return model_pixels(image, preprocess)
         except (ValueError, OSError):
             return None
 

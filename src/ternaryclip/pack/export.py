@@ -23,130 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
-from ..arch import ClipArch, TextArch, VisionArch
+from .._version import __version__
 from ..quant.rules import as_matrix, ternary_quantize
 from ..quant.stats import clean_param_name
 from ..quant.surgery import TernaryConfig, clip_family, select_sites, ternary_sites
+from ..torch_clip.describe import model_arch, preprocess_meta
 from .format import TclipModel, TernaryTensor, write
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class NotTernaryError(ValueError):
     """A weight that should be ternary takes more than {-s, 0, +s} in some row or group."""
-
-
-# ---------------------------------------------------------------- architecture
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise ValueError(
-            f"unsupported CLIP variant: {what}; ternaryclip packs ViT CLIP models "
-            "(open_clip CLIP with a VisionTransformer, or transformers CLIPModel)"
-        )
-
-
-def arch_from_open_clip(model: nn.Module) -> ClipArch:
-    from open_clip.transformer import VisionTransformer
-
-    visual = model.visual
-    _require(isinstance(visual, VisionTransformer), f"image tower {type(visual).__name__}")
-    _require(hasattr(model, "token_embedding"), "a custom text tower (CustomTextCLIP)")
-    _require(getattr(visual, "attn_pool", None) is None, "attentional pooling")
-    v_block, t_block = visual.transformer.resblocks[0], model.transformer.resblocks[0]
-    for block in (v_block, t_block):
-        _require(isinstance(block.ls_1, nn.Identity), "layer scale")
-        _require(isinstance(block.attn, nn.MultiheadAttention), "custom attention blocks")
-    act = type(v_block.mlp.gelu).__name__
-    _require(act in ("GELU", "QuickGELU") and type(t_block.mlp.gelu).__name__ == act, f"activation {act}")
-    image_h, image_w = visual.image_size
-    patch_h, patch_w = visual.patch_size
-    _require(image_h == image_w and patch_h == patch_w, "non-square images or patches")
-    return ClipArch(
-        embed_dim=visual.output_dim,
-        vision=VisionArch(
-            image_size=image_h,
-            patch_size=patch_h,
-            width=visual.conv1.out_channels,
-            layers=len(visual.transformer.resblocks),
-            heads=v_block.attn.num_heads,
-            mlp_width=v_block.mlp.c_fc.out_features,
-            pool_type=visual.pool_type,
-            final_ln_after_pool=bool(visual.final_ln_after_pool),
-            no_ln_pre=isinstance(visual.ln_pre, nn.Identity),
-        ),
-        text=TextArch(
-            context_length=model.context_length,
-            vocab_size=model.vocab_size,
-            width=model.token_embedding.embedding_dim,
-            heads=t_block.attn.num_heads,
-            layers=len(model.transformer.resblocks),
-            mlp_width=t_block.mlp.c_fc.out_features,
-            pool_type=model.text_pool_type,
-            eos_id=int(getattr(model, "text_eos_id", 2) or 2),
-            causal=model.attn_mask is not None,
-        ),
-        quick_gelu=act == "QuickGELU",
-        norm_eps=float(v_block.ln_1.eps),
-        logit_bias=getattr(model, "logit_bias", None) is not None,
-    )
-
-
-def arch_from_hf(model: nn.Module) -> ClipArch:
-    v, t = model.config.vision_config, model.config.text_config
-    _require(v.hidden_act == t.hidden_act and v.hidden_act in ("gelu", "quick_gelu"), f"activation {v.hidden_act}")
-    _require(v.layer_norm_eps == t.layer_norm_eps, "different LayerNorm eps in the two towers")
-    return ClipArch(
-        embed_dim=model.config.projection_dim,
-        vision=VisionArch(
-            image_size=v.image_size,
-            patch_size=v.patch_size,
-            width=v.hidden_size,
-            layers=v.num_hidden_layers,
-            heads=v.num_attention_heads,
-            mlp_width=v.intermediate_size,
-        ),
-        text=TextArch(
-            context_length=t.max_position_embeddings,
-            vocab_size=t.vocab_size,
-            width=t.hidden_size,
-            heads=t.num_attention_heads,
-            layers=t.num_hidden_layers,
-            mlp_width=t.intermediate_size,
-            pool_type="argmax" if t.eos_token_id == 2 else "eos",
-            eos_id=int(t.eos_token_id),
-        ),
-        quick_gelu=v.hidden_act == "quick_gelu",
-        norm_eps=float(v.layer_norm_eps),
-    )
-
-
-def preprocess_meta(model: nn.Module, arch: ClipArch) -> dict:
-    """Eval preprocessing: open_clip's ``preprocess_cfg`` when the model carries one, else CLIP's."""
-    cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", None) or {})
-    size = cfg.get("size", arch.vision.image_size)
-    return {
-        "size": size if isinstance(size, int) else list(size)[0],
-        "mean": list(cfg.get("mean", OPENAI_MEAN)),
-        "std": list(cfg.get("std", OPENAI_STD)),
-        "interpolation": cfg.get("interpolation", "bicubic"),
-        "resize_mode": cfg.get("resize_mode", "shortest"),
-    }
-
-
-def model_arch(model: nn.Module) -> ClipArch:
-    """The architecture of an open_clip or Hugging Face CLIP."""
-    return arch_from_hf(model) if clip_family(model) == "hf" else arch_from_open_clip(model)
-
-
-def model_preprocess(model: nn.Module):
-    """The runtime's ``Preprocess`` (equal to open_clip's eval transform) for a torch CLIP."""
-    from ..runtime.preprocess import Preprocess
-
-    return Preprocess.from_meta(preprocess_meta(model, model_arch(model)))
 
 
 # ---------------------------------------------------------------- ternary detection

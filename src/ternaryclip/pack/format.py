@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import ClipArch
+from ..choices import PACKINGS
 from ..files import atomic_write
 from .bits import (
     PackingError,
@@ -49,7 +50,6 @@ from .bits import (
 
 FORMAT = "tclip"
 VERSION = 1
-PACKINGS = ("2bit", "base3")
 FLOAT_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 MAX_HEADER_BYTES = 64 << 20
 MAX_DIM = 1 << 31  # any tensor dimension; keeps every product of two within int64

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from ..arch import tower_of
+from .bits import packed_base3_size
 from .format import TclipModel, read
 
 
@@ -34,7 +35,9 @@ def describe(path: str | os.PathLike) -> dict:
     all_names = set(model.ternary) | set(model.floats)
     summary = _count(model, all_names)
     packing = model.packing
-    ternary_bytes = sum(t.packed.nbytes if packing == "2bit" else -(-t.numel // 5) for t in model.ternary.values())
+    ternary_bytes = sum(
+        t.packed.nbytes if packing == "2bit" else packed_base3_size(*t.shape) for t in model.ternary.values()
+    )
     summary.update(
         file=str(path),
         file_bytes=size,

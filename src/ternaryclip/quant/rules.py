@@ -34,9 +34,10 @@ def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
 
 
-def _check_group_size(granularity: str, group_size: int) -> None:
-    if granularity == "group" and (not isinstance(group_size, int) or group_size < 1):
-        raise ValueError(f"group_size must be a positive integer for granularity 'group', got {group_size!r}")
+def check_group_size(group_size: int) -> None:
+    """The one check of a group size (inputs per scale): a positive integer."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
 
 
 def _scale_units(w: torch.Tensor, granularity: str, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +68,8 @@ def ternary_quantize(
     """
     check_choice("rule", rule, RULES)
     check_choice("granularity", granularity, GRANULARITIES)
-    _check_group_size(granularity, group_size)
+    if granularity == "group":
+        check_group_size(group_size)
     if w.ndim != 2:
         raise ValueError(f"ternary_quantize expects a 2-D [N, K] matrix, got shape {tuple(w.shape)}")
     n, k = w.shape

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..choices import GRANULARITIES, RULES, SCOPES
-from .rules import as_matrix, check_choice, fake_quant, ternary_quantize
+from .rules import as_matrix, check_choice, check_group_size, fake_quant, ternary_quantize
 
 FilterFn = Callable[[nn.Module, str], bool]
 # Bare 2-D Parameters that CLIP uses as ``x @ P`` (so the output axis is 1).
@@ -49,8 +49,7 @@ class TernaryConfig:
     def __post_init__(self) -> None:
         check_choice("rule", self.rule, RULES)
         check_choice("granularity", self.granularity, GRANULARITIES)
-        if not isinstance(self.group_size, int) or self.group_size < 1:
-            raise ValueError(f"group_size must be a positive integer, got {self.group_size!r}")
+        check_group_size(self.group_size)
         if self.scope not in SCOPES:
             try:
                 re.compile(self.scope)

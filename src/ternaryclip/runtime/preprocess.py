@@ -64,7 +64,7 @@ class Preprocess:
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[..., size, size, 3]`` already at the model's size -> float32 ``[..., 3, size, size]``.
 
-        The same arithmetic as ``__call__`` after its resize and crop, without a PIL round trip.
+        ``__call__`` ends here after its resize and crop; arrays already at size skip the PIL round trip.
         """
         if images.dtype != np.uint8 or images.shape[-3:] != (self.size, self.size, 3):
             raise ValueError(f"expected uint8 [..., {self.size}, {self.size}, 3], got {images.dtype} {images.shape}")
@@ -91,9 +91,7 @@ class Preprocess:
             w, h = image.size
             top, left = int(round((h - self.size) / 2.0)), int(round((w - self.size) / 2.0))
             image = image.crop((left, top, left + self.size, top + self.size))
-        pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        return self.normalize(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
 def _three_floats(name: str, value) -> tuple[float, float, float]:
