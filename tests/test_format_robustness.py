@@ -111,9 +111,35 @@ def _rewrite_meta(path, out, edit):
 
 
 def test_newer_version_is_refused_with_a_clear_message(small_file, tmp_path):
-    newer = _rewrite_meta(small_file, tmp_path / "v2.tclip", lambda m: m.update(version=2))
-    with pytest.raises(TclipError, match="version 2 is not supported"):
+    newer = _rewrite_meta(small_file, tmp_path / "v3.tclip", lambda m: m.update(version=3))
+    with pytest.raises(TclipError, match="version 3 is not supported"):
         read(newer)
+
+
+def _drop_meta_crc(path, out):
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    del header["__metadata__"]["tclip_crc32"]
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    return out
+
+
+def test_version_1_files_without_a_metadata_crc_still_read(small_file, tmp_path):
+    v1 = _drop_meta_crc(
+        _rewrite_meta(small_file, tmp_path / "v1.tclip", lambda m: m.update(version=1)), tmp_path / "a.tclip"
+    )
+    old, new = read(v1), read(small_file)
+    assert old.arch == new.arch
+    for name, t in new.ternary.items():
+        np.testing.assert_array_equal(old.ternary[name].packed, t.packed)
+
+
+def test_a_version_2_file_without_its_metadata_crc_is_refused(small_file, tmp_path):
+    with pytest.raises(TclipError, match="no metadata CRC"):
+        read(_drop_meta_crc(small_file, tmp_path / "nocrc.tclip"))
 
 
 def test_manifest_shape_lies_are_caught_before_use(small_file, tmp_path):

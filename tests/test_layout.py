@@ -15,6 +15,7 @@ RANKS = {
     "ternaryclip._version": 0,
     "ternaryclip.choices": 0,
     "ternaryclip.arch": 0,
+    "ternaryclip.files": 0,
     "ternaryclip.assets": 0,
     "ternaryclip.kernels": 1,
     "ternaryclip.data": 1,
@@ -28,6 +29,8 @@ RANKS = {
     "ternaryclip.eval": 6,
     "ternaryclip.distill": 7,
     "ternaryclip.bench": 7,
+    "ternaryclip.serve": 7,  # runtime + eval's numpy zero-shot recipe; never torch
+    "ternaryclip.photos": 8,  # index/search on the runtime, pages on the server
     "ternaryclip.quickstart": 8,
     "ternaryclip.cli": 9,
     "ternaryclip.__main__": 9,

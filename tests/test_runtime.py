@@ -259,7 +259,7 @@ def test_threads_given_at_load_hold_in_every_python_thread(ternary_file):
     thread.start()
     thread.join()
     assert seen == [1]
-    with pytest.raises(ValueError, match="threads must be between"):
+    with pytest.raises(ValueError, match="threads must be an integer between 1 and"):
         ternaryclip.load(path, threads=100000)
 
 

@@ -251,3 +251,47 @@ def tower_of(name: str) -> str:
     if name.startswith("logit_"):
         return "other"
     return "text"
+
+
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos")
+RESIZE_MODES = ("shortest", "squash")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """The preprocessing a ``.tclip`` declares, checked as data (the pixels are made by ``runtime.preprocess``).
+
+    It lives here, beside the architecture, so that the file reader can check it without the runtime.
+    """
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> PreprocessSpec:
+        """ValueError names the field that is missing or out of range."""
+        if not isinstance(meta, dict):
+            raise ValueError("preprocess metadata is missing or not an object")
+        size = meta.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"preprocess.size = {size!r} is not an integer in [1, {MAX_IMAGE_SIZE}]")
+        mean, std = _three_floats("mean", meta.get("mean")), _three_floats("std", meta.get("std"))
+        if min(std) <= 0:
+            raise ValueError(f"preprocess.std = {list(std)} must be positive")
+        spec = cls(size, mean, std, meta.get("interpolation", "bicubic"), meta.get("resize_mode", "shortest"))
+        if spec.interpolation not in INTERPOLATIONS or spec.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"unsupported preprocessing {spec.interpolation!r}/{spec.resize_mode!r}: interpolation one of "
+                f"{sorted(INTERPOLATIONS)}, resize_mode one of {list(RESIZE_MODES)}"
+            )
+        return spec
+
+
+def _three_floats(name: str, value) -> tuple[float, float, float]:
+    ok = isinstance(value, (list, tuple)) and len(value) == 3
+    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ValueError(f"preprocess.{name} = {value!r} is not three finite numbers")
+    return tuple(float(v) for v in value)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arch import ClipArch
+from ..arch import ClipArch, PreprocessSpec
 from ..choices import PACKINGS
 from ..files import atomic_write
 from .bits import (
@@ -49,7 +49,7 @@ from .bits import (
 )
 
 FORMAT = "tclip"
-VERSION = 1
+VERSION = 2  # 2: the metadata carries a CRC-32 (version 1 files, without it, are still read)
 FLOAT_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 MAX_HEADER_BYTES = 64 << 20
 MAX_DIM = 1 << 31  # any tensor dimension; keeps every product of two within int64
@@ -205,19 +205,24 @@ def _parse_meta(path: Path, header: dict, verify: bool) -> dict:
     text = st_meta["tclip"]
     if not isinstance(text, str):
         raise _fail(path, "tclip metadata is not a string; the file is corrupt")
-    if verify and st_meta.get(META_CRC_KEY) != str(zlib.crc32(text.encode("utf-8", "surrogatepass"))):
-        raise _fail(path, "metadata CRC mismatch (or no metadata CRC): the metadata is corrupt")
+    crc = st_meta.get(META_CRC_KEY)
+    if verify and crc is not None and crc != str(zlib.crc32(text.encode("utf-8", "surrogatepass"))):
+        raise _fail(path, "metadata CRC mismatch: the metadata is corrupt")
     try:
         meta = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise _fail(path, f"tclip metadata is not valid JSON ({err}); the file is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, "metadata does not declare format 'tclip'")
-    if meta.get("version") != VERSION:
+    if crc is None and meta.get("version") == 1:
+        pass  # version 1 files predate the metadata CRC; every semantic check below still applies
+    elif crc is None and meta.get("version") == VERSION:
+        raise _fail(path, "no metadata CRC: the metadata is corrupt")
+    elif meta.get("version") != VERSION:
         raise _fail(
             path,
             f"format version {meta.get('version')!r} is not supported; this ternaryclip reads "
-            f"version {VERSION} (a newer file needs a newer ternaryclip)",
+            f"versions 1 to {VERSION} (a newer file needs a newer ternaryclip)",
         )
     if not isinstance(meta.get("tensors"), dict) or not isinstance(meta.get("arch"), dict):
         raise _fail(path, "metadata lacks the tensors manifest or the architecture")
@@ -329,10 +334,8 @@ def read(path: str | os.PathLike, verify: bool = True) -> TclipModel:
 
 def check_meta(meta: dict, shapes: dict[str, tuple[int, ...]], ternary: set[str]) -> ClipArch:
     """ValueError unless the architecture and preprocessing are sane and match the tensors' torch shapes."""
-    from ..runtime.preprocess import Preprocess
-
     arch = ClipArch.from_dict(meta.get("arch"))
-    preprocess = Preprocess.from_meta(meta.get("preprocess"))
+    preprocess = PreprocessSpec.from_meta(meta.get("preprocess"))
     if preprocess.size != arch.vision.image_size:
         raise ValueError(
             f"preprocess.size {preprocess.size} differs from arch.vision.image_size {arch.vision.image_size}"

@@ -11,12 +11,13 @@ use, so a 16-bit PNG gives the same pixels (and embedding) whichever way it reac
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from ..arch import MAX_IMAGE_SIZE, PreprocessSpec
 
 _FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -26,7 +27,7 @@ _FILTERS = {
 }
 
 
-MAX_SIZE = 4096  # the model's input side; larger is no CLIP and would take gigabytes a batch
+MAX_SIZE = MAX_IMAGE_SIZE  # the model's input side; larger is no CLIP and would take gigabytes a batch
 MAX_RESIZED_PIXELS = 100_000_000  # the shortest-side resize of a very elongated image
 
 
@@ -44,22 +45,8 @@ class Preprocess:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Preprocess:
-        """Parse and check preprocessing metadata; ValueError names the field that is wrong."""
-        if not isinstance(meta, dict):
-            raise ValueError("preprocess metadata is missing or not an object")
-        size = meta.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_SIZE:
-            raise ValueError(f"preprocess.size = {size!r} is not an integer in [1, {MAX_SIZE}]")
-        mean, std = _three_floats("mean", meta.get("mean")), _three_floats("std", meta.get("std"))
-        if min(std) <= 0:
-            raise ValueError(f"preprocess.std = {list(std)} must be positive")
-        p = cls(size, mean, std, meta.get("interpolation", "bicubic"), meta.get("resize_mode", "shortest"))
-        if p.interpolation not in tuple(_FILTERS) or p.resize_mode not in ("shortest", "squash"):
-            raise ValueError(
-                f"unsupported preprocessing {p.interpolation!r}/{p.resize_mode!r}: interpolation one of "
-                f"{sorted(_FILTERS)}, resize_mode shortest or squash"
-            )
-        return p
+        """Parse and check preprocessing metadata (:class:`PreprocessSpec`); ValueError names the bad field."""
+        return cls(**asdict(PreprocessSpec.from_meta(meta)))
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[..., size, size, 3]`` already at the model's size -> float32 ``[..., 3, size, size]``.
@@ -92,13 +79,6 @@ class Preprocess:
             top, left = int(round((h - self.size) / 2.0)), int(round((w - self.size) / 2.0))
             image = image.crop((left, top, left + self.size, top + self.size))
         return self.normalize(np.asarray(image.convert("RGB"), dtype=np.uint8))
-
-
-def _three_floats(name: str, value) -> tuple[float, float, float]:
-    ok = isinstance(value, (list, tuple)) and len(value) == 3
-    if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-        raise ValueError(f"preprocess.{name} = {value!r} is not three finite numbers")
-    return tuple(float(v) for v in value)
 
 
 def _name(image: Image.Image) -> str:
