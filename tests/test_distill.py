@@ -229,6 +229,22 @@ def test_damaged_checkpoints_are_refused_by_name(tiny_teacher_files, tmp_path):
         assert str(path) in str(caught.value)
 
 
+def test_cli_resume_from_a_damaged_checkpoint_is_one_line(tiny_teacher_files, tmp_path):
+    import subprocess
+    import sys
+
+    config, weights = tiny_teacher_files
+    args = [sys.executable, "-m", "ternaryclip", "distill", "--teacher", str(config), "--teacher-pretrained",
+            str(weights), "--steps", "1", "--batch-size", "4", "--threads", "1", "--workers", "1",
+            "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert subprocess.run(args, capture_output=True, timeout=300).returncode == 0
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    _flip_bit_in(path, "student.visual.conv1.parametrizations.weight.original")
+    result = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ternaryclip distill: error: {path}: 1 tensor(s) fail")
+
+
 def test_stale_temp_files_are_removed_on_start(tiny_teacher_files, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

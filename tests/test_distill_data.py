@@ -266,3 +266,25 @@ def test_no_data_spec_in_a_config_reaches_a_shell(tiny_teacher_files, tmp_path):
         assert result.returncode != 0 and "not a local path" in result.stderr, result.stderr[-2000:]
         assert "Traceback" not in result.stderr
     assert not marker.exists()
+
+
+def test_cli_on_a_folder_of_corrupt_images_stops_with_one_line(tiny_teacher_files, tmp_path):
+    """The loop that never ended: a bounded subprocess must end by itself with the counts."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        (data / f"{i}.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+        (data / f"{i}.txt").write_text(f"caption {i}")
+    config, weights = tiny_teacher_files
+    result = subprocess.run(
+        [sys.executable, "-m", "ternaryclip", "distill", "--teacher", str(config), "--teacher-pretrained",
+         str(weights), "--data", str(data), "--steps", "1", "--batch-size", "2", "--threads", "1",
+         "--workers", "1", "--no-progress", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "8 records in a row were unusable (8 cannot decode)" in result.stderr.strip().splitlines()[-1]
