@@ -333,6 +333,25 @@ def test_config_file_and_cli_flags(tmp_path):
         DistillConfig.from_file(str(tmp_path / "bad.json"))
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("steps: '10'\n", "setting steps must be int, got '10'"),
+        ("data: [a.tar, b.tar]\n", "setting data must be str"),
+        ("lr: yes\n", "setting lr must be float, got True"),
+        ("save_every: 0\n", "save_every must be >= 1"),
+        ("log-every: 0\n", "log_every must be >= 1"),
+        ("threads: -1\n", "threads must be >= 1"),
+        ("1: 2\n", r"unknown setting\(s\) \['1'\]"),
+    ],
+)
+def test_config_file_values_are_checked_before_training(tmp_path, text, message):
+    """A file's values arrive untyped; each mistake is a ValueError (one CLI line), not a crash mid-run."""
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        DistillConfig.from_file(str(tmp_path / "c.yaml"))
+
+
 def test_hugging_face_teacher_and_student(tmp_path):
     """A Hugging Face CLIP folder as teacher (student = its copy): trains, exports, runs in the runtime."""
     from transformers import CLIPConfig, CLIPModel

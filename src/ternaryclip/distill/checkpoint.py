@@ -111,7 +111,7 @@ def read_state(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: the checkpoint's metadata fails its checksum; the file is damaged")
     try:
         state = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{path}: the checkpoint's metadata is not valid JSON ({err})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: the checkpoint's metadata is a JSON {type(state).__name__}, not an object")
