@@ -350,6 +350,7 @@ def test_config_file_values_are_checked_before_training(tmp_path, text, message)
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ValueError, match=message):
         DistillConfig.from_file(str(tmp_path / "c.yaml"))
+    assert DistillConfig(out=tmp_path / "run").out == str(tmp_path / "run")  # a Path is still welcome
 
 
 def test_hugging_face_teacher_and_student(tmp_path):

@@ -137,6 +137,9 @@ class DistillConfig:
             value, names = getattr(self, f.name), [n.strip() for n in str(f.type).split("|")]
             if value is None and "None" in names:
                 continue
+            if isinstance(value, os.PathLike) and "str" in names:  # paths given as Path objects
+                value = os.fspath(value)
+                setattr(self, f.name, value)
             allowed = tuple(t for n in names for t in kinds.get(n, ()))
             wrong_bool = isinstance(value, bool) and bool not in allowed
             if allowed and (not isinstance(value, allowed) or wrong_bool):
