@@ -154,8 +154,8 @@ def test_resume_is_bit_exact(tiny_teacher_files, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     log = [json.loads(line) for line in open(tmp_path / "b" / "run" / "metrics.jsonl")]
-    resumed_log = [m for m in log if m["step"] > 3][-3:]
-    assert [m["step"] for m in resumed_log] == [4, 5, 6]
+    assert [m["step"] for m in log] == [1, 2, 3, 4, 5, 6]  # steps 4-5 of the killed run are dropped
+    resumed_log = log[3:]
     assert [m["loss"] for m in resumed_log] == [m["loss"] for m in straight.history[3:]]
 
 
@@ -165,6 +165,96 @@ def test_resume_refuses_other_settings(tiny_teacher_files, tmp_path):
         Trainer(tiny_config(tiny_teacher_files, tmp_path, steps=3, lr=5e-4, resume=True))
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Trainer(tiny_config(tiny_teacher_files, tmp_path / "elsewhere", resume=True))
+
+
+def _rewrite_checkpoint(path, edit_state=None, drop=(), keep_checksums=False, state_crc=True):
+    """Rewrite a checkpoint with its JSON edited and/or tensors dropped (their checksums too, unless asked)."""
+    import zlib
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ternaryclip.distill.checkpoint import KEY, STATE_CRC
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k not in drop}
+    state = json.loads(meta[KEY])
+    if not keep_checksums:
+        state["checksums"] = {k: v for k, v in state["checksums"].items() if k not in drop}
+    text = json.dumps(edit_state(state) if edit_state else state)
+    meta = {KEY: text, STATE_CRC: str(zlib.crc32(text.encode())) if state_crc else meta[STATE_CRC]}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _flip_bit_in(path, tensor: str) -> None:
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    start = json.loads(raw[8 : 8 + n])[tensor]["data_offsets"][0]
+    raw[8 + n + start + 1] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_checkpoints_are_refused_by_name(tiny_teacher_files, tmp_path):
+    config = tiny_config(tiny_teacher_files, tmp_path, steps=2, save_every=2)
+    Trainer(config).run()
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    good = path.read_bytes()
+    resume = tiny_config(tiny_teacher_files, tmp_path, steps=2, save_every=2, resume=True)
+    assert Trainer(resume).step == 2
+    cases = [
+        (
+            lambda: _flip_bit_in(path, "student.visual.conv1.parametrizations.weight.original"),
+            "fail their checksum.*conv1",
+        ),
+        (lambda: _flip_bit_in(path, "rng.torch"), "fail their checksum.*rng.torch"),
+        (lambda: _rewrite_checkpoint(path, state_crc=False, edit_state=lambda s: {**s, "step": 1}), "metadata fails"),
+        (lambda: _rewrite_checkpoint(path, edit_state=lambda s: [s]), "metadata is a JSON list"),
+        (
+            lambda: _rewrite_checkpoint(path, edit_state=lambda s: {k: v for k, v in s.items() if k != "step"}),
+            "lacks step",
+        ),
+        (lambda: _rewrite_checkpoint(path, drop=["rng.torch"]), r"lacks the RNG state"),
+        (
+            lambda: _rewrite_checkpoint(path, drop=["student.logit_scale"]),
+            r"student tensors .*missing \['logit_scale'\]",
+        ),
+        (lambda: _rewrite_checkpoint(path, drop=["student.logit_scale"], keep_checksums=True), "missing.*logit_scale"),
+        (lambda: path.write_bytes(good[:-100]), "not a readable checkpoint|cannot read"),
+    ]
+    for damage, message in cases:
+        path.write_bytes(good)
+        damage()
+        with pytest.raises(CheckpointError, match=message) as caught:
+            Trainer(resume)
+        assert str(path) in str(caught.value)
+
+
+def test_cli_resume_from_a_damaged_checkpoint_is_one_line(tiny_teacher_files, tmp_path):
+    import subprocess
+    import sys
+
+    config, weights = tiny_teacher_files
+    args = [sys.executable, "-m", "ternaryclip", "distill", "--teacher", str(config), "--teacher-pretrained",
+            str(weights), "--steps", "1", "--batch-size", "4", "--threads", "1", "--workers", "1",
+            "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert subprocess.run(args, capture_output=True, timeout=300).returncode == 0
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    _flip_bit_in(path, "student.visual.conv1.parametrizations.weight.original")
+    result = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"ternaryclip distill: error: {path}: 1 tensor(s) fail")
+
+
+def test_stale_temp_files_are_removed_on_start(tiny_teacher_files, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = [run / "checkpoint.safetensors.4242.tmp", run / "checkpoint.safetensors.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")
+    (run / "notes.tmp").write_text("not ours")
+    Trainer(tiny_config(tiny_teacher_files, tmp_path, steps=1))
+    assert not any(p.exists() for p in stale) and (run / "notes.tmp").exists()
+    assert "removed" in capsys.readouterr().out
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_teacher_files, tmp_path):
@@ -241,6 +331,26 @@ def test_config_file_and_cli_flags(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"stepz": 3}))
     with pytest.raises(ValueError, match="stepz"):
         DistillConfig.from_file(str(tmp_path / "bad.json"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("steps: '10'\n", "setting steps must be int, got '10'"),
+        ("data: [a.tar, b.tar]\n", "setting data must be str"),
+        ("lr: yes\n", "setting lr must be float, got True"),
+        ("save_every: 0\n", "save_every must be >= 1"),
+        ("log-every: 0\n", "log_every must be >= 1"),
+        ("threads: -1\n", "threads must be >= 1"),
+        ("1: 2\n", r"unknown setting\(s\) \['1'\]"),
+    ],
+)
+def test_config_file_values_are_checked_before_training(tmp_path, text, message):
+    """A file's values arrive untyped; each mistake is a ValueError (one CLI line), not a crash mid-run."""
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        DistillConfig.from_file(str(tmp_path / "c.yaml"))
+    assert DistillConfig(out=tmp_path / "run").out == str(tmp_path / "run")  # a Path is still welcome
 
 
 def test_hugging_face_teacher_and_student(tmp_path):

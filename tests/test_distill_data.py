@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import numpy as np
@@ -161,3 +162,129 @@ def test_synthetic_stream_is_deterministic():
     b = _stream(open_source("synthetic:3", image_size=32), batch_size=5, start=5)
     a.next_batch()
     np.testing.assert_array_equal(a.next_batch().pixels, b.next_batch().pixels)
+
+
+# ---------------------------------------------------------------- unusable sources and data specs
+
+
+def _csv(tmp_path, rows) -> str:
+    path = tmp_path / "pairs.csv"
+    path.write_text("filepath,title\n" + "".join(f"{image},{caption}\n" for image, caption in rows))
+    return str(path)
+
+
+def test_all_corrupt_images_stop_with_counts(tmp_path):
+    for i in range(3):
+        (tmp_path / f"bad{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    stream = _stream(open_source(_csv(tmp_path, [(f"bad{i}.jpg", f"caption {i}") for i in range(3)])))
+    with pytest.raises(DataError, match=r"6 records in a row were unusable \(6 cannot decode\)"):
+        stream.next_batch()  # 3 pairs: two epochs (6 records) without one usable record prove it
+
+
+def test_all_empty_captions_stop_with_counts(tmp_path):
+    _image((1, 2, 3)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    stream = _stream(open_source(_csv(tmp_path, [("ok.png", " "), ("bad.jpg", "a caption"), ("ok.png", "")])))
+    with pytest.raises(DataError, match=r"unusable \(2 cannot decode, 4 empty caption\)"):
+        stream.next_batch()
+
+
+def test_unusable_records_are_bounded_on_endless_shards(tmp_path):
+    _shard(tmp_path / "s.tar", [(f"k{i}", {"jpg": b"broken", "txt": b"words"}) for i in range(3)])
+    stream = _stream(open_source(str(tmp_path / "s.tar")), max_unusable=25)
+    with pytest.raises(DataError, match=r"25 records in a row were unusable \(25 cannot decode\)"):
+        stream.next_batch()
+    assert stream.skipped.counts == {"cannot decode": 25}
+
+
+def test_usable_records_reset_the_unusable_run(tmp_path):
+    """A source with a few good records among many bad ones trains: only a run without any counts."""
+    _image((9, 9, 9)).save(tmp_path / "ok.png")
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    rows = [("bad.jpg", "x")] * 4 + [("ok.png", "good")]
+    stream = _stream(
+        open_source(_csv(tmp_path, rows)), max_unusable=9
+    )  # at most 8 in a row: 4 ending an epoch, 4 opening the next
+    for _ in range(3):
+        assert stream.next_batch().pixels.shape == (4, 3, 32, 32)
+    assert stream.skipped.counts["cannot decode"] == stream.position - 12
+
+
+def test_too_large_is_its_own_reason(tmp_path, monkeypatch):
+    import ternaryclip.data.images as images
+
+    _image((1, 1, 1), size=(20, 20)).save(tmp_path / "big.png")
+    _image((2, 2, 2), size=(8, 8)).save(tmp_path / "small.png")
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    stream = _stream(open_source(_csv(tmp_path, [("big.png", "big"), ("small.png", "small")])), batch_size=2)
+    stream.next_batch()
+    assert stream.skipped.counts["too large"] >= 1 and "cannot decode" not in stream.skipped.counts
+
+
+SHELL_SPECS = [
+    "pipe:touch {marker}",
+    "wds:pipe:touch {marker}",
+    "{shard},pipe:touch {marker}",  # brace-expanded below
+    "{{{shard},pipe:touch {marker}}}",
+    "{{{shard},pipe:touch {marker};#://}}",
+    "csv:pipe:touch {marker}",
+    "http://127.0.0.1:9/{{a,b}}.tar",
+]
+
+
+@pytest.mark.parametrize("template", SHELL_SPECS)
+def test_no_data_spec_reaches_a_shell(tmp_path, monkeypatch, template):
+    """Specs that would create ``marker`` if any part of them went through a shell."""
+    monkeypatch.chdir(tmp_path)
+    _shard(tmp_path / "good.tar", [("k0", {"jpg": _jpeg((5, 5, 5)), "txt": b"fine"})])
+    marker = tmp_path / "marker"
+    spec = template.format(shard=tmp_path / "good.tar", marker=marker)
+    with pytest.raises(DataError):
+        _stream(open_source(spec)).next_batch()
+    assert not marker.exists()
+
+
+def test_no_data_spec_in_a_config_reaches_a_shell(tiny_teacher_files, tmp_path):
+    """The same refusal through ``--config`` and ``--data`` of the CLI, before any model loads."""
+    import subprocess
+    import sys
+
+    _shard(tmp_path / "good.tar", [("k0", {"jpg": _jpeg((5, 5, 5)), "txt": b"fine"})])
+    marker = tmp_path / "marker"
+    spec = f"{{{tmp_path / 'good.tar'},pipe:touch {marker};#://}}"
+    (tmp_path / "c.json").write_text(json.dumps({"data": spec, "steps": 1, "batch_size": 2}))
+    config, weights = tiny_teacher_files
+    common = ["--teacher", str(config), "--teacher-pretrained", str(weights), "--out", str(tmp_path / "run")]
+    for extra in (["--config", str(tmp_path / "c.json")], ["--data", spec]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ternaryclip", "distill", *common, *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert result.returncode != 0 and "not a local path" in result.stderr, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_cli_on_a_folder_of_corrupt_images_stops_with_one_line(tiny_teacher_files, tmp_path):
+    """The loop that never ended: a bounded subprocess must end by itself with the counts."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        (data / f"{i}.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+        (data / f"{i}.txt").write_text(f"caption {i}")
+    config, weights = tiny_teacher_files
+    result = subprocess.run(
+        [sys.executable, "-m", "ternaryclip", "distill", "--teacher", str(config), "--teacher-pretrained",
+         str(weights), "--data", str(data), "--steps", "1", "--batch-size", "2", "--threads", "1",
+         "--workers", "1", "--no-progress", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "8 records in a row were unusable (8 cannot decode)" in result.stderr.strip().splitlines()[-1]

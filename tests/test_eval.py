@@ -63,7 +63,8 @@ def test_eval_cli_student_vs_teacher(tiny_tclip, tiny_teacher_files, tmp_path, c
     row = next(r for r in data["retention"] if r["metric"] == "acc1")
     assert row["retention"] == pytest.approx(student["metrics"]["acc1"] / teacher["metrics"]["acc1"])
     assert png.stat().st_size > 1000
-    assert "retention" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "retention" in out and "skipped" not in out  # synthetic images all decode: no "skipped 0"
 
 
 def test_runtime_and_torch_twin_score_alike(tiny_tclip):
@@ -222,3 +223,63 @@ def test_plugin_refuses_other_models():
 
     with pytest.raises(ValueError, match="open_clip"):
         load_ternaryclip("ViT-B-32", "laion2b")
+
+
+# ---------------------------------------------------------------- user mistakes and broken data
+
+
+@pytest.mark.parametrize(
+    "templates, message",
+    [
+        ("{c} {0}\n", r"template '\{c\} \{0\}' has field\(s\) \['0'\]"),
+        ("a {thing}\n", r"template 'a \{thing\}' has field\(s\) \['thing'\]"),
+        ("a photo\n", r"template 'a photo' a template needs \{c\}"),
+        ("a {c\n", r"template 'a \{c' is not a format string"),
+        ('{"a": "{c}"}', "expected a non-empty list"),
+    ],
+)
+def test_bad_templates_are_named(tmp_path, templates, message):
+    _folder(tmp_path / "data", broken=False)
+    path = tmp_path / ("t.json" if templates.startswith('{"') else "t.txt")
+    path.write_text(templates)
+    with pytest.raises(DataError, match=message) as caught:
+        image_folder_set(str(tmp_path / "data"), templates=str(path))
+    assert str(path) in str(caught.value)
+    assert image_folder_set(str(tmp_path / "data")).templates  # the defaults pass the same check
+
+
+def test_class_whose_images_all_fail_is_an_error(tiny_tclip, tmp_path):
+    _folder(tmp_path / "data", broken=False)
+    for png in (tmp_path / "data" / "bluething").iterdir():
+        png.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    data = image_folder_set(str(tmp_path / "data"))
+    with pytest.raises(DataError, match=r"no image of class\(es\) \['bluething'\] could be decoded"):
+        evaluate_set(load_model(tiny_tclip, threads=1), data)
+
+
+def test_eval_cli_mistakes_are_one_line(tiny_tclip, tiny_teacher_files, tmp_path, capsys):
+    config, weights = tiny_teacher_files
+    _folder(tmp_path / "data")
+    base = ["eval", "--model", tiny_tclip, "--dataset", str(tmp_path / "data"), "--threads", "1"]
+    assert cli([*base, "--batch-size", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "ternaryclip eval: error: --batch-size must be at least 1, got -1"
+    (tmp_path / "t.txt").write_text("{c} {0}\n")
+    assert cli([*base, "--templates", str(tmp_path / "t.txt")]) == 2
+    assert "template '{c} {0}'" in capsys.readouterr().err
+    # One broken image, two models: said once for the data set.
+    assert cli([*base, "--teacher", config, "--teacher-pretrained", weights]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 1 and "data: skipped 1 images {'cannot decode': 1}" in out
+
+
+def test_skipped_lines_once_per_data_set_and_never_zero():
+    from ternaryclip.eval.report import skipped_lines
+
+    results = [
+        {"dataset": "a", "model": "m", "skipped": {"cannot decode": 2}},
+        {"dataset": "a", "model": "t", "skipped": {"cannot decode": 2}},
+        {"dataset": "b", "model": "m", "skipped": {"cannot decode": 0}},
+        {"dataset": "c", "model": "m", "skipped": {}},
+    ]
+    assert skipped_lines(results) == ["a: skipped 2 images {'cannot decode': 2}"]

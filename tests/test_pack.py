@@ -134,7 +134,10 @@ def test_pack_refuses_non_ternary_weights_unless_asked_to_quantize(tiny_config_p
     torch.save(open_clip.CLIP(**TINY_OPEN_CLIP).state_dict(), ckpt)
     out = tmp_path / "m.tclip"
     args = ["pack", "--open-clip", str(tiny_config_path), "--pretrained", str(ckpt), "--out", str(out)]
-    assert main(args) == 2
+    assert main(args) == 2  # scope auto: not one weight is ternary
+    err = capsys.readouterr().err
+    assert "found no weight that is ternary x scale" in err and "--quantize" in err and not out.exists()
+    assert main(args + ["--scope", "all"]) == 2
     err = capsys.readouterr().err
     assert "are not ternary" in err and "text_projection (row 0" in err and "visual.conv1.weight" in err
     assert "--quantize" in err
@@ -145,6 +148,76 @@ def test_pack_refuses_non_ternary_weights_unless_asked_to_quantize(tiny_config_p
     info = json.loads(capsys.readouterr().out)
     assert info["quantization"]["post_training_rule"] == "twn" and info["quantization"]["scope"] == "ffn"
     assert 0 < info["ternary_fraction"] < 1
+
+
+# ---------------------------------------------------------------- scope auto: partly ternary checkpoints
+
+PARTLY = r"transformer\.resblocks\.0\.|mlp"  # leaves conv1, projections and block 1's attention float
+
+
+def test_pack_scope_auto_keeps_float_what_training_left_float(tiny_open_clip, tiny_config_path, tmp_path, capsys):
+    ternarize_(tiny_open_clip, TernaryConfig(scope=PARTLY, embedding=True))
+    expected = site_codes(tiny_open_clip)
+    materialize_(tiny_open_clip)
+    ckpt = tmp_path / "partly.pt"
+    torch.save(tiny_open_clip.state_dict(), ckpt)
+    out = tmp_path / "m.tclip"
+    assert main(["pack", "--open-clip", str(tiny_config_path), "--pretrained", str(ckpt), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()[-1]
+    model = read(out)
+    assert set(model.ternary) == set(expected)  # exactly the weights that are ternary x scale
+    for name, (codes, _) in expected.items():
+        assert np.array_equal(model.ternary[name].codes(), codes), name
+    kept = model.meta["quantization"]["kept_float"]
+    assert {"visual.conv1.weight", "visual.proj", "text_projection"} <= set(kept)
+    assert "visual.transformer.resblocks.1.attn.in_proj_weight" in kept and not set(kept) & set(expected)
+    assert printed.startswith(f"kept float ({len(kept)} weights not ternary x scale): ") and all(
+        k in printed for k in kept
+    )
+    rebuilt = to_torch(out)
+    image, text = random_inputs()
+    with torch.no_grad():
+        assert torch.equal(rebuilt.visual.conv1.weight, tiny_open_clip.visual.conv1.weight)
+        assert torch.allclose(rebuilt.encode_image(image), tiny_open_clip.encode_image(image), atol=1e-5)
+        assert torch.allclose(rebuilt.encode_text(text), tiny_open_clip.encode_text(text), atol=1e-5)
+    assert main(["pack", "--open-clip", str(tiny_config_path), "--pretrained", str(ckpt), "--out", str(out),
+                 "--scope", "auto", "--quantize", "twn"]) == 2  # fmt: skip
+    assert "scope 'auto' packs the weights that are already ternary" in capsys.readouterr().err
+
+
+def test_pack_scope_auto_on_a_hugging_face_folder(tiny_hf_clip, tmp_path, capsys):
+    """The patch convolution left float by the trainer stays float; every ternary Linear is packed."""
+    from transformers import CLIPModel
+
+    from conftest import tiny_hf_config
+
+    ternarize_(tiny_hf_clip, TernaryConfig(scope=r"_proj\.weight|fc[12]", embedding=True))
+    expected = site_codes(tiny_hf_clip)
+    materialize_(tiny_hf_clip)
+    tiny_hf_clip.save_pretrained(tmp_path / "hf")
+    out = tmp_path / "hf.tclip"
+    assert main(["pack", "--hf", str(tmp_path / "hf"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    model = read(out)
+    kept = ["vision_model.embeddings.patch_embedding.weight", "visual_projection.weight", "text_projection.weight"]
+    assert (
+        model.meta["quantization"]["kept_float"] == kept
+        and f"(3 weights not ternary x scale): {', '.join(kept)}" in printed
+    )
+    assert {"visual.conv1.weight", "visual.proj", "text_projection"} <= set(model.floats)
+    assert (
+        "visual.transformer.resblocks.1.attn.in_proj_weight" in model.ternary
+        and "token_embedding.weight" in model.ternary
+    )
+    assert len(model.ternary) == len(expected) - 2 * 2 * 2  # q, k, v of 2 blocks x 2 towers stack into one
+    image, text = random_inputs(vocab=tiny_hf_config().text_config.vocab_size - 1)
+    text[:, -3] = tiny_hf_config().text_config.eos_token_id
+    hf = CLIPModel.from_pretrained(tmp_path / "hf").eval()
+    rebuilt = to_torch(out)
+    with torch.no_grad():
+        hf_img = hf.get_image_features(pixel_values=image)
+        hf_img = getattr(hf_img, "pooler_output", hf_img)
+        assert torch.allclose(rebuilt.encode_image(image), hf_img, atol=1e-5)
 
 
 def test_hf_folder_import_and_forward(tiny_hf_clip, tmp_path):

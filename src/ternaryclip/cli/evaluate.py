@@ -58,14 +58,15 @@ def _evaluate(spec, pretrained, args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..eval.report import json_safe, markdown, plot
+    from ..eval.report import json_safe, markdown, plot, skipped_lines
     from ..eval.run import retention
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     results = _evaluate(args.model, args.pretrained, args)
     teacher = _evaluate(args.teacher, args.teacher_pretrained, args) if args.teacher else []
-    for r in results + teacher:
-        if r["skipped"]:
-            print(f"{r['model']} on {r['dataset']}: skipped {sum(r['skipped'].values())} images {r['skipped']}")
+    for line in skipped_lines(results + teacher):
+        print(line)
     reference = teacher[0]["model"] if teacher else None
     print(markdown(results + teacher, reference=reference))
     ratios = retention(results, teacher)

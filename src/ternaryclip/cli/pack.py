@@ -14,11 +14,14 @@ def add_parser(sub, name: str) -> None:
         help="pack a CLIP checkpoint into a .tclip file (2bit or base3)",
         description="Read a float CLIP (open_clip config + checkpoint, an HF folder, or an OpenAI-layout state "
         "dict), check that the weights in --scope are ternary x scale per row (as the public "
-        "TernaryCLIP release stores them) and pack them losslessly. Weights that are not ternary "
-        "are refused unless --quantize RULE ternarizes them (post-training).",
+        "TernaryCLIP release stores them) and pack them losslessly. Without --quantize the default "
+        "--scope auto packs exactly the weights that are ternary x scale and keeps (and lists) the "
+        "rest float; with an explicit scope, weights that are not ternary are refused unless "
+        "--quantize RULE ternarizes them (post-training).",
     )
     add_model_source(p, checkpoint=True)
     add_ternary_config(p, rule=False)
+    p.set_defaults(scope=None)  # auto without --quantize, all with it
     p.add_argument("--out", required=True, help="output .tclip path (written atomically)")
     p.add_argument(
         "--packing",
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from ..pack.info import describe
     from .model_args import load_model, ternary_config
 
+    if args.scope is None:
+        args.scope = "auto" if args.quantize is None else "all"
     model = load_model(args)
     source = args.open_clip or args.hf or args.checkpoint
     provenance = {"source": source, "pretrained": args.pretrained}
@@ -62,4 +67,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {path}: {info['file_bytes'] / 1e6:.2f} MB, {info['ternary_fraction']:.2%} ternary, "
         f"{info['compression_vs_fp32']:.2f}x smaller than fp32"
     )
+    kept = info["quantization"].get("kept_float")
+    if kept:
+        print(f"kept float ({len(kept)} weights not ternary x scale): {', '.join(kept)}")
     return 0

@@ -17,6 +17,10 @@ class DataError(ValueError):
     """A data spec that cannot be used: missing paths, no samples, missing columns."""
 
 
+class ImageTooLarge(ValueError):
+    """An image with more than ``MAX_PIXELS`` pixels: skipped rather than decoded."""
+
+
 def decode_rgb(source) -> Image.Image:
     """A PIL RGB(-convertible) image from a path or bytes; 16-bit and float images scaled to 8 bits.
 
@@ -25,7 +29,7 @@ def decode_rgb(source) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         if image.width * image.height > MAX_PIXELS:
-            raise ValueError(f"too large ({image.width}x{image.height})")
+            raise ImageTooLarge(f"too large ({image.width}x{image.height})")
         image.load()
     except (OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot decode: {err}") from err

@@ -106,11 +106,21 @@ class DistillConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_types()
         checks = [
             (self.steps > 0, "steps must be > 0"),
             (self.batch_size > 1, "batch_size must be > 1"),
             (self.accum >= 1, "accum must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
+            (self.min_lr >= 0, "min_lr must be >= 0"),
+            (self.warmup >= 0, "warmup must be >= 0"),
+            (self.group_size >= 1, "group_size must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.save_every >= 1, "save_every must be >= 1"),
+            (self.log_every >= 1, "log_every must be >= 1"),
+            (self.eval_every >= 0, "eval_every must be >= 0 (0: off)"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.workers >= 1, "workers must be >= 1"),
             (0 <= self.float_warmup < 1, "float_warmup is a fraction of the steps in [0, 1)"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
             (self.packing in ("base3", "2bit"), "packing must be base3 or 2bit"),
@@ -119,6 +129,21 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+
+    def _check_types(self) -> None:
+        """Values from a YAML/JSON file arrive untyped: ``steps: "10"`` is refused here, not mid-run."""
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,)}
+        for f in dataclasses.fields(self):
+            value, names = getattr(self, f.name), [n.strip() for n in str(f.type).split("|")]
+            if value is None and "None" in names:
+                continue
+            if isinstance(value, os.PathLike) and "str" in names:  # paths given as Path objects
+                value = os.fspath(value)
+                setattr(self, f.name, value)
+            allowed = tuple(t for n in names for t in kinds.get(n, ()))
+            wrong_bool = isinstance(value, bool) and bool not in allowed
+            if allowed and (not isinstance(value, allowed) or wrong_bool):
+                raise ValueError(f"setting {f.name} must be {' or '.join(names)}, got {value!r}")
 
     def training_values(self) -> dict:
         return {k: getattr(self, k) for k in TRAINING_KEYS}
@@ -140,7 +165,7 @@ class DistillConfig:
                 values = json.load(f)
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
-        values = {k.replace("-", "_"): v for k, v in values.items()}
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..quant import TernaryConfig, set_ternary_enabled, ternarize_, ternary_stats
 from ..runtime.tokenizer import ClipTokenizer
-from .checkpoint import CheckpointError, load_checkpoint, read_state, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_state, remove_stale_temp_files, save_checkpoint
 from .config import DistillConfig
 from .data import BatchStream, SyntheticSource, open_source
 from .losses import DistillLoss, LossWeights
@@ -103,35 +103,13 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoint.safetensors"
+        if self.rank == 0:
+            for stale in remove_stale_temp_files(self.checkpoint_path):
+                print(f"note: removed {stale}, left by a run that stopped while writing its checkpoint")
         resume_state = self._check_resume()
         # Open the data first: a wrong path fails in a second, not after loading a large teacher.
         source = open_source(config.data, config.seed, 224, config.image_key, config.caption_key)
-
-        if teacher is None and config.teacher:
-            teacher = load_clip(config.teacher, config.teacher_pretrained)
-        self.teacher = freeze(teacher).to(self.device) if teacher is not None else None
-        if student is None:
-            if self.teacher is None and not config.student:
-                raise ValueError("training needs a teacher or a student (--student)")
-            student = (
-                make_student(self.teacher, config.student, config.student_pretrained)
-                if config.student or self.teacher is None
-                else make_student(self.teacher)
-            )
-        for p in student.parameters():  # a copy of a frozen teacher arrives frozen
-            p.requires_grad_(True)
-        self.student = student.to(self.device).train()
-        if config.ternary:
-            ternarize_(
-                self.student,
-                TernaryConfig(
-                    rule=config.rule,
-                    granularity=config.granularity,
-                    group_size=config.group_size,
-                    scope=config.scope,
-                    embedding=config.embedding,
-                ),
-            )
+        self.teacher, self.student = self._models(teacher, student)
         self.projection = self._projection()
         self.pair = StudentPair(self.student, self.projection).to(self.device)
         self.model = nn.parallel.DistributedDataParallel(self.pair) if self.world > 1 else self.pair
@@ -153,19 +131,7 @@ class Trainer:
         if resume_state is not None:
             state = load_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer)
             self.step, position = state["step"], state["position"]
-        if isinstance(source, SyntheticSource) and source.world.image_size != self.preprocess.size:
-            source = SyntheticSource(self.preprocess.size, source.seed)
-        self.data = BatchStream(
-            source,
-            self.preprocess,
-            self.tokenizer,
-            config.batch_size,
-            self.rank,
-            self.world,
-            position,
-            config.workers,
-            **({"agree": _sum_across_ranks} if self.world > 1 else {}),
-        )
+        self.data = self._batches(source, position)
         self.history: list[dict] = []
         self.tokens = None
         if config.token_feature and self.teacher is not None:
@@ -188,6 +154,51 @@ class Trainer:
                 f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in differ.items())})"
             )
         return state
+
+    def _models(self, teacher: nn.Module | None, student: nn.Module | None) -> tuple[nn.Module | None, nn.Module]:
+        """The frozen teacher and the trainable (ternarized) student, on the device."""
+        config = self.config
+        if teacher is None and config.teacher:
+            teacher = load_clip(config.teacher, config.teacher_pretrained)
+        teacher = freeze(teacher).to(self.device) if teacher is not None else None
+        if student is None:
+            if teacher is None and not config.student:
+                raise ValueError("training needs a teacher or a student (--student)")
+            student = (
+                make_student(teacher, config.student, config.student_pretrained)
+                if config.student or teacher is None
+                else make_student(teacher)
+            )
+        for p in student.parameters():  # a copy of a frozen teacher arrives frozen
+            p.requires_grad_(True)
+        student = student.to(self.device).train()
+        if config.ternary:
+            ternary = TernaryConfig(
+                rule=config.rule,
+                granularity=config.granularity,
+                group_size=config.group_size,
+                scope=config.scope,
+                embedding=config.embedding,
+            )
+            ternarize_(student, ternary)
+        return teacher, student
+
+    def _batches(self, source, position: int) -> BatchStream:
+        if isinstance(source, SyntheticSource) and source.world.image_size != self.preprocess.size:
+            source = SyntheticSource(self.preprocess.size, source.seed)
+        agree = {"agree": _sum_across_ranks} if self.world > 1 else {}
+        config = self.config
+        return BatchStream(
+            source,
+            self.preprocess,
+            self.tokenizer,
+            config.batch_size,
+            self.rank,
+            self.world,
+            position,
+            config.workers,
+            **agree,
+        )
 
     def _projection(self) -> FeatureProjection | None:
         if self.teacher is None:
@@ -289,7 +300,7 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        log = open(self.out / "metrics.jsonl", "a") if self.rank == 0 else None
+        log = _metrics_log(self.out / "metrics.jsonl", self.step) if self.rank == 0 else None
         bar = tqdm(
             total=config.steps,
             initial=self.step,
@@ -357,6 +368,27 @@ class Trainer:
 
     def stats(self) -> dict:
         return ternary_stats(self.student)
+
+
+def _metrics_log(path: Path, step: int):
+    """``metrics.jsonl`` opened for appending after its lines up to ``step``.
+
+    Lines past ``step`` were logged after the checkpoint being resumed, and a line cut short by a
+    kill is not JSON: both go, so that a resumed run logs every step exactly once.
+    """
+    kept = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= step:
+                kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return open(path, "a", encoding="utf-8")
 
 
 def _init_distributed(config: DistillConfig) -> tuple[int, int]:

@@ -10,13 +10,16 @@
 - a ``.csv``/``.tsv`` with an image column and a caption column (retrieval); rows that repeat an
   image add captions to it.
 
-Images that fail to decode are counted in ``skipped`` and left out, never fatal.
+Images that fail to decode are counted in ``skipped`` and left out; a class left with no image at
+all is an error (:func:`check_every_class_kept`), not a silent candidate without examples.
+Templates may name ``{c}`` and nothing else (:func:`check_templates`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import string
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -99,10 +102,44 @@ def image_folder_set(root: str, classnames: str | None = None, templates: str | 
     empty = [f for i, f in enumerate(folders) if i not in set(labels)]
     if empty:
         raise DataError(f"{root}: class folder(s) without images: {empty}")
-    prompts = list(_read_list(templates, "templates")) if templates else list(DEFAULT_TEMPLATES)
-    if not all("{c}" in t for t in prompts):
-        raise DataError("every prompt template needs {c} where the class name goes")
+    prompts = _read_list(templates, "templates") if templates else list(DEFAULT_TEMPLATES)
+    check_templates(prompts, templates or "the default templates")
     return ClassificationSet(os.path.basename(os.path.normpath(root)), images, np.array(labels), names, prompts)
+
+
+def check_templates(templates, source: str) -> list[str]:
+    """Templates that ``t.format(c=name)`` fills: each a string with ``{c}`` and no other field."""
+    if not isinstance(templates, list) or not templates:
+        raise DataError(f"{source}: expected a non-empty list of prompt templates")
+    for t in templates:
+        if not isinstance(t, str):
+            raise DataError(f"{source}: template {t!r} is not a string")
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(t) if name is not None}
+        except ValueError as err:  # a lone { or }
+            raise DataError(
+                f"{source}: template {t!r} is not a format string ({err}); write {{{{ for a brace"
+            ) from None
+        if fields != {"c"}:
+            others = sorted(fields - {"c"})
+            raise DataError(
+                f"{source}: template {t!r} "
+                + (f"has field(s) {others}; " if others else "")
+                + "a template needs {c} where the class name goes and no other {field}"
+            )
+    return templates
+
+
+def check_every_class_kept(data: ClassificationSet, kept: np.ndarray) -> None:
+    """A ``DataError`` naming the classes none of whose images could be decoded."""
+    labels = np.asarray(data.labels)
+    present, listed = set(labels[np.asarray(kept, dtype=np.int64)].tolist()), set(labels.tolist())
+    lost = [name for i, name in enumerate(data.classnames) if i in listed and i not in present]
+    if lost:
+        raise DataError(
+            f"{data.name}: no image of class(es) {lost[:5]}{' ...' if len(lost) > 5 else ''} could be decoded; "
+            "fix or remove those class folders"
+        )
 
 
 def caption_file_set(path: str, image_key: str = "filepath", caption_key: str = "title") -> RetrievalSet:

@@ -24,6 +24,17 @@ def json_safe(value):
     return value
 
 
+def skipped_lines(results: list[dict]) -> list[str]:
+    """One line per data set that lost images (several models meet the same files: said once)."""
+    lines, seen = [], set()
+    for r in results:
+        counts = {k: v for k, v in (r.get("skipped") or {}).items() if v}
+        if counts and r["dataset"] not in seen:
+            seen.add(r["dataset"])
+            lines.append(f"{r['dataset']}: skipped {sum(counts.values())} images {counts}")
+    return lines
+
+
 def headline(result: dict) -> tuple[str, float]:
     m = result.get("metrics", {})
     if "acc1" in m:

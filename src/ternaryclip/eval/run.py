@@ -16,7 +16,7 @@ import numpy as np
 from ..data.images import model_pixels
 from ..protocols import Encoder
 from ..runtime.preprocess import Preprocess
-from .datasets import ClassificationSet, RetrievalSet
+from .datasets import ClassificationSet, RetrievalSet, check_every_class_kept, check_templates
 from .metrics import class_embeddings, classification_metrics, retrieval_metrics, zero_shot_prompts
 
 
@@ -69,7 +69,8 @@ def pixels_of(
     with ThreadPoolExecutor(workers) as pool:
         out = list(pool.map(one, images))
     kept = np.array([i for i, p in enumerate(out) if p is not None], dtype=np.int64)
-    skipped["cannot decode"] += len(images) - len(kept)
+    if len(images) > len(kept):
+        skipped["cannot decode"] += len(images) - len(kept)
     size = preprocess.size
     stacked = np.stack([out[i] for i in kept]) if len(kept) else np.zeros((0, 3, size, size), np.float32)
     return stacked.astype(np.float32, copy=False), kept
@@ -87,10 +88,15 @@ def _encode_images(model: LoadedModel, pixels: np.ndarray, batch_size: int, desc
 
 def evaluate_set(model: LoadedModel, data, batch_size: int = 64, progress: bool = True) -> dict:
     """One result (CLIP_benchmark's shape) for a ClassificationSet or RetrievalSet."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
     skipped = Counter(data.skipped)
     pixels, kept = pixels_of(data.images, model.preprocess, skipped)
     if not len(kept):
         raise ValueError(f"{data.name}: no image could be decoded")
+    if isinstance(data, ClassificationSet):
+        check_templates(data.templates, data.name)
+        check_every_class_kept(data, kept)
     images = _encode_images(model, pixels, batch_size, data.name, progress)
     if isinstance(data, ClassificationSet):
         prompts = zero_shot_prompts(data.classnames, data.templates)

@@ -6,6 +6,9 @@ Two ways in:
 - a plain float model whose selected weights are *already* ternary x scale (the public TernaryCLIP
   release stores them so): :func:`detect_ternary` recovers codes and scales exactly, row by row (or by
   groups); a weight that is not ternary is refused, unless ``quantize=RULE`` asks to ternarize it.
+  Scope ``auto`` instead packs exactly the weights that are ternary x scale and keeps the others
+  float (trainers often leave the patch convolution or the projections float); their names are
+  listed in the file's ``quantization.kept_float``.
 
 Both open_clip ``CLIP`` and Hugging Face ``CLIPModel`` are written with open_clip's parameter names
 (HF's separate q/k/v projections are stacked into ``in_proj_weight``), so one runtime graph and one
@@ -91,6 +94,33 @@ def _tensors_of_ternarized(model: nn.Module) -> tuple[dict, dict]:
         if name not in ternary:
             floats[name] = _to_numpy(param)
     return ternary, floats
+
+
+AUTO_SCOPE = "auto"
+
+
+def _tensors_of_detected(model: nn.Module, config: TernaryConfig) -> tuple[dict, dict, list[str]]:
+    """Scope ``auto``: every weight site (token embedding included) that is ternary x scale, and the rest."""
+    search = TernaryConfig(granularity=config.granularity, group_size=config.group_size, scope="all", embedding=True)
+    ternary, kept_float = {}, []
+    group = config.group_size if config.granularity == "group" else None
+    for site in select_sites(model, search):
+        param = getattr(site.module, site.param_name)
+        matrix = as_matrix(param.detach(), site.out_axis)
+        try:
+            codes, scales = detect_ternary(matrix, group)
+        except NotTernaryError:
+            kept_float.append(site.name)
+            continue
+        ternary[site.name] = _ternary_tensor(codes, scales, group or matrix.shape[1], param, site.out_axis, site.kind)
+    if not ternary:
+        raise NotTernaryError(
+            f"scope 'auto' found no weight that is ternary x scale ({config.granularity} scales) among "
+            f"{len(kept_float)} weights: pass --quantize RULE to ternarize a float model"
+            + (", or --granularity group --group-size N if it was trained with groups" if group is None else "")
+        )
+    floats = {name: _to_numpy(p) for name, p in model.named_parameters() if name not in ternary}
+    return ternary, floats, kept_float
 
 
 def _tensors_of_float(model: nn.Module, config: TernaryConfig, quantize: str | None) -> tuple[dict, dict]:
@@ -193,9 +223,17 @@ def tclip_from_model(
     """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights."""
     family = clip_family(model)
     arch = model_arch(model)
+    kept_float = None
     if any(True for _ in ternary_sites(model)):
         ternary, floats = _tensors_of_ternarized(model)
         config = getattr(model, "ternary_config", None) or config or TernaryConfig()
+    elif config is not None and config.scope == AUTO_SCOPE:
+        if quantize is not None:
+            raise ValueError(
+                "scope 'auto' packs the weights that are already ternary; with --quantize name the weights "
+                "to ternarize (--scope all, ffn or a regex)"
+            )
+        ternary, floats, kept_float = _tensors_of_detected(model, config)
     else:
         config = config or TernaryConfig()
         ternary, floats = _tensors_of_float(model, config, quantize)
@@ -209,7 +247,11 @@ def tclip_from_model(
             "context_length": arch.text.context_length,
             "vocab_size": arch.text.vocab_size,
         },
-        "quantization": {**config.to_dict(), "post_training_rule": quantize},
+        "quantization": {
+            **config.to_dict(),
+            "post_training_rule": quantize,
+            **({"kept_float": kept_float} if kept_float is not None else {}),
+        },
         "provenance": {
             "source_family": family,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
