@@ -6,6 +6,9 @@ import argparse
 import sys
 
 from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, stats
+from . import index as index_verb
+from . import search as search_verb
+from . import tag as tag_verb
 
 VERBS = {
     "stats": stats,
@@ -18,6 +21,9 @@ VERBS = {
     "report": report,
     "clip-benchmark": clip_benchmark,
     "quickstart": quickstart,
+    "index": index_verb,
+    "search": search_verb,
+    "tag": tag_verb,
 }
 
 
