@@ -92,6 +92,10 @@ class Searcher:
             raise ValueError(f"{image}: {err}") from None
         return self.by_vector(encoder.encode_pixels(encoder.preprocess(picture)[None])[0], k)
 
+    def count(self) -> int:
+        with self._lock:
+            return self.store.count()
+
     def thumbnail(self, photo_id: int) -> bytes | None:
         with self._lock:
             return self.store.thumbnail(photo_id)
