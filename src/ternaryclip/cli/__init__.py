@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, stats
+from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, serve, stats
 from . import index as index_verb
 from . import search as search_verb
 from . import tag as tag_verb
@@ -21,6 +21,7 @@ VERBS = {
     "report": report,
     "clip-benchmark": clip_benchmark,
     "quickstart": quickstart,
+    "serve": serve,
     "index": index_verb,
     "search": search_verb,
     "tag": tag_verb,

@@ -25,6 +25,16 @@ def class_embeddings(prompt_embeddings: np.ndarray) -> np.ndarray:
     return normalize(normalize(prompt_embeddings).mean(axis=1))
 
 
+def zero_shot_prompts(classnames: list[str], templates: list[str]) -> list[str]:
+    """Every template filled with every class name, class-major: reshape the embeddings to ``[classes, templates, dim]``."""
+    return [t.format(c=c) for c in classnames for t in templates]
+
+
+def zero_shot_logits(image_embeddings: np.ndarray, classifier: np.ndarray) -> np.ndarray:
+    """Cosine of each image with each class's zero-shot weights: ``[images, classes]``."""
+    return normalize(image_embeddings) @ classifier.T
+
+
 def top_k_accuracy(logits: np.ndarray, target: np.ndarray, k: int) -> float:
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     return float((top == target[:, None]).any(axis=1).mean())
@@ -37,7 +47,7 @@ def mean_per_class_recall(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def classification_metrics(image_embeddings: np.ndarray, classifier: np.ndarray, target: np.ndarray) -> dict:
-    logits = normalize(image_embeddings) @ classifier.T
+    logits = zero_shot_logits(image_embeddings, classifier)
     target = np.asarray(target)
     acc5 = top_k_accuracy(logits, target, 5) if classifier.shape[0] >= 5 else float("nan")
     return {

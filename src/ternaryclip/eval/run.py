@@ -16,7 +16,7 @@ import numpy as np
 from ..data.images import decode_rgb
 from ..runtime.preprocess import Preprocess
 from .datasets import ClassificationSet, RetrievalSet
-from .metrics import class_embeddings, classification_metrics, retrieval_metrics
+from .metrics import class_embeddings, classification_metrics, retrieval_metrics, zero_shot_prompts
 
 
 @dataclass
@@ -96,7 +96,7 @@ def evaluate_set(model: LoadedModel, data, batch_size: int = 64, progress: bool 
         raise ValueError(f"{data.name}: no image could be decoded")
     images = _encode_images(model, pixels, batch_size, data.name, progress)
     if isinstance(data, ClassificationSet):
-        prompts = [t.format(c=c) for c in data.classnames for t in data.templates]
+        prompts = zero_shot_prompts(data.classnames, data.templates)
         text = model.encoder.encode_text(prompts).reshape(len(data.classnames), len(data.templates), -1)
         metrics = classification_metrics(images, class_embeddings(text), np.asarray(data.labels)[kept])
         task = "zeroshot_classification"

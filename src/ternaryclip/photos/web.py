@@ -7,14 +7,20 @@ original is served only by its database id, so no path from a request ever reach
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+import numpy as np
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from .encoder import file_id
 from .search import Hit, Searcher
+from .store import PhotoStore
 
 STATIC = Path(__file__).parent / "static"
 MAX_K = 200
@@ -39,15 +45,27 @@ def _k(request: Request) -> int:
     return k
 
 
+async def _query_vector(request: Request, searcher: Searcher, text: str) -> np.ndarray:
+    """The text's embedding from the server's batched default model (or the searcher's own encoder)."""
+    if not text.strip():
+        raise ValueError("the search text is empty")
+    service = getattr(request.app.state, "service", None)
+    if service is not None:
+        return (await service.embed_texts([text]))[0]
+    return (await run_in_threadpool(searcher._need_encoder().encode_texts, [text]))[0]
+
+
 def photo_routes(searcher: Searcher) -> list:
-    """The page's routes for one database; a server adds them to its own."""
+    """The page's routes for one database; a server adds them to its own (``create_app(extra_routes=...)``)."""
 
     def results(hits: list[Hit]) -> JSONResponse:
         return JSONResponse({"results": [_hit_json(h) for h in hits]})
 
-    def search(request: Request) -> Response:
+    async def search(request: Request) -> Response:
         try:
-            return results(searcher.by_text(request.query_params.get("q", ""), _k(request)))
+            k = _k(request)
+            query = await _query_vector(request, searcher, request.query_params.get("q", ""))
+            return results(await run_in_threadpool(searcher.by_vector, query, k))
         except ValueError as err:
             return JSONResponse({"error": str(err)}, status_code=400)
 
@@ -85,14 +103,11 @@ def photo_routes(searcher: Searcher) -> list:
     ]
 
 
-def create_photo_app(db: str, model: str, threads: int | None = None):
-    """A server for the page alone (``ternaryclip serve --db`` adds the same routes to the model server)."""
-    from starlette.applications import Starlette
-
-    from .encoder import RuntimeEncoder
-    from .store import PhotoStore
-
+def photo_routes_for(db: str | os.PathLike, model_path: str | os.PathLike) -> list:
+    """Routes for ``ternaryclip serve MODEL --db DB``: the database must have been indexed with MODEL."""
     store = PhotoStore(db, readonly=True)
-    searcher = Searcher(store, RuntimeEncoder(model, threads=threads))
-    routes = [Route("/", lambda request: RedirectResponse("/photos/")), *photo_routes(searcher)]
-    return Starlette(routes=routes, on_shutdown=[store.close])
+    stored = store.get_meta("model")
+    model_id = file_id(model_path)
+    if stored is not None and json.loads(stored)["id"] != model_id:
+        raise ValueError(f"{db} was indexed with {json.loads(stored)['id']}, not {model_id}: serve that model")
+    return photo_routes(Searcher(store))

@@ -26,7 +26,7 @@ function show(results, what) {
       item.title = label.score.toFixed(3);
       labels.appendChild(item);
     }
-    card.querySelector(".like").addEventListener("click", () => load(`api/like/${hit.id}`, `photos like ${hit.name}`));
+    card.querySelector(".like").addEventListener("click", () => load(`api/like/${hit.id}`, `like ${hit.name}`));
     grid.appendChild(card);
   }
   status.textContent = `${results.length} photos ${what}`;
