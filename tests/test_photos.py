@@ -261,3 +261,25 @@ def test_photo_tools_never_import_torch(tiny_tclip, tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_ray_data_shards_import_into_the_same_database(tiny_tclip, tmp_path):
+    ray = pytest.importorskip("ray")
+    from ternaryclip.photos.ray_embed import embed_with_ray
+
+    paths = write_photos(tmp_path / "pics", n=7, corrupt=1)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        assert embed_with_ray(tmp_path / "pics", tiny_tclip, tmp_path / "shards", batch_size=3) == 8
+    finally:
+        ray.shutdown()
+    db = str(tmp_path / "p.db")
+    assert main(["index", "--import", str(tmp_path / "shards"), "--db", db]) == 0
+    with PhotoStore(db) as store:
+        ids, vectors = store.embeddings()
+        stored = dict(zip((store.path_of(int(i)) for i in ids), vectors))
+        assert [os.path.basename(p) for p, _ in store.failures()] == ["broken0.jpg"]
+        # the import counts as indexing: a local rerun with the same model has nothing left to embed
+        rerun = index_folder(tmp_path / "pics", store, RuntimeEncoder(tiny_tclip), progress=False)
+    assert (rerun.embedded, rerun.unchanged) == (0, 8)
+    np.testing.assert_allclose(np.stack([stored[p] for p in paths]), reference_vectors(tiny_tclip, paths), atol=1e-6)
