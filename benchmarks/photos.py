@@ -109,7 +109,7 @@ def latency(search, queries: np.ndarray) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
 
 
-def search_latency(folder: Path, n: int, dim: int, n_queries: int) -> dict:
+def search_latency(folder: Path, n: int, dim: int, n_queries: int, hnsw: bool) -> dict:
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -127,10 +127,11 @@ def search_latency(folder: Path, n: int, dim: int, n_queries: int) -> dict:
         searcher.by_vector(queries[0], 10)  # reads the matrix once
         out["exact_first_query_ms"] = (time.perf_counter() - start) * 1000
         out["exact"] = latency(lambda q: searcher.by_vector(q, 10), queries)
-    try:
-        from usearch.index import Index
-    except ImportError:
+    print(json.dumps(out), flush=True)
+    if not hnsw:
         return out
+    from usearch.index import Index
+
     index = Index(ndim=dim, metric="cos", dtype="f32")
     start = time.perf_counter()
     index.add(np.arange(n), vectors)
@@ -142,6 +143,35 @@ def search_latency(folder: Path, n: int, dim: int, n_queries: int) -> dict:
     return out
 
 
+def index_section(tmp: Path, model: str, threads: int, repeats: int) -> dict:
+    folder = tmp / "photos"
+    folder.mkdir()
+    truth = write_world(folder)
+    ternary = RuntimeEncoder(model, threads=threads)
+    encoders = {"ternary": ternary, "teacher": OpenClipEncoder(threads, ternary.preprocess)}
+    runs, dbs = index_runs(folder, encoders, repeats)
+    results = {"files": len(truth) + 20, "photos": len(truth), "model": model, "engines": {}}
+    for name, run in runs.items():
+        report, db = run["report"], dbs[name]
+        with PhotoStore(db, readonly=True) as store:
+            thumbs = store.db.execute("SELECT avg(length(thumbnail)) FROM photos").fetchone()[0]
+        size = db.stat().st_size
+        results["engines"][name] = {
+            "index_s_median": statistics.median(run["seconds"]),
+            "index_s": run["seconds"],
+            "images_per_s": len(truth) / statistics.median(run["seconds"]),
+            "embedded": report.embedded,
+            "unreadable": len(report.failed),
+            "db_bytes": size,
+            "db_mb_per_10k": size / report.embedded * 10_000 / 1e6,
+            "thumbnail_bytes_mean": thumbs,
+            **precision_at_10(db, encoders[name], truth),
+        }
+    e = results["engines"]
+    results["index_speed_ratio_ternary_vs_teacher"] = e["ternary"]["images_per_s"] / e["teacher"]["images_per_s"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="the ternary .tclip (of the bundled teacher's architecture)")
@@ -149,36 +179,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--usearch", action="store_true", help="also time usearch's HNSW index (slow to build)")
+    parser.add_argument("--skip-index", action="store_true", help="only the search latency")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
+    results = {"threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "photos"
-        folder.mkdir()
-        truth = write_world(folder)
-        ternary = RuntimeEncoder(args.model, threads=args.threads)
-        encoders = {"ternary": ternary, "teacher": OpenClipEncoder(args.threads, ternary.preprocess)}
-        runs, dbs = index_runs(folder, encoders, args.repeats)
-        results = {"photos": len(truth), "model": args.model, "threads": args.threads, "engines": {}}
-        for name, run in runs.items():
-            report, db = run["report"], dbs[name]
-            with PhotoStore(db, readonly=True) as store:
-                thumbs = store.db.execute("SELECT avg(length(thumbnail)) FROM photos").fetchone()[0]
-            size = db.stat().st_size
-            results["engines"][name] = {
-                "index_s_median": statistics.median(run["seconds"]),
-                "index_s": run["seconds"],
-                "images_per_s": len(truth) / statistics.median(run["seconds"]),
-                "embedded": report.embedded,
-                "unreadable": len(report.failed),
-                "db_bytes": size,
-                "db_mb_per_10k": size / report.embedded * 10_000 / 1e6,
-                "thumbnail_bytes_mean": thumbs,
-                **precision_at_10(db, encoders[name], truth),
-            }
-        e = results["engines"]
-        results["index_speed_ratio_ternary_vs_teacher"] = e["ternary"]["images_per_s"] / e["teacher"]["images_per_s"]
-        results["latency"] = [search_latency(Path(tmp), args.latency_vectors, d, args.queries) for d in (128, 512)]
+        if not args.skip_index:
+            results.update(index_section(Path(tmp), args.model, args.threads, args.repeats))
+            print(json.dumps(results, indent=1), flush=True)
+        results["latency"] = [
+            search_latency(Path(tmp), args.latency_vectors, d, args.queries, args.usearch) for d in (128, 512)
+        ]
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -232,6 +232,7 @@ def test_cli_index_search_tag(tiny_tclip, tmp_path, capsys):
     "argv, message",
     [
         (["search", "x", "--db", "{tmp}/missing.db", "--model", "{model}"], "no photo database"),
+        (["serve", "{model}", "--db", "{tmp}/missing.db", "--port", "1"], "no photo database"),
         (["search", "--db", "{tmp}/p.db", "--model", "{model}"], "give a query text or --image"),
         (["index", "{tmp}/nowhere", "--model", "{model}", "--db", "{tmp}/p.db"], "no such folder"),
         (["tag", "--db", "{tmp}/p.db", "--model", "{model}", "--labels", "{tmp}/empty.txt"], "no labels"),
