@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--usearch", action="store_true", help="also time usearch's HNSW index (slow to build)")
     parser.add_argument("--skip-index", action="store_true", help="only the search latency")
+    parser.add_argument("--skip-latency", action="store_true", help="only quality, index speed and size")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -189,9 +190,10 @@ def main() -> None:
         if not args.skip_index:
             results.update(index_section(Path(tmp), args.model, args.threads, args.repeats))
             print(json.dumps(results, indent=1), flush=True)
-        results["latency"] = [
-            search_latency(Path(tmp), args.latency_vectors, d, args.queries, args.usearch) for d in (128, 512)
-        ]
+        if not args.skip_latency:
+            results["latency"] = [
+                search_latency(Path(tmp), args.latency_vectors, d, args.queries, args.usearch) for d in (128, 512)
+            ]
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
