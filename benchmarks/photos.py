@@ -143,12 +143,14 @@ def search_latency(folder: Path, n: int, dim: int, n_queries: int, hnsw: bool) -
     return out
 
 
-def index_section(tmp: Path, model: str, threads: int, repeats: int) -> dict:
+def index_section(tmp: Path, model: str, threads: int, repeats: int, with_teacher: bool = True) -> dict:
     folder = tmp / "photos"
     folder.mkdir()
     truth = write_world(folder)
     ternary = RuntimeEncoder(model, threads=threads)
-    encoders = {"ternary": ternary, "teacher": OpenClipEncoder(threads, ternary.preprocess)}
+    encoders = {"ternary": ternary}
+    if with_teacher:
+        encoders["teacher"] = OpenClipEncoder(threads, ternary.preprocess)
     runs, dbs = index_runs(folder, encoders, repeats)
     results = {"files": len(truth) + 20, "photos": len(truth), "model": model, "engines": {}}
     for name, run in runs.items():
@@ -168,7 +170,8 @@ def index_section(tmp: Path, model: str, threads: int, repeats: int) -> dict:
             **precision_at_10(db, encoders[name], truth),
         }
     e = results["engines"]
-    results["index_speed_ratio_ternary_vs_teacher"] = e["ternary"]["images_per_s"] / e["teacher"]["images_per_s"]
+    if with_teacher:
+        results["index_speed_ratio_ternary_vs_teacher"] = e["ternary"]["images_per_s"] / e["teacher"]["images_per_s"]
     return results
 
 
@@ -181,6 +184,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--usearch", action="store_true", help="also time usearch's HNSW index (slow to build)")
     parser.add_argument("--skip-index", action="store_true", help="only the search latency")
+    parser.add_argument("--no-teacher", action="store_true", help="index with the ternary model only")
     parser.add_argument("--skip-latency", action="store_true", help="only quality, index speed and size")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
@@ -188,7 +192,7 @@ def main() -> None:
     results = {"threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_index:
-            results.update(index_section(Path(tmp), args.model, args.threads, args.repeats))
+            results.update(index_section(Path(tmp), args.model, args.threads, args.repeats, not args.no_teacher))
             print(json.dumps(results, indent=1), flush=True)
         if not args.skip_latency:
             results["latency"] = [
