@@ -8,6 +8,9 @@ import sys
 
 from .._version import __version__
 from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, serve, stats
+from . import index as index_verb
+from . import search as search_verb
+from . import tag as tag_verb
 
 VERBS = {
     "stats": stats,
@@ -21,6 +24,9 @@ VERBS = {
     "clip-benchmark": clip_benchmark,
     "quickstart": quickstart,
     "serve": serve,
+    "index": index_verb,
+    "search": search_verb,
+    "tag": tag_verb,
 }
 
 

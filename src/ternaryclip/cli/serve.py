@@ -27,6 +27,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image in pixels (400 beyond)")
     p.add_argument("--timeout-s", type=float, default=30.0, help="per-request time limit (504 beyond)")
     p.add_argument("--decode-workers", type=int, default=2, help="threads decoding images")
+    p.add_argument("--db", help="photo database from `ternaryclip index`: also serve the search page at /photos/")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -75,6 +76,10 @@ def run(args: argparse.Namespace, extra_routes=()) -> int:
 
     settings = settings_from(args)
     paths = model_paths(args)
+    if getattr(args, "db", None):  # the photo search page, on the default model
+        from ..photos.web import photo_routes_for
+
+        extra_routes = [*extra_routes, *photo_routes_for(args.db, next(iter(paths.values())))]
     models = {name: load(path, mode=args.mode, threads=args.threads) for name, path in paths.items()}
     app = create_app(models, settings, extra_routes=extra_routes)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port} (mode {args.mode})", flush=True)

@@ -1,0 +1,207 @@
+"""Photo search: quality and index speed on the synthetic world, database size, search latency at 100k.
+
+    python benchmarks/photos.py --model student.tclip --json benchmarks/photos.json
+
+1. 500 synthetic photos (400 of seen shape-colour pairs, 100 of held-out pairs) and 20 corrupt files
+   are indexed twice through the same pipeline (decode, preprocess, thumbnail, embed, SQLite): once
+   with the ternary ``.tclip`` (torch-free runtime) and once with the bundled float teacher (open_clip
+   fp32).  For every (colour, shape) pair the query "a picture of {colour} {shapes}" is searched;
+   precision@10 counts results that have that colour and shape.  Index runs alternate, median of
+   ``--repeats``.
+2. Database size per 10,000 photos, from the indexed database.
+3. Search latency at 100,000 random unit vectors: exact search as shipped (NumPy over the
+   embedding matrix read from SQLite), and usearch's HNSW index when installed (with its recall@10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ternaryclip.data.synthetic import COLOURS, SHAPE_PLURALS, SHAPES, SyntheticWorld
+from ternaryclip.photos import PhotoRecord, PhotoStore, RuntimeEncoder, Searcher, index_folder
+
+
+class OpenClipEncoder:
+    """The bundled float teacher (open_clip, fp32, torch) behind the photo pipeline's encoder interface."""
+
+    def __init__(self, threads: int, preprocess):
+        import torch
+
+        from ternaryclip.assets import TEACHER_WEIGHTS, bundled_teacher
+        from ternaryclip.photos.encoder import file_id
+        from ternaryclip.runtime import ClipTokenizer
+
+        torch.set_num_threads(threads)
+        self.torch, self.model = torch, bundled_teacher()
+        self.model_id, self.dim = "teacher-fp32:" + file_id(TEACHER_WEIGHTS), self.model.text_projection.shape[1]
+        self.preprocess = preprocess  # the .tclip's, equal to open_clip's eval transform
+        self.tokenize = ClipTokenizer(self.model.context_length)
+
+    def _unit(self, x) -> np.ndarray:
+        x = x.float().numpy()
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self._unit(self.model.encode_image(self.torch.from_numpy(pixels)))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        with self.torch.inference_mode():
+            return self._unit(self.model.encode_text(self.torch.from_numpy(self.tokenize(texts)).long()))
+
+
+def write_world(folder: Path, n_seen: int = 400, n_heldout: int = 100, corrupt: int = 20) -> dict[str, tuple]:
+    """Photos on disk and their (shape, colour) names by absolute path."""
+    world, truth = SyntheticWorld(), {}
+    for split, n, seed in (("seen", n_seen, 1), ("heldout", n_heldout, 2)):
+        batch = world.sample(n, seed=seed, split=split)
+        for i, image in enumerate(batch.images):
+            path = (folder / f"{split}-{i:04d}.png").resolve()
+            Image.fromarray(image).save(path)
+            shape, colour = SHAPES[batch.labels["shape"][i]], list(COLOURS)[batch.labels["colour"][i]]
+            truth[str(path)] = (shape, colour, split)
+    for j in range(corrupt):
+        (folder / f"corrupt-{j:02d}.jpg").write_bytes(os.urandom(64 + 50 * j))
+    return truth
+
+
+def precision_at_10(db: Path, encoder, truth: dict[str, tuple]) -> dict[str, float]:
+    with PhotoStore(db, readonly=True) as store:
+        searcher = Searcher(store, encoder)
+        per_split: dict[str, list[float]] = {"seen": [], "heldout": []}
+        pairs = {(s, c, split) for s, c, split in truth.values()}
+        for shape, colour, split in sorted(pairs):
+            hits = searcher.by_text(f"a picture of {colour} {SHAPE_PLURALS[shape]}", k=10)
+            per_split[split].append(np.mean([truth[h.path][:2] == (shape, colour) for h in hits]))
+    every = per_split["seen"] + per_split["heldout"]
+    return {"p@10": float(np.mean(every)), **{f"p@10_{k}": float(np.mean(v)) for k, v in per_split.items()}}
+
+
+def index_runs(folder: Path, encoders: dict, repeats: int) -> tuple[dict, dict]:
+    """Alternating index runs into fresh databases; returns seconds per engine and the last databases."""
+    seconds, dbs, reports = {name: [] for name in encoders}, {}, {}
+    for r in range(repeats):
+        for name, encoder in encoders.items():
+            db = folder.parent / f"{name}-{r}.db"
+            with PhotoStore(db) as store:
+                start = time.perf_counter()
+                reports[name] = index_folder(folder, store, encoder, batch_size=32, progress=False)
+                seconds[name].append(time.perf_counter() - start)
+            dbs[name] = db
+    return {n: {"seconds": s, "report": reports[n]} for n, s in seconds.items()}, dbs
+
+
+def latency(search, queries: np.ndarray) -> dict[str, float]:
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        search(q)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def search_latency(folder: Path, n: int, dim: int, n_queries: int, hnsw: bool) -> dict:
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[rng.integers(n, size=n_queries)] + 0.1 * rng.standard_normal((n_queries, dim), dtype=np.float32)
+    db = folder / f"latency-{dim}.db"
+    with PhotoStore(db) as store:
+        for start in range(0, n, 10_000):
+            store.add_batch(
+                [PhotoRecord(f"/p/{i}.jpg", 1, 1.0, 1, 1, None, vectors[i]) for i in range(start, start + 10_000)], []
+            )
+    out = {"vectors": n, "dim": dim}
+    with PhotoStore(db, readonly=True) as store:
+        searcher = Searcher(store)
+        start = time.perf_counter()
+        searcher.by_vector(queries[0], 10)  # reads the matrix once
+        out["exact_first_query_ms"] = (time.perf_counter() - start) * 1000
+        out["exact"] = latency(lambda q: searcher.by_vector(q, 10), queries)
+    print(json.dumps(out), flush=True)
+    if not hnsw:
+        return out
+    from usearch.index import Index
+
+    index = Index(ndim=dim, metric="cos", dtype="f32")
+    start = time.perf_counter()
+    index.add(np.arange(n), vectors)
+    out["usearch_build_s"] = time.perf_counter() - start
+    out["usearch"] = latency(lambda q: index.search(q, 10), queries)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    found = [len(set(index.search(q, 10).keys.tolist()) & set(e.tolist())) / 10 for q, e in zip(queries, exact)]
+    out["usearch_recall@10"] = float(np.mean(found))
+    return out
+
+
+def index_section(tmp: Path, model: str, threads: int, repeats: int, with_teacher: bool = True) -> dict:
+    folder = tmp / "photos"
+    folder.mkdir()
+    truth = write_world(folder)
+    ternary = RuntimeEncoder(model, threads=threads)
+    encoders = {"ternary": ternary}
+    if with_teacher:
+        encoders["teacher"] = OpenClipEncoder(threads, ternary.preprocess)
+    runs, dbs = index_runs(folder, encoders, repeats)
+    results = {"files": len(truth) + 20, "photos": len(truth), "model": model, "engines": {}}
+    for name, run in runs.items():
+        report, db = run["report"], dbs[name]
+        with PhotoStore(db, readonly=True) as store:
+            thumbs = store.db.execute("SELECT avg(length(thumbnail)) FROM photos").fetchone()[0]
+        size = db.stat().st_size
+        results["engines"][name] = {
+            "index_s_median": statistics.median(run["seconds"]),
+            "index_s": run["seconds"],
+            "images_per_s": len(truth) / statistics.median(run["seconds"]),
+            "embedded": report.embedded,
+            "unreadable": len(report.failed),
+            "db_bytes": size,
+            "db_mb_per_10k": size / report.embedded * 10_000 / 1e6,
+            "thumbnail_bytes_mean": thumbs,
+            **precision_at_10(db, encoders[name], truth),
+        }
+    e = results["engines"]
+    if with_teacher:
+        results["index_speed_ratio_ternary_vs_teacher"] = e["ternary"]["images_per_s"] / e["teacher"]["images_per_s"]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="the ternary .tclip (of the bundled teacher's architecture)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-vectors", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--usearch", action="store_true", help="also time usearch's HNSW index (slow to build)")
+    parser.add_argument("--skip-index", action="store_true", help="only the search latency")
+    parser.add_argument("--no-teacher", action="store_true", help="index with the ternary model only")
+    parser.add_argument("--skip-latency", action="store_true", help="only quality, index speed and size")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+
+    results = {"threads": args.threads}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_index:
+            results.update(index_section(Path(tmp), args.model, args.threads, args.repeats, not args.no_teacher))
+            print(json.dumps(results, indent=1), flush=True)
+        if not args.skip_latency:
+            results["latency"] = [
+                search_latency(Path(tmp), args.latency_vectors, d, args.queries, args.usearch) for d in (128, 512)
+            ]
+    print(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
