@@ -13,6 +13,7 @@ SMOKE=0; [ "${1:-}" = "--smoke" ] && SMOKE=1
 OUT=${OUT:?set OUT to the folder that receives the results}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+export PIP_BREAK_SYSTEM_PACKAGES=1 PYTHONUNBUFFERED=1
 WORK=$(mktemp -d); RES=$WORK/results; LOGS=$RES/logs; mkdir -p "$LOGS"
 START=$(date +%s)
 note() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOGS/run_all.log"; }
@@ -33,7 +34,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if [ $SMOKE = 0 ]; then
-  if timeout 120 $PY -m pip install --no-build-isolation --no-deps --no-index --target "$WORK/pkg" . >> "$LOGS/install.log" 2>&1; then
+  if timeout 180 $PY -m pip install --no-build-isolation --no-deps --no-index --target "$WORK/pkg" . >> "$LOGS/install.log" 2>&1; then
     export PYTHONPATH="$WORK/pkg:$PYTHONPATH"
   else
     note "package build failed or timed out; using src/"; export PYTHONPATH="$PWD/src:$PYTHONPATH"
@@ -48,28 +49,28 @@ note "installed"
 if [ $SMOKE = 1 ]; then
   A_CAP=900; B_CAP=900; C_CAP=900; TL=60; SEEDS="0 1"; SHARDS=1; RECIPES="patch4-colourfree"; FLAG=--smoke; CLI_STEPS=2; CLI_ARGS="--teacher bundled --batch-size 8"
 else
-  A_CAP=220; B_CAP=350; C_CAP=350; TL=280; SEEDS="0 1 2 3 4"; SHARDS=4; FLAG=
-  RECIPES="base patch4 wide colourfree patch4-colourfree wide-patch4-colourfree"
+  A_CAP=200; B_CAP=330; C_CAP=330; TL=265; SEEDS="0 1 2 3 4"; SHARDS=3; FLAG=
+  RECIPES="base patch4 colourfree patch4-colourfree wide-patch4-colourfree"
   CLI_STEPS=25; CLI_ARGS="--teacher ViT-B-16 --batch-size 256 --workers 8"
 fi
 
 ( # a: step time on the GPU, then a real `ternaryclip distill` run with the 224 px data pipeline
-  timeout $A_CAP $PY scripts/gpu/step_bench.py $FLAG --threads 4 --json "$RES/a_step.json" > "$LOGS/a_step.log" 2>&1
+  timeout $A_CAP $PY scripts/gpu/step_bench.py $FLAG --threads 2 --json "$RES/a_step.json" > "$LOGS/a_step.log" 2>&1
   echo "a_step rc=$?" >> "$LOGS/rc.txt"
-  timeout 120 $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
+  timeout 110 $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
     --no-progress --fused-adamw --out "$WORK/a_cli" > "$LOGS/a_cli.log" 2>&1
   echo "a_cli rc=$?" >> "$LOGS/rc.txt"; cp "$WORK/a_cli/metrics.jsonl" "$RES/a_cli_metrics.jsonl" 2>/dev/null
   grep -h "" "$LOGS/a_step.log" | grep -E "batch|no batch|Error" > "$LOGS/summary-a.txt"
 ) &
 for r in $RECIPES; do ( # b: teacher recipes
-  timeout $B_CAP $PY scripts/train_teacher.py --recipe "$r" $FLAG --time-limit $TL --threads 2 --workers 2 \
+  timeout $B_CAP $PY scripts/train_teacher.py --recipe "$r" $FLAG --time-limit $TL --threads 1 --workers 2 \
     --out "$WORK/teacher-$r" > "$LOGS/b_$r.log" 2>&1
   echo "b_$r rc=$?" >> "$LOGS/rc.txt"; mkdir -p "$RES/teacher-$r"
   cp "$WORK/teacher-$r"/{curve.json,summary.json,best-metrics.json,synth-clip-variant.json} "$RES/teacher-$r/" 2>/dev/null
   tail -1 "$LOGS/b_$r.log" > "$LOGS/summary-b-$r.txt"
 ) & done
 for i in $(seq 0 $((SHARDS - 1))); do ( # c: seeded ablation, sharded
-  timeout $C_CAP $PY benchmarks/distill_seeds.py $FLAG --seeds $SEEDS --shard $i/$SHARDS --threads 2 --workers 2 \
+  timeout $C_CAP $PY benchmarks/distill_seeds.py $FLAG --seeds $SEEDS --shard $i/$SHARDS --threads 1 --workers 2 \
     --json "$RES/c_seeds_$i.json" > "$LOGS/c_seeds_$i.log" 2>&1
   echo "c_seeds_$i rc=$?" >> "$LOGS/rc.txt"
 ) & done
