@@ -27,6 +27,11 @@ pack() {  # everything gathered so far, also when a part ran over its cap
 trap pack EXIT
 trap "exit 143" TERM INT
 
+# cmake and ninja as pip installs them: their scripts folder, where the build backend looks for them
+TOOLS=$($PY -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+CMAKE_DIR=$($PY -c 'import cmake; print(cmake.CMAKE_BIN_DIR)' 2>/dev/null)
+export PATH="${CMAKE_DIR:+$CMAKE_DIR:}${TOOLS:+$TOOLS:}$PATH"
+
 # ---- 1. wheels and our package (the build falls back to the sources: training needs no kernels)
 if ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install --no-deps --no-index --target "$WORK/site" .whl/*.whl > "$LOGS/install.log" 2>&1 \
@@ -47,17 +52,17 @@ note "installed"
 
 # ---- 2. the parts, in parallel
 if [ $SMOKE = 1 ]; then
-  A_CAP=900; B_CAP=900; C_CAP=900; TL=60; SEEDS="0 1"; SHARDS=1; RECIPES="patch4-colourfree"; FLAG=--smoke; CLI_STEPS=2; CLI_ARGS="--teacher bundled --batch-size 8"
+  A_CAP=900; B_CAP=900; C_CAP=900; TL=60; SEEDS="0 1"; SHARDS=1; RECIPES="patch4-colourfree"; FLAG=--smoke; CLI_STEPS=2; CLI_CAP=900; CLI_ARGS="--teacher bundled --batch-size 8"
 else
   A_CAP=200; B_CAP=330; C_CAP=330; TL=265; SEEDS="0 1 2 3 4"; SHARDS=3; FLAG=
   RECIPES="base patch4 colourfree patch4-colourfree wide-patch4-colourfree"
-  CLI_STEPS=25; CLI_ARGS="--teacher ViT-B-16 --batch-size 256 --workers 8"
+  CLI_STEPS=25; CLI_CAP=110; CLI_ARGS="--teacher ViT-B-16 --batch-size 256 --workers 8"
 fi
 
 ( # a: step time on the GPU, then a real `ternaryclip distill` run with the 224 px data pipeline
   timeout $A_CAP $PY scripts/gpu/step_bench.py $FLAG --threads 2 --json "$RES/a_step.json" > "$LOGS/a_step.log" 2>&1
   echo "a_step rc=$?" >> "$LOGS/rc.txt"
-  timeout 110 $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
+  timeout $CLI_CAP $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
     --no-progress --fused-adamw --out "$WORK/a_cli" > "$LOGS/a_cli.log" 2>&1
   echo "a_cli rc=$?" >> "$LOGS/rc.txt"; cp "$WORK/a_cli/metrics.jsonl" "$RES/a_cli_metrics.jsonl" 2>/dev/null
   grep -h "" "$LOGS/a_step.log" | grep -E "batch|no batch|Error" > "$LOGS/summary-a.txt"
