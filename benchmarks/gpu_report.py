@@ -119,6 +119,21 @@ def seeds_section(results: Path, out: Path) -> list[str]:
     return [table, "![seeded ablation](distill_seeds.png)", ""]
 
 
+def merge_teacher(folder: Path, out: Path) -> Path | None:
+    """The best teacher's two weight files (each under the 16 MB a result file may have) as one."""
+    parts = [folder / f"teacher-best-{p}.safetensors" for p in ("embedding", "rest")]
+    if not all(p.is_file() for p in parts):
+        return None
+    from safetensors.numpy import load_file, save_file
+
+    state = {**load_file(str(parts[0])), **load_file(str(parts[1]))}
+    target = out / "teacher-best.safetensors"
+    save_file(state, str(target))
+    if (folder / "teacher-best-config.json").resolve() != (out / "teacher-best-config.json").resolve():
+        shutil.copy(folder / "teacher-best-config.json", out / "teacher-best-config.json")
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="the folder run_all.sh wrote ($OUT)")
@@ -132,6 +147,12 @@ def main() -> None:
     lines += ["### Teacher recipes (issue 19.2)", "", *teacher_section(results, out)]
     lines += ["![teacher curves](teacher_curves.png)", ""]
     lines += ["### Seeded ablation (issue 18)", "", *seeds_section(results, out)]
+    teacher = merge_teacher(Path(args.folder), out)
+    if teacher:
+        lines += [
+            f"Best teacher: `{teacher}` ({teacher.stat().st_size / 1e6:.1f} MB fp16) with its config beside it.",
+            "",
+        ]
     (out / "gpu_report.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -6,7 +6,8 @@
 #   OUT=/tmp/gpu-smoke bash scripts/gpu/run_all.sh --smoke   # CPU check of every path, tiny sizes
 #
 # Wheels missing on the machine are installed from .whl/ if present.  Results: $OUT/results.tar.gz
-# (JSON, curves, logs), $OUT/summary.txt, and the best teacher's weights $OUT/teacher-best.safetensors.
+# (JSON, curves, logs), $OUT/summary.txt, and the best teacher's fp16 weights in two files
+# (teacher-best-embedding / teacher-best-rest .safetensors, + teacher-best-config.json).
 # Turn them into markdown + PNGs with: python benchmarks/gpu_report.py DIR (DIR holding those files).
 set -u
 SMOKE=0; [ "${1:-}" = "--smoke" ] && SMOKE=1
@@ -20,7 +21,17 @@ note() { echo "[$(( $(date +%s) - START ))s] $*" | tee -a "$LOGS/run_all.log"; }
 
 pack() {  # everything gathered so far, also when a part ran over its cap
   note "packing"
-  [ -n "${BEST:-}" ] && [ -f "$BEST" ] && cp "$BEST" "$OUT/teacher-best.safetensors" && cp "${BEST%/*}/best-config.json" "$OUT/teacher-best-config.json"
+  if [ -n "${BEST:-}" ] && [ -f "$BEST" ]; then  # files come back up to 16 MB: the token embedding apart
+    cp "${BEST%/*}/best-config.json" "$OUT/teacher-best-config.json"
+    $PY - "$BEST" "$OUT" <<'PY'
+import sys
+from safetensors.torch import load_file, save_file
+state = load_file(sys.argv[1])
+embedding = {k: v for k, v in state.items() if k == "token_embedding.weight"}
+save_file(embedding, f"{sys.argv[2]}/teacher-best-embedding.safetensors")
+save_file({k: v for k, v in state.items() if k not in embedding}, f"{sys.argv[2]}/teacher-best-rest.safetensors")
+PY
+  fi
   grep -h "" "$LOGS"/summary-*.txt > "$OUT/summary.txt" 2>/dev/null
   tar -czf "$OUT/results.tar.gz" -C "$WORK" results
 }
