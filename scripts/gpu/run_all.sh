@@ -23,14 +23,12 @@ pack() {  # everything gathered so far, also when a part ran over its cap
   note "packing"
   if [ -n "${BEST:-}" ] && [ -f "$BEST" ]; then  # files come back up to 16 MB: the token embedding apart
     cp "${BEST%/*}/best-config.json" "$OUT/teacher-best-config.json"
-    $PY - "$BEST" "$OUT" <<'PY'
-import sys
-from safetensors.torch import load_file, save_file
+    $PY -c 'import sys
+from safetensors.numpy import load_file, save_file
 state = load_file(sys.argv[1])
 embedding = {k: v for k, v in state.items() if k == "token_embedding.weight"}
-save_file(embedding, f"{sys.argv[2]}/teacher-best-embedding.safetensors")
-save_file({k: v for k, v in state.items() if k not in embedding}, f"{sys.argv[2]}/teacher-best-rest.safetensors")
-PY
+save_file(embedding, sys.argv[2] + "/teacher-best-embedding.safetensors")
+save_file({k: v for k, v in state.items() if k not in embedding}, sys.argv[2] + "/teacher-best-rest.safetensors")' "$BEST" "$OUT"
   fi
   grep -h "" "$LOGS"/summary-*.txt > "$OUT/summary.txt" 2>/dev/null
   tar -czf "$OUT/results.tar.gz" -C "$WORK" results
@@ -92,10 +90,7 @@ for i in $(seq 0 $((SHARDS - 1))); do ( # c: seeded ablation, sharded
 ) & done
 wait
 note "parts done: $(tr '\n' ' ' < "$LOGS/rc.txt")"
-BEST=$($PY - "$WORK" <<'PY'
-import json, sys, pathlib
-runs = [(json.loads(p.read_text())["zeroshot/shape/acc1"], p.parent) for p in pathlib.Path(sys.argv[1]).glob("teacher-*/best-metrics.json")]
-print(max(runs)[1] / "best.safetensors" if runs else "")
-PY
-)
+BEST=$($PY -c 'import json, pathlib, sys
+runs = [(json.loads(p.read_text())["zeroshot/shape/acc1"], str(p.parent)) for p in pathlib.Path(sys.argv[1]).glob("teacher-*/best-metrics.json")]
+print(max(runs)[1] + "/best.safetensors" if runs else "")' "$WORK")
 note "best teacher: $BEST"
