@@ -48,7 +48,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if [ $SMOKE = 0 ]; then
-  if timeout 180 $PY -m pip install --no-build-isolation --no-deps --no-index --target "$WORK/pkg" . >> "$LOGS/install.log" 2>&1; then
+  if timeout --foreground 180 $PY -m pip install --no-build-isolation --no-deps --no-index --target "$WORK/pkg" . >> "$LOGS/install.log" 2>&1; then
     export PYTHONPATH="$WORK/pkg:$PYTHONPATH"
   else
     note "package build failed or timed out; using src/"; export PYTHONPATH="$PWD/src:$PYTHONPATH"
@@ -69,22 +69,22 @@ else
 fi
 
 ( # a: step time on the GPU, then a real `ternaryclip distill` run with the 224 px data pipeline
-  timeout $A_CAP $PY scripts/gpu/step_bench.py $FLAG --threads 2 --json "$RES/a_step.json" > "$LOGS/a_step.log" 2>&1
+  timeout --foreground $A_CAP $PY scripts/gpu/step_bench.py $FLAG --threads 2 --json "$RES/a_step.json" > "$LOGS/a_step.log" 2>&1
   echo "a_step rc=$?" >> "$LOGS/rc.txt"
-  timeout $CLI_CAP $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
+  timeout --foreground $CLI_CAP $PY -m ternaryclip distill $CLI_ARGS --precision fp16 --steps $CLI_STEPS --log-every 1 --save-every 100000 \
     --no-progress --fused-adamw --out "$WORK/a_cli" > "$LOGS/a_cli.log" 2>&1
   echo "a_cli rc=$?" >> "$LOGS/rc.txt"; cp "$WORK/a_cli/metrics.jsonl" "$RES/a_cli_metrics.jsonl" 2>/dev/null
   grep -h "" "$LOGS/a_step.log" | grep -E "batch|no batch|Error" > "$LOGS/summary-a.txt"
 ) &
 for r in $RECIPES; do ( # b: teacher recipes
-  timeout $B_CAP $PY scripts/train_teacher.py --recipe "$r" $FLAG --time-limit $TL --threads 1 --workers 2 \
+  timeout --foreground $B_CAP $PY scripts/train_teacher.py --recipe "$r" $FLAG --time-limit $TL --threads 1 --workers 2 \
     --out "$WORK/teacher-$r" > "$LOGS/b_$r.log" 2>&1
   echo "b_$r rc=$?" >> "$LOGS/rc.txt"; mkdir -p "$RES/teacher-$r"
   cp "$WORK/teacher-$r"/{curve.json,summary.json,best-metrics.json,synth-clip-variant.json} "$RES/teacher-$r/" 2>/dev/null
   tail -1 "$LOGS/b_$r.log" > "$LOGS/summary-b-$r.txt"
 ) & done
 for i in $(seq 0 $((SHARDS - 1))); do ( # c: seeded ablation, sharded
-  timeout $C_CAP $PY benchmarks/distill_seeds.py $FLAG --seeds $SEEDS --shard $i/$SHARDS --threads 1 --workers 2 \
+  timeout --foreground $C_CAP $PY benchmarks/distill_seeds.py $FLAG --seeds $SEEDS --shard $i/$SHARDS --threads 1 --workers 2 \
     --json "$RES/c_seeds_$i.json" > "$LOGS/c_seeds_$i.log" 2>&1
   echo "c_seeds_$i rc=$?" >> "$LOGS/rc.txt"
 ) & done
