@@ -53,6 +53,9 @@ def train_arm(teacher, arm: dict, seed: int, args, xarch_path: str) -> tuple:
     arm = dict(arm)
     steps = max(2, int(args.steps * arm.pop("steps_fraction", 1.0)))
     distill = arm["logit"] or arm["feature"]
+    import torch
+
+    torch.manual_seed(seed)  # the other student's random init follows the seed too
     student = load_clip(xarch_path) if arm.pop("student", None) == "xarch" else copy.deepcopy(teacher)
     with tempfile.TemporaryDirectory() as tmp:
         config = DistillConfig(
