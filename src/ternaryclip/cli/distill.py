@@ -51,6 +51,9 @@ SWITCHES = {
     "project": "learn a projection when student and teacher embedding widths differ",
     "reverse_kl": "use KL(student || teacher) for logit distillation",
     "ternary": "ternarize the student (default); --no-ternary trains a float student (baseline)",
+    "compile": "torch.compile the student and the teacher forward (GPU; the first steps compile)",
+    "channels_last": "channels-last pixels and weights (GPU)",
+    "fused_adamw": "the fused CUDA AdamW (default on a GPU); --no-fused-adamw for the plain one",
 }
 
 

@@ -56,7 +56,9 @@ class DistillConfig:
     paper's setting).  ``batch_size`` is the global contrastive batch (split across torchrun
     processes); ``accum`` micro-batches make one optimizer step.  Loss weights ``contrastive``,
     ``logit``, ``feature`` and ``token_feature`` (last-block tokens, same widths only); ``teacher=None``
-    trains plain CLIP (contrastive only).
+    trains plain CLIP (contrastive only).  GPU speed settings (same numbers, faster steps):
+    ``compile`` (torch.compile of the student and the teacher forward), ``channels_last`` pixels and
+    weights, ``fused_adamw`` (the fused CUDA AdamW; ignored on CPU).
     """
 
     teacher: str | None = "bundled"
@@ -103,6 +105,9 @@ class DistillConfig:
     workers: int = 4
     packing: str = "base3"
     progress: bool = True
+    compile: bool = False
+    channels_last: bool = False
+    fused_adamw: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

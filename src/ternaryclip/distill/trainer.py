@@ -113,12 +113,19 @@ class Trainer:
         self.projection = self._projection()
         self.pair = StudentPair(self.student, self.projection).to(self.device)
         self.model = nn.parallel.DistributedDataParallel(self.pair) if self.world > 1 else self.pair
+        if config.channels_last:  # only the patch convolution cares; harmless elsewhere
+            self.pair.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.pair, config.weight_decay),
             lr=config.lr,
             betas=(config.beta1, config.beta2),
             eps=config.eps,
+            **({"fused": True} if config.fused_adamw and self.device.type == "cuda" else {}),
         )
+        self._teacher_encode = self._teacher_encode_eager
+        if config.compile:  # in place: state_dict keys and checkpoints stay as without it
+            self.pair.compile()
+            self._teacher_encode = torch.compile(self._teacher_encode_eager)
         self.loss = DistillLoss(
             LossWeights(config.contrastive, config.logit, config.feature),
             config.temperature,
@@ -216,7 +223,10 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def _micro_batch(self):
         batch = self.data.next_batch()
-        return (torch.from_numpy(batch.pixels).to(self.device), torch.from_numpy(batch.ids).to(self.device))
+        pixels = torch.from_numpy(batch.pixels).to(self.device, non_blocking=True)
+        if self.config.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return pixels, torch.from_numpy(batch.ids).to(self.device, non_blocking=True)
 
     def _autocast(self):
         if self.device.type == "cuda" and self.config.precision != "fp32":
@@ -272,8 +282,11 @@ class Trainer:
         if self.teacher is None:
             return None, None, None
         with torch.no_grad():
-            clip = as_clip(self.teacher)
-            return clip.encode_image(pixels), clip.encode_text(ids), clip.logit_scale.exp().clamp(max=100.0)
+            return self._teacher_encode(pixels, ids)
+
+    def _teacher_encode_eager(self, pixels, ids):
+        clip = as_clip(self.teacher)
+        return clip.encode_image(pixels), clip.encode_text(ids), clip.logit_scale.exp().clamp(max=100.0)
 
     # ------------------------------------------------------------ the run
     def save(self) -> None:
