@@ -16,6 +16,18 @@ import math
 from pathlib import Path
 
 METRICS = ("zs_mean", "zs_shape", "zs_shape-seen", "R@1_mean")
+# Table and plot order (shards finish in any order): PTQ, the copy of the teacher, the other student.
+ARM_ORDER = [
+    "PTQ absmean",
+    "PTQ twn",
+    "QAT",
+    "QAT+KD",
+    "hard QAT",
+    "hard QAT+KD",
+    "xarch no teacher",
+    "xarch KD",
+    "xarch KD no contrastive",
+]
 PAIRS = (
     ("QAT+KD", "QAT"),
     ("hard QAT+KD", "hard QAT"),
@@ -61,7 +73,7 @@ def load_runs(paths: list[str]) -> tuple[dict, list[dict], dict]:
 def summarize(teacher: dict, runs: list[dict]) -> dict:
     """Per arm and metric: interval and retention; per pair and metric: the paired difference."""
     arms: dict[str, dict[str, dict[int, float]]] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: ARM_ORDER.index(r["arm"]) if r["arm"] in ARM_ORDER else len(ARM_ORDER)):
         for metric in METRICS:
             arms.setdefault(run["arm"], {}).setdefault(metric, {})[run["seed"]] = run[metric]
     table = {
