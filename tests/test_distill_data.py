@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ternaryclip.distill.data import BatchStream, DataError, ListSource, decode_rgb, open_source
+from ternaryclip.data.images import decode_rgb
+from ternaryclip.distill.data import BatchStream, DataError, ListSource, open_source
 from ternaryclip.runtime.preprocess import Preprocess
 from ternaryclip.runtime.tokenizer import ClipTokenizer
 

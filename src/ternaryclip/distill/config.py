@@ -7,6 +7,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from ..choices import PACKINGS, PRECISIONS
+
 # Settings that change the numbers a run produces; a checkpoint resumes only under the same values.
 TRAINING_KEYS = (
     "teacher",
@@ -127,8 +129,8 @@ class DistillConfig:
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
             (self.workers >= 1, "workers must be >= 1"),
             (0 <= self.float_warmup < 1, "float_warmup is a fraction of the steps in [0, 1)"),
-            (self.precision in ("fp32", "bf16", "fp16"), "precision must be fp32, bf16 or fp16"),
-            (self.packing in ("base3", "2bit"), "packing must be base3 or 2bit"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
+            (self.packing in PACKINGS, f"packing must be one of {PACKINGS}"),
             (self.feature_loss in ("cosine", "mse"), "feature_loss must be cosine or mse"),
         ]
         for ok, message in checks:

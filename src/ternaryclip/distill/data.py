@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
-from PIL import Image
 
-from ..data.images import IMAGE_SUFFIXES, DataError, ImageTooLarge, decode_rgb, read_caption_table
+from ..data.images import IMAGE_SUFFIXES, DataError, ImageTooLarge, model_pixels, read_caption_table
 from ..runtime.preprocess import Preprocess
 from ..runtime.tokenizer import ClipTokenizer
 
@@ -317,21 +316,13 @@ class BatchStream:
         self._records = source.records(start)
         self._pool = ThreadPoolExecutor(max(1, workers))
 
-    def _pixels(self, image) -> np.ndarray:
-        if isinstance(image, np.ndarray):  # synthetic: uint8 HWC, already at the model's size
-            size = self.preprocess.size
-            if image.shape[:2] != (size, size):
-                return self.preprocess(Image.fromarray(image))
-            return self.preprocess.normalize(image)
-        return self.preprocess(decode_rgb(image))
-
     def _try(self, record) -> tuple[np.ndarray | None, Outcome]:
         """The record's pixels (None unless usable) and its outcome."""
         image, caption = record
         if not caption or not caption.strip():
             return None, Outcome.EMPTY_CAPTION
         try:
-            return self._pixels(image), Outcome.USABLE
+            return model_pixels(image, self.preprocess), Outcome.USABLE
         except ImageTooLarge:
             return None, Outcome.TOO_LARGE
         except (ValueError, OSError):

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..choices import MODES
 from . import _ext
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
-MODES = ("fast", "exact")
 
 
 def _as(name: str, a, dtype, ndim: int) -> np.ndarray:

@@ -16,13 +16,12 @@ import numpy as np
 
 from .. import kernels
 from ..arch import ClipArch
+from ..choices import MODES
 from ..pack.bits import unpack_2bit_unsigned
-from ..pack.format import TclipModel, TernaryTensor, check_model, read
+from ..pack.format import TclipModel, TernaryTensor, check_model, expand_scales, read
 from .checks import check_batch_size, check_finite_pixels, check_threads
 from .preprocess import ImageError, Preprocess
 from .tokenizer import ClipTokenizer
-
-MODES = ("fast", "exact")
 
 
 class Buffers:
@@ -163,14 +162,14 @@ class TernaryCLIP:
         self.tokenize = ClipTokenizer(self.arch.text.context_length)
         activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
         eps = self.arch.norm_eps
-        self._t = data.ternary
-        self._f = {k: np.asarray(v, dtype=np.float32) for k, v in data.floats.items()}
+        self.ternary_weights = data.ternary
+        self.float_tensors = {k: np.asarray(v, dtype=np.float32) for k, v in data.floats.items()}
         self._buffers = Buffers()
 
         v = self.arch.vision
         self.patch_embed = self._linear("visual.conv1.weight", None, role="patch")
-        self.class_embedding = self._f["visual.class_embedding"]
-        self.visual_pos = self._f["visual.positional_embedding"]
+        self.class_embedding = self.float_tensors["visual.class_embedding"]
+        self.visual_pos = self.float_tensors["visual.positional_embedding"]
         self.ln_pre = None if v.no_ln_pre else self._norm("visual.ln_pre", eps)
         self.visual_blocks = [
             self._block(f"visual.transformer.resblocks.{i}", v.heads, activation, eps) for i in range(v.layers)
@@ -179,7 +178,7 @@ class TernaryCLIP:
         self.visual_proj = self._linear("visual.proj", None)  # no role: a new array, returned to the caller
 
         t = self.arch.text
-        self.text_pos = self._f["positional_embedding"]
+        self.text_pos = self.float_tensors["positional_embedding"]
         self.text_blocks = [
             self._block(f"transformer.resblocks.{i}", t.heads, activation, eps) for i in range(t.layers)
         ]
@@ -192,15 +191,21 @@ class TernaryCLIP:
             kernels.set_num_threads(self.threads)
 
     def _linear(self, name: str, bias: str | None, role: str = "") -> Linear:
-        if name in self._t:
-            weight = self._t[name]
+        if name in self.ternary_weights:
+            weight = self.ternary_weights[name]
         else:  # float; projections are stored as torch's x @ P, i.e. [K, N]
-            weight = self._f[name].T if name in ("visual.proj", "text_projection") else self._f[name]
+            weight = (
+                self.float_tensors[name].T if name in ("visual.proj", "text_projection") else self.float_tensors[name]
+            )
             weight = weight.reshape(weight.shape[0], -1)
-        return Linear(weight, self._f.get(bias) if bias else None, self.mode, self._buffers if role else None, role)
+        return Linear(
+            weight, self.float_tensors.get(bias) if bias else None, self.mode, self._buffers if role else None, role
+        )
 
     def _norm(self, prefix: str, eps: float) -> LayerNorm:
-        return LayerNorm(self._f[prefix + ".weight"], self._f[prefix + ".bias"], eps, self._buffers)
+        return LayerNorm(
+            self.float_tensors[prefix + ".weight"], self.float_tensors[prefix + ".bias"], eps, self._buffers
+        )
 
     def _block(self, prefix: str, heads: int, activation: str, eps: float) -> Block:
         return Block(
@@ -262,16 +267,14 @@ class TernaryCLIP:
     # ------------------------------------------------------------ text tower
     def _token_embedding(self, ids: np.ndarray) -> np.ndarray:
         name = "token_embedding.weight"
-        if name not in self._t:
-            return self._f[name][ids]
-        emb = self._t[name]
+        if name not in self.ternary_weights:
+            return self.float_tensors[name][ids]
+        emb = self.ternary_weights[name]
         flat = ids.reshape(-1)
         codes = unpack_2bit_unsigned(emb.packed[flat], emb.shape[1])[:, : emb.shape[1]].astype(np.float32) - 1.0
-        scales = (
-            emb.scales if emb.scales.shape[1] == 1 else np.repeat(emb.scales, emb.group_size, axis=1)[:, : emb.shape[1]]
-        )
-        rows = scales[flat] if scales.shape[0] > 1 else scales
-        return (codes * rows).reshape(*ids.shape, emb.shape[1])
+        rows = emb.scales[flat] if emb.scales.shape[0] > 1 else emb.scales  # per-row scales: only the rows used
+        scales = expand_scales(rows, len(flat), emb.shape[1], emb.group_size)
+        return (codes * scales).reshape(*ids.shape, emb.shape[1])
 
     def _pool_index(self, ids: np.ndarray) -> np.ndarray:
         """The position each caption's embedding is read from (open_clip's ``text_global_pool``)."""
