@@ -259,7 +259,7 @@ RESIZE_MODES = ("shortest", "squash")
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """The preprocessing a ``.tclip`` declares, checked as data (the pixels are made by ``runtime.preprocess``).
+    """The preprocessing a ``.tclip`` declares, checked as data (``runtime.Preprocess`` subclasses it to make pixels).
 
     It lives here, beside the architecture, so that the file reader can check it without the runtime.
     """

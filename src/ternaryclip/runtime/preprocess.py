@@ -12,7 +12,7 @@ use, so a 16-bit PNG gives the same pixels (and embedding) whichever way it reac
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -36,17 +36,8 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
-class Preprocess:
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-    resize_mode: str = "shortest"
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Preprocess:
-        """Parse and check preprocessing metadata (:class:`PreprocessSpec`); ValueError names the bad field."""
-        return cls(**asdict(PreprocessSpec.from_meta(meta)))
+class Preprocess(PreprocessSpec):
+    """A checked :class:`PreprocessSpec` (``from_meta`` parses the file's metadata) that makes pixels."""
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[..., size, size, 3]`` already at the model's size -> float32 ``[..., 3, size, size]``.
