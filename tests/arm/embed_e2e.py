@@ -24,7 +24,7 @@ def make(out: Path) -> None:
     import open_clip
 
     import ternaryclip
-    from conftest import TINY_OPEN_CLIP, random_inputs
+    from helpers import TINY_OPEN_CLIP, random_inputs
     from ternaryclip.quant import TernaryConfig, ternarize_
 
     torch.manual_seed(0)
