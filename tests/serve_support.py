@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from conftest import TINY_OPEN_CLIP
+from helpers import TINY_OPEN_CLIP
 
 
 def build_tiny_tclip(path, seed: int = 0):

@@ -189,7 +189,7 @@ def test_pack_scope_auto_on_a_hugging_face_folder(tiny_hf_clip, tmp_path, capsys
     """The patch convolution left float by the trainer stays float; every ternary Linear is packed."""
     from transformers import CLIPModel
 
-    from conftest import tiny_hf_config
+    from helpers import tiny_hf_config
 
     ternarize_(tiny_hf_clip, TernaryConfig(scope=r"_proj\.weight|fc[12]", embedding=True))
     expected = site_codes(tiny_hf_clip)

@@ -24,7 +24,7 @@ def tiny_models(tmp_path_factory):
     import torch
 
     import ternaryclip
-    from conftest import TINY_DISTILL
+    from helpers import TINY_DISTILL
 
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(1)

@@ -28,7 +28,7 @@ def photo_server(tmp_path_factory):
     import uvicorn
 
     import ternaryclip
-    from conftest import TINY_DISTILL
+    from helpers import TINY_DISTILL
     from ternaryclip.photos import PhotoStore, RuntimeEncoder, index_folder, tag_photos
     from ternaryclip.photos.web import photo_routes_for
     from ternaryclip.runtime import load
