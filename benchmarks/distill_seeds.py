@@ -112,10 +112,10 @@ def main() -> None:
 
     import torch
 
-    from ternaryclip.assets import bundled_teacher
     from ternaryclip.eval.synthetic import evaluate_synthetic
     from ternaryclip.quant import TernaryConfig, ternarize_
     from ternaryclip.quickstart import summary_metrics
+    from ternaryclip.torch_clip import bundled_teacher
 
     if args.threads:
         torch.set_num_threads(args.threads)

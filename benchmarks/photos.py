@@ -36,9 +36,10 @@ class OpenClipEncoder:
     def __init__(self, threads: int, preprocess):
         import torch
 
-        from ternaryclip.assets import TEACHER_WEIGHTS, bundled_teacher
+        from ternaryclip.assets import TEACHER_WEIGHTS
         from ternaryclip.photos.encoder import file_id
         from ternaryclip.runtime import ClipTokenizer
+        from ternaryclip.torch_clip import bundled_teacher
 
         torch.set_num_threads(threads)
         self.torch, self.model = torch, bundled_teacher()
