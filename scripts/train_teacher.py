@@ -191,23 +191,7 @@ def main() -> None:
     if args.recipe:
         run_recipe(args)
         return
-    config = DistillConfig(
-        teacher=None,
-        student=str(TEACHER_CONFIG),
-        ternary=False,
-        data="synthetic",
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        weight_decay=0.1,
-        seed=args.seed,
-        out=args.out,
-        resume=args.resume,
-        save_every=100,
-        eval_every=250,
-        threads=args.threads,
-    )
+    config = float_training_config(args, TEACHER_CONFIG, resume=args.resume, save_every=100, eval_every=250)
     start = time.time()
     trainer = Trainer(config, eval_fn=lambda model, step: evaluate_synthetic(model, quick=True))
     trainer.run()
@@ -218,14 +202,11 @@ def main() -> None:
         print(json.dumps(install(Path(args.out), round(minutes, 1)), indent=2))
 
 
-def run_recipe(args) -> None:
-    from ternaryclip.distill.data import BatchStream
-
-    recipe, out = RECIPES[args.recipe], Path(args.out)
-    arch_path = recipe_config(recipe, out)
-    config = DistillConfig(
+def float_training_config(args, student: Path, **settings) -> DistillConfig:
+    """The teacher's training as a float (not ternary) run on the synthetic world, from the command line."""
+    return DistillConfig(
         teacher=None,
-        student=str(arch_path),
+        student=str(student),
         ternary=False,
         data="synthetic",
         steps=args.steps,
@@ -235,11 +216,18 @@ def run_recipe(args) -> None:
         weight_decay=0.1,
         seed=args.seed,
         out=args.out,
-        save_every=10**9,
-        progress=False,
         threads=args.threads,
-        workers=args.workers,
-        fused_adamw=True,
+        **settings,
+    )
+
+
+def run_recipe(args) -> None:
+    from ternaryclip.distill.data import BatchStream
+
+    recipe, out = RECIPES[args.recipe], Path(args.out)
+    arch_path = recipe_config(recipe, out)
+    config = float_training_config(
+        args, arch_path, save_every=10**9, progress=False, workers=args.workers, fused_adamw=True
     )
     trainer = Trainer(config)
     if recipe.get("colour_free"):
