@@ -177,17 +177,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
             const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w16a, w16b), order);
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + j), b8);
         }
-        for (; j < k; ++j) {
-            const float v = std::nearbyint(xr[j] * inv);
-            qr[j] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
-        }
-        std::memset(qr + k, 0, size_t(kp - k));
-        for (int64_t g = 0; g < groups; ++g) {
-            const int64_t end = g + 1 == groups ? k : (g + 1) * group_size;
-            int32_t s = 0;
-            for (int64_t c = g * group_size; c < end; ++c) s += qr[c];
-            qsum[i * groups + g] = s;
-        }
+        finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
     }
 }
 

@@ -8,6 +8,7 @@
 // t in {-1, 0, 1} once per block of tokens, column-major ([k][16 rows], 64 bytes a column), so the
 // weight loads stream from L1/L2 and the float weights never exist for the whole matrix.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 

@@ -15,6 +15,7 @@
 // is below 2^31 for K <= 2^23 = 8,388,608 columns: no overflow (vpdpbusd wraps, it does not saturate).
 // The bindings refuse a larger K.  The per-group sum of q that is subtracted is at most 128 K.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 

@@ -97,17 +97,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
         xscale[i] = absmax / 127.0f;
         const float32x4_t vinv = vdupq_n_f32(inv);
         for (j = 0; j + 16 <= k; j += 16) vst1q_s8(qr + j, quantize16(xr + j, vinv));
-        for (; j < k; ++j) {
-            const float v = std::nearbyint(xr[j] * inv);
-            qr[j] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
-        }
-        std::memset(qr + k, 0, size_t(kp - k));
-        for (int64_t g = 0; g < groups; ++g) {
-            const int64_t end = g + 1 == groups ? k : (g + 1) * group_size;
-            int32_t s = 0;
-            for (int64_t c = g * group_size; c < end; ++c) s += qr[c];
-            qsum[i * groups + g] = s;
-        }
+        finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
     }
 }
 

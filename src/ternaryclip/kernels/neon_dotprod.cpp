@@ -8,6 +8,7 @@
 // (groups are 4-aligned) broadcasts the token's word.  Codes u in {0, 1, 2} are valid signed int8;
 // the driver subtracts the group's sum of q (sum(t q) = sum(u q) - sum(q)).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 

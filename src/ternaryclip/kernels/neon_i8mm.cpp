@@ -8,6 +8,7 @@
 // `smmla` (4 row pairs x 4 token pairs) into int32.  Groups are 4-aligned, not 8: a half-covered
 // 8-column chunk at either end of a group zeroes the activations of the columns outside it.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 

@@ -2,6 +2,7 @@
 // x 8 tokens; avx512.cpp: 16 x 16; neon*.cpp: 8 rows x 4 or 8 tokens).  Include it inside the file's
 // anonymous namespace, after <immintrin.h> or <arm_neon.h>: each file compiles its own copy with its
 // own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
+// The includer brings <algorithm>, <cmath> and <cstring> first.
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
 // blocking every weight tile would stream all of them from memory), then weight tiles split across
@@ -15,6 +16,23 @@
 //   minus(acc, v)                     lane-wise acc - v.
 
 constexpr int64_t kTokenBlockBytes = 192 << 10;  // int8 activation bytes per token block
+
+// The scalar end of a row's int8 quantization (columns [j, k) after the vector loop, the same rounding
+// as ref.cpp), the zero padding to kp, and the per-group sums of q that the code offset needs.
+inline void finish_quantized_row(const float* xr, float inv, int64_t j, int64_t k, int64_t kp, int64_t groups,
+                                 int64_t group_size, int8_t* qr, int32_t* qsum_row) {
+    for (; j < k; ++j) {
+        const float v = std::nearbyint(xr[j] * inv);
+        qr[j] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+    }
+    std::memset(qr + k, 0, size_t(kp - k));
+    for (int64_t g = 0; g < groups; ++g) {
+        const int64_t end = g + 1 == groups ? k : (g + 1) * group_size;
+        int32_t s = 0;
+        for (int64_t c = g * group_size; c < end; ++c) s += qr[c];
+        qsum_row[g] = s;
+    }
+}
 
 // Codes u of rows [n0, n0 + rows) into buf[rows][kp]; rows past n are filled with u = 1 (t = 0).
 #if defined(__AVX2__)
