@@ -19,6 +19,7 @@ from ternaryclip.cli import main  # noqa: E402
 from ternaryclip.eval.metrics import class_embeddings, normalize  # noqa: E402
 from ternaryclip.serve import ServeSettings, create_app  # noqa: E402
 from ternaryclip.serve.immich import serialize_embedding  # noqa: E402
+from ternaryclip.serve.jsonio import FastJSONResponse  # noqa: E402
 
 IMAGES = [
     image_bytes((200, 30, 40), seed=1),
@@ -175,9 +176,18 @@ def test_immich_text_search_request(client, runtime):
 
 
 def test_immich_serialization_round_trips_float32():
-    vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    rng = np.random.default_rng(0)
+    vector = (rng.normal(size=512) * 10.0 ** rng.integers(-9, 3, 512)).astype(np.float32)  # tiny and large too
     text = serialize_embedding(vector)
     assert np.array_equal(np.array(json.loads(text), np.float32), vector) and " " not in text
+
+
+def test_embedding_answers_carry_the_exact_float32_values():
+    """The JSON writer must not round: a float32 read back from an answer is the server's float32."""
+    rng = np.random.default_rng(1)
+    out = (rng.normal(size=(3, 64)) * 10.0 ** rng.integers(-9, 3, (3, 64))).astype(np.float32)
+    body = json.loads(FastJSONResponse({"embeddings": out}).body)  # read by the standard library
+    assert np.array_equal(np.array(body["embeddings"], np.float32), out)
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from .errors import ApiError
+from .jsonio import JSONDecodeError, loads
 
 MAX_FORM_FILES = 256
 
 
 async def json_object(request: Request) -> dict:
     try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        body = loads(await request.body())
+    except JSONDecodeError as err:
         raise ApiError(400, f"the body is not valid JSON ({err})") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
@@ -67,8 +67,8 @@ def string_list(value, field: str) -> list[str]:
     """A list of strings, from JSON or from a form field holding a JSON list (or one plain string)."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
+            value = loads(value)
+        except JSONDecodeError:
             value = [value]
     if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
         raise ApiError(400, f"{field} must be a list of strings")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..eval.datasets import DEFAULT_TEMPLATES
@@ -16,6 +16,7 @@ from ..eval.metrics import class_embeddings, zero_shot_logits, zero_shot_prompts
 from ..runtime.preprocess import ImageError
 from . import inputs
 from .errors import ApiError
+from .jsonio import FastJSONResponse
 from .service import EmbeddingService
 
 
@@ -28,7 +29,7 @@ async def ping(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse(service_of(request).health())
+    return FastJSONResponse(service_of(request).health())
 
 
 async def metrics(request: Request) -> Response:
@@ -36,9 +37,11 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def embeddings_response(service: EmbeddingService, model: str | None, out: np.ndarray) -> JSONResponse:
+def embeddings_response(service: EmbeddingService, model: str | None, out: np.ndarray) -> FastJSONResponse:
     name = service.model_name(model)
-    return JSONResponse({"embeddings": out.tolist(), "model": name, "dim": int(out.shape[1])})
+    return FastJSONResponse(
+        {"embeddings": np.ascontiguousarray(out, np.float32), "model": name, "dim": int(out.shape[1])}
+    )
 
 
 async def embed_text(request: Request) -> Response:
@@ -106,7 +109,7 @@ async def classify(request: Request) -> Response:
         {"file": name, "label": labels[int(p.argmax())], "probabilities": dict(zip(labels, p.tolist()))}
         for (name, _), p in zip(files, probs)
     ]
-    return JSONResponse({"model": model, "labels": labels, "logit_scale": scale, "results": results})
+    return FastJSONResponse({"model": model, "labels": labels, "logit_scale": scale, "results": results})
 
 
 async def _zero_shot_logits(service: EmbeddingService, files, labels, templates, model) -> np.ndarray:
