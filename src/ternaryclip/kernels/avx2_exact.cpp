@@ -97,10 +97,16 @@ void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float*
     const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
     const __m256i m0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
     const __m256i m1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask + 8));
+    const bool full = real_rows == kRows;  // plain stores when the tile lies inside N (masked ones are slow on AMD)
     for (int t = 0; t < T; ++t) {
         float* yr = y + (i + t) * w.n + n0;
-        _mm256_maskstore_ps(yr, m0, _mm256_add_ps(total[t][0], b0));
-        _mm256_maskstore_ps(yr + 8, m1, _mm256_add_ps(total[t][1], b1));
+        if (full) {
+            _mm256_storeu_ps(yr, _mm256_add_ps(total[t][0], b0));
+            _mm256_storeu_ps(yr + 8, _mm256_add_ps(total[t][1], b1));
+        } else {
+            _mm256_maskstore_ps(yr, m0, _mm256_add_ps(total[t][0], b0));
+            _mm256_maskstore_ps(yr + 8, m1, _mm256_add_ps(total[t][1], b1));
+        }
     }
 }
 
