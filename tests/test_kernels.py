@@ -191,6 +191,29 @@ def test_float_ops_match_torch():
             assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5
 
 
+def test_float_ops_give_the_same_rows_run_serially_or_in_parallel():
+    """Small inputs run on the calling thread (parallel.h), large ones across threads: same bits per row."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((400, 256)) * 3).astype(np.float32)  # 102,400 floats: above the threshold
+    w, b = rng.standard_normal(256).astype(np.float32), rng.standard_normal(256).astype(np.float32)
+    qkv = rng.standard_normal((24, 50, 3 * 128)).astype(np.float32)  # ~15M multiply-adds: parallel
+    for impl in IMPLS:
+        whole = kernels.layer_norm(x, w, b, 1e-5, impl)
+        assert np.array_equal(
+            whole, np.concatenate([kernels.layer_norm(x[i : i + 8], w, b, 1e-5, impl) for i in range(0, 400, 8)])
+        )
+        for kind in ("gelu", "quick_gelu"):
+            big, pieces = x.copy(), x.copy()
+            kernels.activation_(big, kind, impl)
+            for row in pieces:
+                kernels.activation_(row, kind, impl)
+            assert np.array_equal(big, pieces), kind
+        for causal in (False, True):
+            batched = kernels.attention(qkv, 4, causal, impl)
+            alone = np.concatenate([kernels.attention(qkv[i : i + 1], 4, causal, impl) for i in range(24)])
+            assert np.array_equal(batched, alone)
+
+
 @pytest.mark.parametrize(
     "shape, heads",
     [((1, 2, 0), 2**62), ((2, 3, 12), 2**62 + 1), ((1, 2, 12), 3), ((1, 2, 12), 0), ((1, 2, 12), -4), ((1, 2, 10), 1)],
@@ -281,3 +304,26 @@ def test_exact_mode_simd_equals_the_reference_bit_for_bit(shape):
     expected = kernels.gemm(x, packed, k, scales, gs, bias, "exact", "ref")
     for impl in impls_for(gs, k):
         assert np.array_equal(kernels.gemm(x, packed, k, scales, gs, bias, "exact", impl), expected), impl
+
+
+@pytest.mark.parametrize("chosen, seen", [(None, "PASSIVE"), ("active", "ACTIVE")])
+def test_openmp_threads_sleep_at_barriers_unless_the_user_chose(chosen, seen):
+    """libgomp takes OMP_WAIT_POLICY when the extension loads it; the variable is put back afterwards."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if chosen:
+        env["OMP_WAIT_POLICY"] = chosen
+    code = (
+        "import ctypes, os, ternaryclip.kernels\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+        "ctypes.CDLL('libgomp.so.1').omp_display_env(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 and "libgomp" in done.stderr:
+        pytest.skip("this build does not use GNU OpenMP")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(chosen)  # not left set for libraries loaded later
+    assert f"OMP_WAIT_POLICY = '{seen}'" in done.stderr

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "parallel.h"
 #include "ternary_gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -150,7 +151,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * k >= kParallelMinElements)
     for (int64_t i = 0; i < m; ++i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;

@@ -19,6 +19,7 @@
 #include "dispatch.h"
 #include "neon.h"
 #include "ops.h"
+#include "parallel.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -84,7 +85,7 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
                    int8_t* q, float* xscale, int32_t* qsum) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * k >= kParallelMinElements)
     for (int64_t i = 0; i < m; ++i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ops.h"
+#include "parallel.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -89,7 +90,7 @@ static inline float max8(const float* x, int64_t n) {
 }
 
 void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * d >= kParallelMinElements)
     for (int64_t i = 0; i < m; ++i) {
         const float* xr = x + i * d;
         float* yr = y + i * d;
@@ -103,12 +104,12 @@ void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const floa
 }
 
 void gelu(float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f));
 }
 
 void quick_gelu(float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
     for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i]));
 }
 
@@ -214,7 +215,7 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
     const int64_t hd = width / heads;
     const int64_t tp = (t + 31) / 32 * 32, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
-#pragma omp parallel
+#pragma omp parallel if (2 * batch * heads * t * t * hd >= kParallelMinFlops)
     {
         std::vector<float> q(static_cast<size_t>(tq * hd)), kt(static_cast<size_t>(hd * tp));
         std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(4 * tp)), o(static_cast<size_t>(4 * hd));
