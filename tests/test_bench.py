@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from helpers import TINY_OPEN_CLIP
 from ternaryclip.cli import main
@@ -152,3 +153,82 @@ def test_profile_splits_the_time_of_both_towers(tmp_path, capsys):
         parts = row["gemm"] + row["attention"] + row["norms"] + row["activation"] + row["glue"]
         assert row["gemm"] > 0 and row["attention"] > 0 and row["norms"] > 0 and row["activation"] > 0
         assert abs(parts - row["total"]) <= 1e-9 + 1e-6 * row["total"]
+
+
+def _tiny_bench_config(tmp_path):
+    config = tmp_path / "tiny-bench.json"
+    config.write_text(json.dumps({**TINY_OPEN_CLIP, "text_cfg": {**TINY_OPEN_CLIP["text_cfg"], "vocab_size": 49408}}))
+    return config
+
+
+def test_openvino_engines_match_open_clip_fp32_of_the_same_weights(tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    from ternaryclip.bench import run_bench
+    from ternaryclip.bench.openvino_engine import cpu_has_bf16
+
+    notes = []
+    report = run_bench(
+        arch=str(_tiny_bench_config(tmp_path)),
+        batches=(1, 8),
+        threads=1,
+        repeats=1,
+        engines=("open_clip_fp32", "openvino_fp32", "openvino_bf16", "openvino_int8"),
+        progress=notes.append,
+    )
+    engines = report["engines"]
+    fp32, int8 = engines["openvino_fp32"], engines["openvino_int8"]
+    # f32 forced: the same float graph, only summation order differs
+    assert fp32["image_cosine_vs_fp32"] >= 0.999 and fp32["text_cosine_vs_fp32"] >= 0.999
+    # NNCF int8 (weights and activations, per-tensor activation scales): on this tiny model (widths
+    # 48-64, random ternary weights) the worst of 8 embeddings measured 0.995 for images and 0.80 for
+    # texts (0.49 without SmoothQuant), so the bounds are 0.98 and 0.75; a broken graph gives ~0
+    assert int8["image_cosine_vs_fp32"] >= 0.98 and int8["text_cosine_vs_fp32"] >= 0.75
+    assert int8["file_bytes"] < fp32["file_bytes"] / 2  # int8 weights in the IR's .bin
+    assert fp32["file_bytes"] >= engines["open_clip_fp32"]["file_bytes"] * 0.9  # fp32 weights, not fp16
+    for r in (fp32, int8):
+        assert r["peak_rss_bytes"] > 0 and r["text_b8"]["min_s"] <= r["text_b8"]["median_s"]
+    if cpu_has_bf16():
+        assert engines["openvino_bf16"]["image_cosine_vs_fp32"] >= 0.99
+    else:
+        assert "openvino_bf16" not in engines and "openvino_bf16" in report["skipped"]
+        assert sum("skipping openvino_bf16" in n for n in notes) == 1
+
+
+def test_openvino_bf16_is_probed_from_the_cpu_and_skipped_without_it(monkeypatch):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    pytest.importorskip("nncf", reason="the openvino extra is not installed")
+    from pathlib import Path
+
+    from ternaryclip.bench import openvino_engine
+    from ternaryclip.bench.run import usable_engines
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if flags:  # OpenVINO's capability list agrees with the CPU's own flags
+        assert openvino_engine.cpu_has_bf16() == any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    monkeypatch.setattr(openvino_engine, "cpu_has_bf16", lambda: False)
+    notes = []
+    engines, skipped = usable_engines(("open_clip_fp32", "openvino_bf16", "openvino_int8"), notes.append)
+    assert engines == ("open_clip_fp32", "openvino_int8") and list(skipped) == ["openvino_bf16"]
+    assert len(notes) == 1 and "no bf16" in notes[0] and "\n" not in notes[0]
+    monkeypatch.setattr(openvino_engine, "cpu_has_bf16", lambda: True)
+    assert usable_engines(("openvino_bf16",), notes.append) == (("openvino_bf16",), {})
+
+
+def test_openvino_engines_without_the_package_say_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    args = ["bench", "--arch", str(_tiny_bench_config(tmp_path)), "--engines", "open_clip_fp32,openvino_int8"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        "ternaryclip bench: error: the openvino engines need OpenVINO and NNCF: pip install 'ternaryclip[openvino]'"
+    )
+    assert "Traceback" not in captured.err and not list(tmp_path.glob("*.onnx"))
+
+
+def test_bench_refuses_an_unknown_engine(tmp_path, capsys):
+    args = ["bench", "--arch", str(_tiny_bench_config(tmp_path)), "--engines", "open_clip_fp32,openvino_fp16"]
+    assert main(args) == 2
+    assert "unknown engine(s) openvino_fp16" in capsys.readouterr().err

@@ -135,7 +135,18 @@ ENGINES = {
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
     "ternaryclip_fast_baseline": lambda files, threads: TernaryRuntimeBaseline(files, threads),
+    # OpenVINO's CPU plugin on IRs the parent converted (openvino_engine.py): f32 forced, its default
+    # precision (bf16 where the CPU has it), and NNCF post-training int8
+    "openvino_fp32": lambda files, threads: _openvino(files, threads, "fp32"),
+    "openvino_bf16": lambda files, threads: _openvino(files, threads, "bf16"),
+    "openvino_int8": lambda files, threads: _openvino(files, threads, "int8"),
 }
+
+
+def _openvino(files: dict, threads: int, precision: str):
+    from .openvino_engine import OpenVINOEngine
+
+    return OpenVINOEngine(files, threads, precision)
 
 
 def worker(conn, engine: str, files: dict, threads: int) -> None:

@@ -20,6 +20,16 @@ import numpy as np
 
 from .engines import ENGINES, worker
 
+# What ``run_bench`` measures unless told otherwise: engines that need no extra beyond ``[bench]``.
+DEFAULT_ENGINES = (
+    "open_clip_fp32",
+    "torch_int8_dynamic",
+    "onnxruntime_fp32",
+    "onnxruntime_2bit",
+    "ternaryclip_exact",
+    "ternaryclip_fast",
+)
+
 
 def export_onnx(float_model, tmp: Path) -> dict:
     """The float model's two towers as ONNX files (TorchScript exporter, dynamic batch)."""
@@ -69,8 +79,11 @@ def export_onnx(float_model, tmp: Path) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
-def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0, onnx: bool = False) -> dict:
-    """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison)."""
+def prepare_files(
+    arch: str | None, model: str | None, tmp: Path, seed: int = 0, onnx: bool = False, onnx2bit: bool | None = None
+) -> dict:
+    """The ``.tclip`` (and its fp32 safetensors twin, for the size comparison); the float ONNX towers
+    with ``onnx``, and their 2-bit MatMulNBits twins unless ``onnx2bit`` is False."""
     import torch
 
     from ..pack.export import save, to_torch
@@ -96,7 +109,7 @@ def prepare_files(arch: str | None, model: str | None, tmp: Path, seed: int = 0,
         from .ort_2bit import convert
 
         files.update(export_onnx(float_model, tmp))
-        for tower in ("image", "text"):
+        for tower in ("image", "text") if onnx2bit is not False else ():
             files[f"onnx2bit_{tower}"] = str(tmp / f"{tower}.2bit.onnx")
             convert(files[f"onnx_{tower}"], files[f"onnx2bit_{tower}"])
     if (tmp / "model.base3.tclip").exists():
@@ -178,9 +191,14 @@ def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -
 
 
 def file_bytes(name: str, files: dict) -> int:
-    """What an engine reads from disk: the .tclip, the two ONNX towers, or the fp32 safetensors."""
+    """What an engine reads from disk: the .tclip, the two ONNX towers or OpenVINO IRs, or the fp32 safetensors."""
     if name.startswith("ternaryclip"):
         return os.path.getsize(files["tclip"])
+    if name.startswith("openvino"):
+        from .openvino_engine import ir_bytes
+
+        variant = "openvino_int8" if name.endswith("int8") else "openvino"
+        return ir_bytes(files[f"{variant}_image"]) + ir_bytes(files[f"{variant}_text"])
     if name.startswith("onnxruntime"):
         variant = "onnx2bit" if name.endswith("2bit") else "onnx"
         return os.path.getsize(files[f"{variant}_image"]) + os.path.getsize(files[f"{variant}_text"])
@@ -203,21 +221,49 @@ def compare_to_reference(results: dict, embeddings: dict, reference: str) -> Non
         r["size_ratio_vs_fp32"] = base["file_bytes"] / r["file_bytes"]
 
 
+def usable_engines(engines, progress) -> tuple[tuple, dict]:
+    """The asked engines that can run here, and why the others are skipped (bf16 on a CPU without it).
+
+    An unknown name, or an openvino engine without the extra installed, is a one-line error.
+    """
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    skipped = {}
+    if any(e.startswith("openvino") for e in engines):
+        from .openvino_engine import cpu_has_bf16, require_openvino
+
+        require_openvino()
+        if "openvino_bf16" in engines and not cpu_has_bf16():
+            skipped["openvino_bf16"] = "this CPU has no bf16 (AVX512_BF16 or AMX); OpenVINO would run f32"
+    for name, reason in skipped.items():
+        progress(f"skipping {name}: {reason}")
+    return tuple(e for e in engines if e not in skipped), skipped
+
+
 def run_bench(
     arch: str | None = "ViT-B-16",
     model: str | None = None,
     batches=(1, 32),
     threads: int | None = None,
     repeats: int = 5,
-    engines=tuple(ENGINES),
+    engines=DEFAULT_ENGINES,
     progress=print,
 ) -> dict:
     threads = threads or os.cpu_count() or 1
+    engines, skipped = usable_engines(engines, progress)
     with tempfile.TemporaryDirectory() as tmp:
-        files = prepare_files(arch, model, Path(tmp), onnx=any(e.startswith("onnxruntime") for e in engines))
+        onnx = any(e.startswith(("onnxruntime", "openvino")) for e in engines)
+        files = prepare_files(arch, model, Path(tmp), onnx=onnx, onnx2bit="onnxruntime_2bit" in engines)
         from ..pack import read
 
-        images, ids = bench_inputs(read(files["tclip"]).arch, batches)
+        model_arch = read(files["tclip"]).arch
+        if any(e.startswith("openvino") for e in engines):
+            from .openvino_engine import prepare_openvino
+
+            progress("converting both towers to OpenVINO IR" + (" (+ NNCF int8)" if "openvino_int8" in engines else ""))
+            files.update(prepare_openvino(files, Path(tmp), model_arch, int8="openvino_int8" in engines))
+        images, ids = bench_inputs(model_arch, batches)
         workers = {}
         for name in engines:
             progress(f"starting {name}")
@@ -240,6 +286,7 @@ def run_bench(
         "batches": list(batches),
         "engines": results,
         "note": "absolute times are machine-bound; compare the ratios",
+        **({"skipped": skipped} if skipped else {}),
         **extra,
     }
 

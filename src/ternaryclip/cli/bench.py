@@ -30,7 +30,9 @@ def add_parser(sub, name: str) -> None:
         "ternaryclip_fast",
         help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
         "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
-        "(torch_int8_dynamic loads the fp32 weights; its file size is theirs)",
+        "(torch_int8_dynamic loads the fp32 weights; its file size is theirs); with the openvino extra also "
+        "openvino_fp32 (f32 forced), openvino_bf16 (OpenVINO's default; only on CPUs with bf16) and "
+        "openvino_int8 (NNCF post-training quantization)",
     )
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
