@@ -87,3 +87,24 @@ def test_short_quickstart_writes_a_well_formed_report(tmp_path):
     assert md.count("\n| ") >= 7 + 4 and "## Goals" in md
     assert (out / "report.png").stat().st_size > 10_000
     assert (out / "student-base3.tclip").exists() and (out / "student-2bit.tclip").exists()
+
+
+def test_the_reports_seed_note_quotes_the_committed_seeded_ablation():
+    """The one-seed caveat in the quickstart report must say what benchmarks/distill_seeds200.json says."""
+    from pathlib import Path
+
+    from ternaryclip.quickstart.goals import SEEDED_200_STEPS
+    from ternaryclip.quickstart.render import seed_note
+
+    summary = json.loads((Path(__file__).parents[1] / "benchmarks" / "distill_seeds200.json").read_text())
+    assert summary["settings"]["steps"] == 200
+    arms = {"QAT": "QAT", "QAT + KD": "QAT+KD"}
+    for name, arm in arms.items():
+        for metric, key in (("zs", "zs_mean"), ("R@1", "R@1_mean")):
+            assert SEEDED_200_STEPS["sd"][name][metric] == round(100 * summary["arms"][arm][key]["std"], 1)
+            assert summary["arms"][arm][key]["n"] == SEEDED_200_STEPS["seeds"]
+    paired = summary["paired"]["QAT+KD - QAT"]
+    for metric, key in (("zs", "zs_mean"), ("R@1", "R@1_mean")):
+        want = tuple(round(100 * paired[key][k], 1) for k in ("mean", "low", "high"))
+        assert SEEDED_200_STEPS["kd_minus_qat"][metric] == want
+    assert "-1.9 [-4.8, +1.0] zero-shot" in seed_note()

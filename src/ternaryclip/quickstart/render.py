@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .goals import SEEDED_200_STEPS
+
 COLUMNS = [
     ("zs_shape", "shape"),
     ("zs_colour", "colour"),
@@ -32,6 +34,19 @@ def markdown_table(rows: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_note() -> str:
+    """One run is one seed: how much seeds move the two students, from the seeded ablation."""
+    s = SEEDED_200_STEPS
+    sd, diff = s["sd"], s["kd_minus_qat"]
+    cell = lambda m: f"{diff[m][0]:+.1f} [{diff[m][1]:+.1f}, {diff[m][2]:+.1f}]"  # noqa: E731
+    return (
+        f"(one seed: over {s['seeds']} seeds at 200 steps the standard deviation was {sd['QAT']['zs']:.1f} / "
+        f"{sd['QAT']['R@1']:.1f} points (zero-shot / R@1) for QAT and {sd['QAT + KD']['zs']:.1f} / "
+        f"{sd['QAT + KD']['R@1']:.1f} with KD, and KD - QAT paired by seed was {cell('zs')} zero-shot and "
+        f"{cell('R@1')} R@1 (95% intervals): a one-seed gap of a point or two is noise; see {s['table']})"
+    )
+
+
 def markdown_report(report: dict) -> str:
     g, lat = report["goals"], report["latency_fast_runtime_vs_torch_teacher"]
     kd, qat = report["rows"]["QAT + KD"], report["rows"]["QAT"]
@@ -55,6 +70,7 @@ def markdown_report(report: dict) -> str:
         f"- KD vs QAT alone (same steps): retrieval R@1 {100 * kd['R@1_mean']:.1f} vs {100 * qat['R@1_mean']:.1f}, "
         f"zero-shot top-1 {100 * kd['zs_mean']:.1f} vs {100 * qat['zs_mean']:.1f}; sum of both higher with KD: "
         f"{'yes' if g['kd_beats_qat'] else 'no'}",
+        f"  {seed_note()}",
         f"- fast mode vs exact mode: {g['fast_vs_exact_points']:.2f} points (goal <= 0.5): "
         f"{'met' if g['fast_vs_exact_met'] else 'missed'}",
         "",
