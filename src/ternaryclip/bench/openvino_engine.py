@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINE_NAMES = ("openvino_fp32", "openvino_bf16", "openvino_int8")
 INSTALL_HINT = "the openvino engines need OpenVINO and NNCF: pip install 'ternaryclip[openvino]'"
 CALIBRATION_SIZE = 32
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..bench.run import DEFAULT_ENGINES
 from .model_args import positive_int
 
 HELP = "speed, memory and size vs open_clip fp32 (ratios measured in one run)"
@@ -26,8 +27,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument(
         "--engines",
-        default="open_clip_fp32,torch_int8_dynamic,onnxruntime_fp32,onnxruntime_2bit,ternaryclip_exact,"
-        "ternaryclip_fast",
+        default=",".join(DEFAULT_ENGINES),
         help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
         "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
         "(torch_int8_dynamic loads the fp32 weights; its file size is theirs); with the openvino extra also "
