@@ -254,6 +254,9 @@ RAGGED = [(m, n, k, g) for m in range(1, 18) for n, k, g in [(9, 200, None), (17
     (16, 8, 128, None),
     (24, 13, 257, None),
     (40, 9, 640, 32),
+    (23, 24, 300, None),  # 16 x 6 tiles: whole second halves, 5 tokens left for the small-M kernel
+    (29, 8, 200, 12),  # a 16-row tile with no second half
+    (50, 40, 1100, None),
 ]
 
 

@@ -2,10 +2,10 @@
 // both).  Same results as ref.cpp: bitwise equal integer dots and fast-path outputs.
 //
 // Fast path (W1.58-A8), the same plan as the AVX-512 path: the 8 int32 lanes of a vector are 8
-// *output rows*.  A tile of 8 weight rows is unpacked and interleaved as [k / 4][8 rows][4 codes];
-// per 4 columns one 32-byte weight load feeds 8 tokens, each a `vpbroadcastd` of the token's 4 int8
-// activations and one `maddubs` (u unsigned x q signed) into int16 lanes (two per row), so no
-// horizontal reductions and one store per token and tile.
+// *output rows*.  A tile of 16 weight rows is unpacked and interleaved as two halves of
+// [k / 4][8 rows][4 codes]; per 4 columns two 32-byte weight loads feed 6 tokens, each a
+// `vpbroadcastd` of the token's 4 int8 activations and two `maddubs` (u unsigned x q signed) into
+// int16 lanes (two per row), so no horizontal reductions and two stores per token and tile.
 //
 // int16 bound: one maddubs lane is u_a q_a + u_b q_b with u <= 2 and |q| <= 128, so |lane| <= 512.
 // A segment is at most 32 steps (128 columns), so |int16 accumulator| <= 32 * 512 = 16384 < 32767:
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.h"
@@ -34,7 +35,6 @@ namespace {
 
 constexpr int kRows = 8;             // output rows per tile = int32 lanes
 constexpr int64_t kSegment = 128;    // columns accumulated in int16 (see the bound above)
-constexpr int64_t kSmallM_max = 16;  // up to this many tokens the small-M kernel reads prepared tiles
 
 // Rows [n0, n0 + 8) interleaved: word j (4 codes) of row r -> out[j * 8 + r].
 void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
@@ -45,16 +45,62 @@ void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out
                             _mm256_i32gather_epi32(reinterpret_cast<const int*>(rows + j * 4), offsets, 1));
 }
 
-// acc[t] += sum over columns [k0, k1) of u[row] * q[t] for the 8 rows of the tile and 8 tokens whose
-// int8 rows are kp bytes apart from q0 (k0, k1 multiples of 4).  The step is in assembly: with
-// intrinsics GCC spilled accumulators and row pointers inside the loop.
-inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
+// ---- Prepared layout (made once at load time; the same 2 bits a weight as the file) ----------------
+// Tile-major, 8 rows a tile, kp / 4 bytes a row as in the file.  Per 16 columns, one 32-byte vector
+// whose byte 4 r + c holds in bit pairs 0-1, 2-3, 4-5, 6-7 the codes u of tile row r at columns
+// 16 j + c, + 4, + 8, + 12.  Step s of the chunk, (v >> 2 s) & 3, is then exactly the interleaved
+// word layout [k / 4][8 rows][4 codes] the tile kernel reads: no unpacking or gathers per call.
+inline const uint8_t* prepared_tile(const TernaryWeights& w, int64_t n0) { return w.packed + n0 * (w.kp / 4); }
+
+// Interleaved words of a prepared tile for the tile kernel (large M): shifts and masks.
+void expand_prepared_tile(const TernaryWeights& w, int64_t n0, uint8_t*, uint32_t* out) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const uint8_t* src = prepared_tile(w, n0);
+    for (int64_t j = 0; j < w.kp / 16; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j * 32));
+        __m256i* dst = reinterpret_cast<__m256i*>(out + j * 4 * kRows);
+        _mm256_storeu_si256(dst, _mm256_and_si256(v, mask));
+        _mm256_storeu_si256(dst + 1, _mm256_and_si256(_mm256_srli_epi16(v, 2), mask));
+        _mm256_storeu_si256(dst + 2, _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+        _mm256_storeu_si256(dst + 3, _mm256_and_si256(_mm256_srli_epi16(v, 6), mask));
+    }
+}
+
+// One 4-column step of the 16 x 6 tile kernel at byte offset OFF: the weight words of rows 0-7 are
+// in ymm12 and of rows 8-15 in ymm13; each token's 4 activations are broadcast once and feed both.
+#define TCLIP_TOKEN(ADDR, LO, HI)                                                                   \
+    "vpbroadcastd " ADDR ", %%ymm14\n\t"                                                           \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"                                                     \
+    "vpaddw %%ymm15, %%ymm" #LO ", %%ymm" #LO "\n\t"                                               \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"                                                     \
+    "vpaddw %%ymm15, %%ymm" #HI ", %%ymm" #HI "\n\t"
+#define TCLIP_STEP(WOFF, OFF)                                                                       \
+    "vmovdqu " WOFF "(%[wa]), %%ymm12\n\t"                                                         \
+    "vmovdqu " WOFF "(%[wb]), %%ymm13\n\t"                                                         \
+    TCLIP_TOKEN(OFF "(%[p0])", 0, 1) TCLIP_TOKEN(OFF "(%[p0],%[kp])", 2, 3)                        \
+    TCLIP_TOKEN(OFF "(%[p0],%[kp],2)", 4, 5) TCLIP_TOKEN(OFF "(%[p0],%[kp3])", 6, 7)               \
+    TCLIP_TOKEN(OFF "(%[p4])", 8, 9) TCLIP_TOKEN(OFF "(%[p4],%[kp])", 10, 11)
+#define TCLIP_FLUSH(R, OFF)                                                                         \
+    "vpmaddwd %%ymm12, %%ymm" #R ", %%ymm" #R "\n\t"                                               \
+    "vpaddd " #OFF "(%[acc]), %%ymm" #R ", %%ymm" #R "\n\t"                                        \
+    "vmovdqu %%ymm" #R ", " #OFF "(%[acc])\n\t"
+
+// acc[2 t] (rows 0-7) and acc[2 t + 1] (rows 8-15) += sum over columns [k0, k1) of u[row] * q[t] for
+// 6 tokens whose int8 rows are kp bytes apart from q0 (k0, k1 multiples of 4); wa, wb: the
+// interleaved words of the two 8-row halves.  Why this shape: on AVX2 without VNNI each 32 products
+// cost a maddubs and an add on the vector ALUs, and the core also has to issue every broadcast and
+// pointer update.  Two weight vectors per broadcast and four steps per loop turn (12 accumulators, all
+// 16 registers in use) keep the issue width below the ALU bound: 1.3-1.6x the 8 x 8 tile with one
+// step a turn on Zen 3, which was limited by issue, not by the ALUs.  In assembly: with intrinsics
+// GCC spilled accumulators and row pointers inside the loop.
+inline void tile_dots(const uint32_t* wa, const uint32_t* wb, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1,
+                      __m256i* acc) {
     const int64_t kp3 = 3 * kp;
     for (int64_t seg = k0; seg < k1; seg += kSegment) {
         const int64_t end = std::min(k1, seg + kSegment);
-        const uint32_t* wp = wbuf + (seg / 4) * kRows;
+        const uint32_t *pa = wa + (seg / 4) * kRows, *pb = wb + (seg / 4) * kRows;
         const int8_t *p0 = q0 + seg, *p4 = p0 + 4 * kp;
-        int64_t k = seg;
+        const int8_t *whole = p0 + (end - seg) / 16 * 16, *stop = p0 + (end - seg);
         asm volatile(
             "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
             "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
@@ -64,81 +110,77 @@ inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_
             "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
             "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
             "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-            "mov $0x00010001, %%eax\n\t"
-            "vmovd %%eax, %%xmm11\n\t"
-            "vpbroadcastd %%xmm11, %%ymm11\n\t"
-            "1:\n\t"
-            "vmovdqu (%[wp]), %%ymm8\n\t"
-            "vpbroadcastd (%[p0]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm0, %%ymm0\n\t"
-            "vpbroadcastd (%[p0],%[kp]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm1, %%ymm1\n\t"
-            "vpbroadcastd (%[p0],%[kp],2), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm2, %%ymm2\n\t"
-            "vpbroadcastd (%[p0],%[kp3]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm3, %%ymm3\n\t"
-            "vpbroadcastd (%[p4]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm4, %%ymm4\n\t"
-            "vpbroadcastd (%[p4],%[kp]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm5, %%ymm5\n\t"
-            "vpbroadcastd (%[p4],%[kp],2), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm6, %%ymm6\n\t"
-            "vpbroadcastd (%[p4],%[kp3]), %%ymm9\n\t"
-            "vpmaddubsw %%ymm9, %%ymm8, %%ymm10\n\t"
-            "vpaddw %%ymm10, %%ymm7, %%ymm7\n\t"
-            "add $32, %[wp]\n\t"
+            "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
+            "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+            "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
+            "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
+            "cmp %[whole], %[p0]\n\t"
+            "jae 2f\n\t"
+            "1:\n\t"  // four steps (16 columns) a turn
+            TCLIP_STEP("", "") TCLIP_STEP("32", "4") TCLIP_STEP("64", "8") TCLIP_STEP("96", "12")
+            "add $128, %[wa]\n\t"
+            "add $128, %[wb]\n\t"
+            "add $16, %[p0]\n\t"
+            "add $16, %[p4]\n\t"
+            "cmp %[whole], %[p0]\n\t"
+            "jb 1b\n\t"
+            "2:\n\t"  // the last columns, one step a turn
+            "cmp %[stop], %[p0]\n\t"
+            "jae 3f\n\t"
+            TCLIP_STEP("", "")
+            "add $32, %[wa]\n\t"
+            "add $32, %[wb]\n\t"
             "add $4, %[p0]\n\t"
             "add $4, %[p4]\n\t"
-            "add $4, %[k]\n\t"
-            "cmp %[end], %[k]\n\t"
-            "jl 1b\n\t"
-            "vpmaddwd %%ymm11, %%ymm0, %%ymm0\n\t"
-            "vpaddd 0(%[acc]), %%ymm0, %%ymm0\n\t"
-            "vmovdqu %%ymm0, 0(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm1, %%ymm1\n\t"
-            "vpaddd 32(%[acc]), %%ymm1, %%ymm1\n\t"
-            "vmovdqu %%ymm1, 32(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm2, %%ymm2\n\t"
-            "vpaddd 64(%[acc]), %%ymm2, %%ymm2\n\t"
-            "vmovdqu %%ymm2, 64(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm3, %%ymm3\n\t"
-            "vpaddd 96(%[acc]), %%ymm3, %%ymm3\n\t"
-            "vmovdqu %%ymm3, 96(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm4, %%ymm4\n\t"
-            "vpaddd 128(%[acc]), %%ymm4, %%ymm4\n\t"
-            "vmovdqu %%ymm4, 128(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm5, %%ymm5\n\t"
-            "vpaddd 160(%[acc]), %%ymm5, %%ymm5\n\t"
-            "vmovdqu %%ymm5, 160(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm6, %%ymm6\n\t"
-            "vpaddd 192(%[acc]), %%ymm6, %%ymm6\n\t"
-            "vmovdqu %%ymm6, 192(%[acc])\n\t"
-            "vpmaddwd %%ymm11, %%ymm7, %%ymm7\n\t"
-            "vpaddd 224(%[acc]), %%ymm7, %%ymm7\n\t"
-            "vmovdqu %%ymm7, 224(%[acc])\n\t"
-            : [k] "+r"(k), [wp] "+r"(wp), [p0] "+r"(p0), [p4] "+r"(p4)
-            : [kp] "r"(kp), [kp3] "r"(kp3), [end] "r"(end), [acc] "r"(acc)
-            : "cc", "memory", "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11");
+            "jmp 2b\n\t"
+            "3:\n\t"  // widen the int16 pairs into the int32 sums
+            "mov $0x00010001, %%eax\n\t"
+            "vmovd %%eax, %%xmm12\n\t"
+            "vpbroadcastd %%xmm12, %%ymm12\n\t"
+            TCLIP_FLUSH(0, 0) TCLIP_FLUSH(1, 32) TCLIP_FLUSH(2, 64) TCLIP_FLUSH(3, 96)
+            TCLIP_FLUSH(4, 128) TCLIP_FLUSH(5, 160) TCLIP_FLUSH(6, 192) TCLIP_FLUSH(7, 224)
+            TCLIP_FLUSH(8, 256) TCLIP_FLUSH(9, 288) TCLIP_FLUSH(10, 320) TCLIP_FLUSH(11, 352)
+            : [wa] "+r"(pa), [wb] "+r"(pb), [p0] "+r"(p0), [p4] "+r"(p4)
+            : [kp] "r"(kp), [kp3] "r"(kp3), [whole] "r"(whole), [stop] "r"(stop), [acc] "r"(acc)
+            : "cc", "memory", "eax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+              "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
     }
 }
+#undef TCLIP_TOKEN
+#undef TCLIP_STEP
+#undef TCLIP_FLUSH
 
-struct Avx2Tile {
-    static constexpr int kRows = 8, kTokens = 8;
-    using Acc = __m256i;
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_tile(w, n0, rows, out); }
-    static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
-        for (int t = 0; t < kTokens; ++t) acc[t] = _mm256_setzero_si256();
-        tile_dots(wbuf, q0, kp, k0, k1, acc);
-    }
-    static Acc minus(Acc a, int32_t v) { return _mm256_sub_epi32(a, _mm256_set1_epi32(v)); }
+// The int32 sums of 16 output rows for one token: rows 0-7 in lo, 8-15 in hi (in this order in memory).
+struct Rows16 {
+    __m256i lo, hi;
 };
+
+// Tiles of 16 rows x 6 tokens, made of two 8-row halves interleaved as [k / 4][8 rows][4 codes] each.
+// Pack8 fills one half: pack_tile (file layout, per call) or expand_prepared_tile (prepared at load).
+template <void (*Pack8)(const TernaryWeights&, int64_t, uint8_t*, uint32_t*)>
+struct Avx2Tile {
+    static constexpr int kRows = 16, kTokens = 6;
+    using Acc = Rows16;
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+        Pack8(w, n0, rows, out);
+        uint32_t* second = out + w.kp / 4 * tclip::avx2::kRows;
+        if (n0 + tclip::avx2::kRows < w.n)
+            Pack8(w, n0 + tclip::avx2::kRows, rows, second);
+        else  // past the last row: codes u = 1 (t = 0), whose dots the activation sum cancels
+            std::fill(second, second + w.kp / 4 * tclip::avx2::kRows, 0x01010101u);
+    }
+    static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
+        for (int t = 0; t < kTokens; ++t) acc[t].lo = acc[t].hi = _mm256_setzero_si256();
+        tile_dots(wbuf, wbuf + kp / 4 * tclip::avx2::kRows, q0, kp, k0, k1, &acc[0].lo);
+    }
+    static Acc minus(Acc a, int32_t v) {
+        const __m256i s = _mm256_set1_epi32(v);
+        return {_mm256_sub_epi32(a.lo, s), _mm256_sub_epi32(a.hi, s)};
+    }
+};
+
+using Avx2FileTile = Avx2Tile<pack_tile>;
+using Avx2PreparedTile = Avx2Tile<expand_prepared_tile>;
 
 }  // namespace
 
@@ -182,7 +224,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     }
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2Tile>(x, w, out); }
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2FileTile>(x, w, out); }
 
 namespace {
 
@@ -219,32 +261,15 @@ struct Epilogue {
                 _mm256_maskstore_ps(yr, mask, v);
         }
     }
-};
 
-// ---- Prepared layout (made once at load time; the same 2 bits a weight as the file) ----------------
-// Tile-major, 8 rows a tile, kp / 4 bytes a row as in the file.  Per 16 columns, one 32-byte vector
-// whose byte 4 r + c holds in bit pairs 0-1, 2-3, 4-5, 6-7 the codes u of tile row r at columns
-// 16 j + c, + 4, + 8, + 12.  Step s of the chunk, (v >> 2 s) & 3, is then exactly the interleaved
-// word layout [k / 4][8 rows][4 codes] the tile kernel reads: no unpacking or gathers per call.
-inline const uint8_t* prepared_tile(const TernaryWeights& w, int64_t n0) { return w.packed + n0 * (w.kp / 4); }
-
-// Interleaved words of a prepared tile for the 8-token assembly kernel (large M): shifts and masks.
-void expand_prepared_tile(const TernaryWeights& w, int64_t n0, uint8_t*, uint32_t* out) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    const uint8_t* src = prepared_tile(w, n0);
-    for (int64_t j = 0; j < w.kp / 16; ++j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j * 32));
-        __m256i* dst = reinterpret_cast<__m256i*>(out + j * 4 * kRows);
-        _mm256_storeu_si256(dst, _mm256_and_si256(v, mask));
-        _mm256_storeu_si256(dst + 1, _mm256_and_si256(_mm256_srli_epi16(v, 2), mask));
-        _mm256_storeu_si256(dst + 2, _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
-        _mm256_storeu_si256(dst + 3, _mm256_and_si256(_mm256_srli_epi16(v, 6), mask));
-    }
-}
-
-struct Avx2PreparedTile : Avx2Tile {
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
-        expand_prepared_tile(w, n0, rows, out);
+    // A 16-row tile: its two 8-row halves, the second only where it holds rows below N.
+    void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const Rows16* acc) const {
+        __m256i half[Avx2PreparedTile::kTokens];
+        for (int t = 0; t < real; ++t) half[t] = acc[t].lo;
+        (*this)(i, real, n0, std::min(real_rows, kRows), g, half);
+        if (real_rows <= kRows) return;
+        for (int t = 0; t < real; ++t) half[t] = acc[t].hi;
+        (*this)(i, real, n0 + kRows, real_rows - kRows, g, half);
     }
 };
 
@@ -309,7 +334,7 @@ constexpr SmallMTile kSmallM[kRows + 1] = {nullptr,         small_m_tile<1>, sma
 
 }  // namespace
 
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx2Tile>(x, w, Epilogue{x, w, y}); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx2FileTile>(x, w, Epilogue{x, w, y}); }
 
 int64_t prepared_bytes(const TernaryWeights& w) { return (w.n + kRows - 1) / kRows * kRows * (w.kp / 4); }
 
@@ -336,17 +361,19 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
     TernaryWeights wp = w;
     wp.packed = prepared;
     const Epilogue finish{x, wp, y};
-    if (x.m > kSmallM_max) {
-        drive<Avx2PreparedTile>(x, wp, finish);
+    // Up to 8 tokens the small-M kernel alone (it reads each weight once, with no tile to expand); more
+    // in whole 16 x 6 tiles, and the last 1-5 tokens by the small-M kernel.  Equal at 7-8 tokens on
+    // Zen 3; from 9 on the tiles win (1.3-1.4x at 12 and 16).
+    if (x.m > kRows) {
+        drive<Avx2PreparedTile>(x, wp, finish, [&](int64_t i, int real, int64_t n0) {
+            kSmallM[real](x, wp, i, n0, finish);
+            if (n0 + kRows < wp.n) kSmallM[real](x, wp, i, n0 + kRows, finish);
+        });
         return;
     }
     const int64_t tiles = (w.n + kRows - 1) / kRows;
 #pragma omp parallel for schedule(static)
-    for (int64_t tile = 0; tile < tiles; ++tile)
-        for (int64_t i = 0; i < x.m; i += kRows) {
-            const int real = int(std::min<int64_t>(kRows, x.m - i));
-            kSmallM[real](x, wp, i, tile * kRows, finish);
-        }
+    for (int64_t tile = 0; tile < tiles; ++tile) kSmallM[x.m](x, wp, 0, tile * kRows, finish);
 }
 
 }  // namespace tclip::avx2

@@ -93,7 +93,7 @@ struct Scratch {
     std::vector<int32_t> qsum;
 };
 
-// Sizes of the quantized activations of m rows (overflow-checked; zero rows up to a multiple of 16).
+// Sizes of the quantized activations of m rows (overflow-checked; zero rows up to kTokenPad).
 struct QuantSizes {
     int64_t q, q_used, qsum;
 };
@@ -235,7 +235,7 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
                 for (int64_t c = w.group_begin(g); c < w.group_end(g); ++c) s += qd[i * kp + c];
                 qsum[size_t(i * groups + g)] = s;
             }
-        // the SIMD paths may read whole groups of 16 rows (QuantizedRows): a zero-padded copy
+        // the SIMD paths read whole tiles of tokens (QuantizedRows): a zero-padded copy
         std::vector<int8_t> padded(size_t(sizes.q), 0);
         if (m > 0) std::memcpy(padded.data(), qd, size_t(sizes.q_used));
         table.int_dot(QuantizedRows{padded.data(), nullptr, qsum.data(), m, kp}, w, out);

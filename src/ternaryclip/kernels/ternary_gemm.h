@@ -37,9 +37,10 @@ struct TernaryWeights {
 
 // Activations quantized per row (token) to int8 by absmax: q = round(x * 127 / absmax), |q| <= 127,
 // xscale = absmax / 127.  q is padded with zeros to kp columns; qsum[m * groups + g] = sum of q over
-// group g (the correction for unsigned weight codes).  The AVX-512 path reads q in groups of 16 rows:
-// its buffer must hold round_up(m, 16) rows, the ones past m zero (kTokenPad).
-constexpr int64_t kTokenPad = 16;
+// group g (the correction for unsigned weight codes).  The tile kernels read q in whole tiles of
+// tokens (AVX-512: 16, AVX2: 6, NEON: 4 or 8): the buffer holds m rows rounded up to a multiple of
+// all of them, the ones past m zero (kTokenPad).
+constexpr int64_t kTokenPad = 48;
 inline int64_t padded_rows(int64_t m) { return (m + kTokenPad - 1) / kTokenPad * kTokenPad; }
 
 struct QuantizedRows {
@@ -68,7 +69,7 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 // The SIMD paths need groups that start on a 4-column boundary; other shapes use the reference.
 bool supports(const TernaryWeights& w);
 // The load-time layout (avx2.cpp: 8-row tiles, 16 columns a 32-byte vector) and the fast GEMM that
-// reads it: M <= 16 tokens straight from the prepared tiles, more through the 8 x 8 tile kernel.
+// reads it: M <= 16 tokens straight from the prepared tiles, more through the 16 x 6 tile kernel.
 int64_t prepared_bytes(const TernaryWeights& w);
 void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);

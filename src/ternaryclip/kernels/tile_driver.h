@@ -1,8 +1,8 @@
-// The 2bit row unpacking and the loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 8 rows
-// x 8 tokens; avx512.cpp: 16 x 16; neon*.cpp: 8 rows x 4 or 8 tokens).  Include it inside the file's
+// The 2bit row unpacking and the loop nest shared by the SIMD fast paths (avx2.cpp: tiles of 16 rows
+// x 6 tokens; avx512.cpp: 16 x 16; neon*.cpp: 8 rows x 4 or 8 tokens).  Include it inside the file's
 // anonymous namespace, after <immintrin.h> or <arm_neon.h>: each file compiles its own copy with its
 // own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
-// The includer brings <algorithm>, <cmath> and <cstring> first.
+// The includer brings <algorithm>, <cmath>, <cstring> and <type_traits> first.
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
 // blocking every weight tile would stream all of them from memory), then weight tiles split across
@@ -76,10 +76,14 @@ inline int64_t token_block(const TernaryWeights& w) {
     return std::max<int64_t>(kTokenPad, rows / kTokenPad * kTokenPad);
 }
 
+struct NoTail {};
+
 // Calls finish(i0, real_tokens, n0, real_rows, g, dots) per micro-tile and group g (groups in
 // increasing order), where dots[t] holds the row dots (sum of t * q over group g) of token i0 + t.
-template <class Tile, class Finish>
-void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
+// With a tail, the last tokens that do not fill a whole tile go to tail(i0, real_tokens, n0) instead
+// (a kernel for a few tokens spends nothing on the padding rows of a tile).
+template <class Tile, class Finish, class Tail = NoTail>
+void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail tail = {}) {
     const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w);
 #pragma omp parallel
     {
@@ -95,6 +99,12 @@ void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish) {
                 for (int64_t i = m0; i < m1; i += Tile::kTokens) {
                     // rows past m are zero padding in the activation buffer (see QuantizedRows)
                     const int real = int(std::min<int64_t>(Tile::kTokens, m1 - i));
+                    if constexpr (!std::is_same_v<Tail, NoTail>) {
+                        if (real < Tile::kTokens) {
+                            tail(i, real, n0);
+                            continue;
+                        }
+                    }
                     for (int64_t g = 0; g < w.scale_cols; ++g) {
                         alignas(64) typename Tile::Acc acc[Tile::kTokens];
                         Tile::dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
