@@ -6,7 +6,9 @@ Three servers, each its own process on 127.0.0.1, all with the same ViT-B/32-sha
 init, ternarized, scope ``all`` + token embedding):
 
 - ``batched``: ``ternaryclip serve --max-batch 32 --max-wait-ms 5``;
-- ``max-batch 1``: the same server with batching off;
+- ``streams``: the same with ``--streams`` = ``--threads`` (one kernel thread a stream: batches run
+  side by side instead of each on every thread);
+- ``max-batch 1``: the same server as ``batched`` with batching off;
 - ``open_clip fp32``: one process serving the same endpoints the simple way (Starlette, each request
   runs its own forward pass in the worker thread pool, no batching).
 
@@ -44,7 +46,7 @@ from PIL import Image
 
 from ternaryclip.serve.loadgen import run_load
 
-SERVERS = ("batched", "max-batch 1", "open_clip fp32")
+SERVERS = ("batched", "streams", "max-batch 1", "open_clip fp32")
 
 
 def free_port() -> int:
@@ -167,7 +169,11 @@ class ServerProcess:
 def start_servers(tclip: str, threads: int) -> dict[str, ServerProcess]:
     serve = [sys.executable, "-m", "ternaryclip", "serve", tclip, "--threads", str(threads)]
     servers = {}
-    for name, extra in (("batched", []), ("max-batch 1", ["--max-batch", "1"])):
+    for name, extra in (
+        ("batched", []),
+        ("streams", ["--streams", str(threads)]),
+        ("max-batch 1", ["--max-batch", "1"]),
+    ):
         port = free_port()
         servers[name] = ServerProcess(name, [*serve, "--port", str(port), *extra], port)
     port = free_port()
@@ -227,7 +233,8 @@ def run(args) -> dict:
             run_load(s.url, 4, 2, image, 0.5, 0.0)
         for index, (name, (clients, image_fraction, malformed)) in enumerate(SCENARIOS.items()):
             order = list(servers.values())
-            for s in order[index % 3 :] + order[: index % 3]:  # who goes first changes: neighbours' load drifts
+            first = index % len(order)
+            for s in order[first:] + order[:first]:  # who goes first changes: neighbours' load drifts
                 out = scenario(s, image, clients, args.short_seconds, image_fraction, malformed, seed=1)
                 report["scenarios"].setdefault(name, {})[s.name] = out
                 print(f"{name:10s} {s.name:15s} {json.dumps(out)}", flush=True)
@@ -262,9 +269,15 @@ def ratios(report: dict) -> dict:
         / per_s("image x16", "max-batch 1", "image"),
         "image x16 throughput, batched / open_clip fp32": per_s("image x16", "batched", "image")
         / per_s("image x16", "open_clip fp32", "image"),
-        "text p99 at x16 / p50 at x1 (batched)": sc["text x16"]["batched"]["text"]["p99_ms"]
-        / sc["text x1"]["batched"]["text"]["p50_ms"],
+        "text x32 throughput, streams / max-batch 1": per_s("text x32", "streams", "text")
+        / per_s("text x32", "max-batch 1", "text"),
+        "image x16 throughput, streams / batched": per_s("image x16", "streams", "image")
+        / per_s("image x16", "batched", "image"),
     }
+    for server in ("batched", "streams"):
+        out[f"text p99 at x16 / p50 at x1 ({server})"] = (
+            sc["text x16"][server]["text"]["p99_ms"] / sc["text x1"][server]["text"]["p50_ms"]
+        )
     for name, run_ in sc[next(k for k in sc if k.startswith("mixed"))].items():
         out[f"mixed RSS end / after warm-up ({name})"] = run_["rss_mb_end"] / run_["rss_mb_after_warmup"]
     return {k: round(v, 2) for k, v in out.items()}
@@ -281,7 +294,7 @@ def plot(report: dict, path: str) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
     for ax, (name, kind, title) in zip(axes, panels):
         values = [report["scenarios"][name][s].get(kind, {}).get("per_s", 0) for s in SERVERS]
-        ax.bar(range(len(SERVERS)), values, color=["tab:green", "tab:olive", "tab:gray"])
+        ax.bar(range(len(SERVERS)), values, color=["tab:green", "tab:blue", "tab:olive", "tab:gray"])
         ax.set_xticks(range(len(SERVERS)), SERVERS, fontsize=8)
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"ternaryclip serve, {report['arch']}, {report['threads']} threads, loopback")

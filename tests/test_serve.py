@@ -242,8 +242,15 @@ def test_serve_command_line_errors_are_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing.tclip")]) == 2
     assert main(["serve", "--model", "no-equals-sign"]) == 2
     assert main(["serve", str(tmp_path / "x.tclip"), "--max-batch", "0"]) == 2
+    assert main(["serve", str(tmp_path / "x.tclip"), "--streams", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("ternaryclip serve: error:") for line in err)
+    assert len(err) == 5 and all(line.startswith("ternaryclip serve: error:") for line in err)
+
+
+def test_more_streams_than_kernel_threads_is_refused_in_one_line(tclip_paths, capsys):
+    assert main(["serve", str(tclip_paths[0]), "--threads", "1", "--streams", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--streams 2 needs at least as many kernel threads, got 1" in err[0]
 
 
 def test_extra_routes_share_the_models_and_cannot_shadow_the_api(tclip_paths, runtime):

@@ -207,6 +207,46 @@ def test_a_cancelled_request_is_never_encoded_and_a_failing_batch_fails_only_its
     assert "gone" not in seen and isinstance(failing[0], RuntimeError) and ok.shape == (1, 2)
 
 
+def test_with_two_streams_two_batches_run_at_once():
+    both_running = threading.Barrier(2, timeout=5)  # one batch at a time would never pass it
+
+    def encode(items):
+        both_running.wait()
+        return np.array([[float(x)] for x in items])
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher("t", encode, pool, max_batch=1, max_wait_s=0.0, max_queue=8, concurrency=2)
+            try:
+                return await asyncio.gather(batcher.submit([1]), batcher.submit([2]))
+            finally:
+                await batcher.close()
+
+    assert [r.tolist() for r in asyncio.run(main())] == [[[1.0]], [[2.0]]]
+
+
+def test_streams_split_the_threads_and_give_the_runtime_s_embeddings(model):
+    from ternaryclip import kernels
+
+    before = kernels.get_num_threads()
+    try:
+        kernels.set_num_threads(2)
+        app = create_app({"tiny": model}, ServeSettings(streams=2, max_wait_ms=1))
+        service = app.state.service
+        pools = service.inference.values()
+        assert [pool._max_workers for pool in pools] == [2, 2]
+        assert [pool.submit(kernels.get_num_threads).result() for pool in pools] == [1, 1]
+        assert service.models["tiny"].threads == 1 and model.threads is None  # the caller's model is untouched
+        texts = [f"a photo number {i}" for i in range(6)]
+        with TestClient(app) as client:
+            health = client.get("/health").json()
+            answers = [client.post("/v1/embed/text", json={"texts": [t]}).json()["embeddings"][0] for t in texts]
+        assert (health["streams"], health["threads_per_stream"]) == (2, 1)
+        assert cosine(np.array(answers), model.encode_text(texts, normalize=True)).min() > 0.9999
+    finally:
+        kernels.set_num_threads(before)
+
+
 def test_the_forward_gate_lets_a_waiting_text_batch_go_before_the_next_image_chunk():
     from ternaryclip.serve.service import ForwardGate
 
@@ -231,6 +271,36 @@ def test_the_forward_gate_lets_a_waiting_text_batch_go_before_the_next_image_chu
     for t in threads:
         t.join(10)
     assert order == ["image 0", "text", "image 1", "image 2"]
+
+
+def test_a_gate_for_two_streams_lets_two_forward_passes_in_and_holds_the_third():
+    from ternaryclip.serve.service import ForwardGate
+
+    gate, inside, most, done = ForwardGate(capacity=2), [0], [0], []
+    lock, release = threading.Lock(), threading.Event()
+
+    def forward():
+        with gate.hold(urgent=False):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            release.wait(10)
+            with lock:
+                inside[0] -= 1
+        done.append(1)
+
+    threads = [threading.Thread(target=forward) for _ in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while inside[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the third has had time to get in, were the gate open
+    assert inside[0] == 2
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert most[0] == 2 and len(done) == 3
 
 
 def test_inference_threads_use_the_thread_count_of_the_loading_thread(model):

@@ -20,6 +20,14 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--port", type=int, default=3003, help="port (default 3003, Immich's machine-learning port)")
     p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="fast: int8 activations; exact: float")
     p.add_argument("--threads", type=int, help="CPU threads for the kernels (default: all)")
+    p.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="batches encoded at once, the threads split between them (default 1: each batch on every "
+        "thread, the lowest latency for one request; the number of cores, one thread each: the most "
+        "requests a second under concurrent load)",
+    )
     p.add_argument("--max-batch", type=int, default=32, help="items encoded together per tower (1: no batching)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     p.add_argument("--max-queue", type=int, default=256, help="items waiting per tower before 503 + Retry-After")
@@ -60,6 +68,7 @@ def settings_from(args: argparse.Namespace):
         max_pixels=args.max_pixels,
         timeout_s=args.timeout_s,
         decode_workers=args.decode_workers,
+        streams=args.streams,
     )
 
 

@@ -2,9 +2,11 @@
 
 A request's items (texts, or decoded images) wait in a bounded queue.  A collector task takes them
 as soon as ``max_batch`` items are waiting or the oldest has waited ``max_wait``; the forward pass
-runs on the inference thread, off the event loop, and each caller gets its own rows back in order.
-Items queued while a batch runs join the next one, so under load batches fill by themselves.  A
-caller that gives up (timeout, disconnect) is dropped from the queue before it costs a forward pass.
+runs on an inference thread, off the event loop, and each caller gets its own rows back in order.
+Items queued while a batch runs join the next one, so under load batches fill by themselves.  With
+``concurrency`` > 1 (the server's ``--streams``) up to that many batches run at once, each on its own
+inference thread.  A caller that gives up (timeout, disconnect) is dropped from the queue before it
+costs a forward pass.
 """
 
 from __future__ import annotations
@@ -42,14 +44,19 @@ class Batcher:
         max_queue: int,
         retry_after_s: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
+        concurrency: int = 1,
     ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.name, self.encode, self.executor = name, encode, executor
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
-        self.retry_after_s, self.on_batch = retry_after_s, on_batch
+        self.retry_after_s, self.on_batch, self.concurrency = retry_after_s, on_batch, concurrency
         self._pending: deque[_Job] = deque()
         self._queued = 0  # items in _pending
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._slots: asyncio.Semaphore | None = None  # batches that may still start
+        self._running: set[asyncio.Task] = set()
 
     @property
     def depth(self) -> int:
@@ -80,17 +87,39 @@ class Batcher:
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
+            self._slots = asyncio.Semaphore(self.concurrency)
             self._task = loop.create_task(self._collect(), name=f"batcher {self.name}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for job in list(self._pending):
             job.future.cancel()
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()  # a free inference thread first: until then, items keep joining
+            try:
+                jobs = await self._next_batch(loop)
+            except BaseException:
+                self._slots.release()
+                raise
+            task = loop.create_task(self._run(loop, jobs), name=f"batch {self.name}")
+            self._running.add(task)
+            task.add_done_callback(lambda done, jobs=jobs: self._finished(done, jobs))
+
+    def _finished(self, task: asyncio.Task, jobs: list[_Job]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        for job in jobs:  # a batch cancelled by close(): nobody waits forever
+            if not job.future.done():
+                job.future.cancel()
+
+    async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Job]:
+        """Waits for queued items, then for ``max_batch`` of them or the oldest one's ``max_wait``."""
         while True:
             while not self._pending:
                 self._wakeup.clear()
@@ -103,8 +132,8 @@ class Batcher:
                 except asyncio.TimeoutError:
                     break
             jobs = self._take()
-            if jobs:
-                await self._run(loop, jobs)
+            if jobs:  # else every waiting caller gave up meanwhile
+                return jobs
 
     def _take(self) -> list[_Job]:
         """The oldest jobs up to ``max_batch`` items (a single larger job goes alone, encoded in chunks)."""

@@ -7,13 +7,16 @@ Every request is answered or times out; the run stops by itself after ``seconds`
 
 from __future__ import annotations
 
+import http.client
+import json
 import random
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
 TEXTS = (
@@ -56,24 +59,76 @@ class LoadResult:
         return out
 
 
-def malformed_request(rng: random.Random) -> dict:
+def json_body(payload) -> tuple[bytes, str]:
+    return json.dumps(payload).encode(), "application/json"
+
+
+def multipart_body(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
+    """One file as ``multipart/form-data`` (RFC 7578), the way a browser or ``curl -F`` sends it."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    body: bytes
+    content_type: str
+
+
+def malformed_request(rng: random.Random) -> Request:
     """One of the mistakes clients make; each must get a 4xx and hurt nobody else."""
     choice = rng.randrange(4)
     if choice == 0:
-        return {"url": "/v1/embed/text", "content": b"{not json", "headers": {"content-type": "application/json"}}
+        return Request("/v1/embed/text", b"{not json", "application/json")
     if choice == 1:
-        return {"url": "/v1/embed/text", "json": {"texts": "not a list"}}
+        return Request("/v1/embed/text", *json_body({"texts": "not a list"}))
     if choice == 2:
-        return {"url": "/v1/embed/image", "files": [("image", ("broken.jpg", b"\xff\xd8\xff garbage"))]}
-    return {"url": "/v1/embed/image", "json": {"images": ["%%% not base64"]}}
+        return Request("/v1/embed/image", *multipart_body("image", "broken.jpg", b"\xff\xd8\xff garbage"))
+    return Request("/v1/embed/image", *json_body({"images": ["%%% not base64"]}))
 
 
-def request_for(kind: str, rng: random.Random, image: bytes) -> dict:
+def request_for(kind: str, rng: random.Random, image: bytes) -> Request:
     if kind == "text":
-        return {"url": "/v1/embed/text", "json": {"texts": [rng.choice(TEXTS)]}}
+        return Request("/v1/embed/text", *json_body({"texts": [rng.choice(TEXTS)]}))
     if kind == "image":
-        return {"url": "/v1/embed/image", "files": [("image", ("photo.jpg", image))]}
+        return Request("/v1/embed/image", *multipart_body("image", "photo.jpg", image))
     return malformed_request(rng)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, reopened after an error.
+
+    The standard library's client, not httpx: the clients share the cores with the server they
+    measure, and this one costs ~0.7 ms of CPU a request against httpx's ~2.5 ms (ViT-B/32 text
+    queries on 2 Zen 3 cores).
+    """
+
+    def __init__(self, base_url: str, timeout_s: float):
+        parts = urlsplit(base_url)
+        self.host, self.port, self.timeout_s = parts.hostname, parts.port or 80, timeout_s
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, req: Request) -> int:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        try:
+            self.conn.request("POST", req.url, body=req.body, headers={"Content-Type": req.content_type})
+            response = self.conn.getresponse()
+            response.read()
+            return response.status
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
 
 def run_load(
@@ -88,14 +143,12 @@ def run_load(
 ) -> LoadResult:
     """``clients`` threads, each sending one request after another for ``seconds``; returns what came back."""
     result, lock = LoadResult(seconds), threading.Lock()
-    # Clients are made before the clock starts: making one costs real CPU (an SSL context), which on a
-    # busy machine would eat the run.
-    https = [httpx.Client(base_url=base_url, timeout=timeout_s) for _ in range(clients)]
+    connections = [Connection(base_url, timeout_s) for _ in range(clients)]
     ready = threading.Barrier(clients + 1)
     stop_at = 0.0
 
     def client(index: int) -> None:
-        rng, http = random.Random(seed * 1000 + index), https[index]
+        rng, connection = random.Random(seed * 1000 + index), connections[index]
         ready.wait()
         while time.perf_counter() < stop_at:
             roll = rng.random()
@@ -109,8 +162,8 @@ def run_load(
             req = request_for(kind, rng, image)
             start = time.perf_counter()
             try:
-                status, error = http.post(**req).status_code, None
-            except httpx.HTTPError as err:
+                status, error = connection.post(req), None
+            except (OSError, http.client.HTTPException) as err:
                 status, error = 0, f"{kind}: {type(err).__name__} {err}"
             elapsed = time.perf_counter() - start
             ok = status == 200 if kind != "malformed" else 400 <= status < 500
@@ -118,7 +171,7 @@ def run_load(
                 result.statuses[kind][status] += 1
                 result.latencies[kind].append(elapsed)
                 if not ok:
-                    result.failures.append(error or f"{kind} {req['url']}: status {status}")
+                    result.failures.append(error or f"{kind} {req.url}: status {status}")
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
@@ -129,8 +182,8 @@ def run_load(
     for t in threads:
         t.join(seconds + timeout_s + 5)
     result.seconds = time.perf_counter() - started
-    for http in https:
-        http.close()
+    for connection in connections:
+        connection.close()
     return result
 
 

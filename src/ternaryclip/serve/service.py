@@ -7,6 +7,7 @@ Routes (ours, and any added with ``create_app(extra_routes=...)``) reach it as
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from collections.abc import Awaitable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,19 +28,19 @@ IMAGE_CHUNK = 8  # images per forward pass; a text batch waits at most for one s
 
 
 class ForwardGate:
-    """One forward pass at a time, text first.
+    """``capacity`` forward passes at a time (one per stream), text first.
 
-    The kernels spread one batch over every core; two batches at once (a text and an image one)
-    would make their threads stall each other at every barrier.  Image batches go through in chunks
-    of ``IMAGE_CHUNK`` and yield to any waiting text batch between chunks, so a search query is not
-    stuck behind a large batch of photos.  With one kernel thread (``--threads 1``) the towers run
-    side by side instead: the gate is open.
+    The kernels spread one batch over the threads of its stream; more batches than streams at once
+    (a text and an image one) would make their threads stall each other at every barrier.  Image
+    batches go through in chunks of ``IMAGE_CHUNK`` and yield to any waiting text batch between
+    chunks, so a search query is not stuck behind a large batch of photos.  With one kernel thread
+    and one stream (``--threads 1``) the towers run side by side instead: the gate is open.
     """
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+    def __init__(self, enabled: bool = True, capacity: int = 1):
+        self.enabled, self.capacity = enabled, capacity
         self._cond = threading.Condition()
-        self._busy = False
+        self._busy = 0
         self._urgent_waiting = 0
 
     @contextmanager
@@ -50,15 +51,15 @@ class ForwardGate:
         with self._cond:
             self._urgent_waiting += urgent
             try:
-                self._cond.wait_for(lambda: not self._busy and (urgent or not self._urgent_waiting))
+                self._cond.wait_for(lambda: self._busy < self.capacity and (urgent or not self._urgent_waiting))
             finally:
                 self._urgent_waiting -= urgent
-            self._busy = True
+            self._busy += 1
         try:
             yield
         finally:
             with self._cond:
-                self._busy = False
+                self._busy -= 1
                 self._cond.notify_all()
 
 
@@ -78,17 +79,29 @@ class EmbeddingService:
             raise ValueError("serve needs at least one model")
         self.models, self.settings, self.metrics = dict(models), settings, metrics
         self.default_model = next(iter(self.models))
-        # One inference thread per tower, one forward pass at a time through the gate (text first).
-        # OpenMP's thread count is per thread: the inference threads take the one set in this thread
-        # (``load(..., threads=N)``), else they would use every core whatever --threads says.
-        threads = kernels.get_num_threads()
+        # One inference thread per tower and stream, one forward pass per stream at a time through the
+        # gate (text first).  OpenMP's thread count is per thread: the inference threads take the
+        # models' (``load(..., threads=N)``) or else the one set in this thread, split between the
+        # streams, else they would use every core whatever --threads says.
+        threads = next((m.threads for m in self.models.values() if m.threads), None) or kernels.get_num_threads()
+        self.streams = settings.streams
+        if self.streams > threads:
+            raise ValueError(f"--streams {self.streams} needs at least as many kernel threads, got {threads}")
+        self.stream_threads = threads // self.streams
+        if self.streams > 1:  # a model applies its own count in every call: copies that share the weights
+            self.models = {name: copy.copy(m) for name, m in self.models.items()}
+            for model in self.models.values():
+                model.threads = self.stream_threads
         self.inference = {
             tower: ThreadPoolExecutor(
-                1, f"ternaryclip-{tower}", initializer=kernels.set_num_threads, initargs=(threads,)
+                self.streams,
+                f"ternaryclip-{tower}",
+                initializer=kernels.set_num_threads,
+                initargs=(self.stream_threads,),
             )
             for tower in ("text", "image")
         }
-        self.gate = ForwardGate(enabled=threads > 1)
+        self.gate = ForwardGate(enabled=threads > 1, capacity=self.streams)
         self.decoder = ImageDecoder(
             settings.decode_workers, settings.max_decodes, settings.max_pixels, settings.retry_after_s
         )
@@ -125,6 +138,7 @@ class EmbeddingService:
             s.max_queue,
             s.retry_after_s,
             record,
+            concurrency=self.streams,
         )
         self.batchers[model, tower] = batcher
         self.metrics.queue_depth.labels(model, tower).set_function(lambda: batcher.depth)
@@ -195,6 +209,8 @@ class EmbeddingService:
             },
             "kernel": kernel_path(),
             "threads": kernels.get_num_threads(),
+            "streams": self.streams,
+            "threads_per_stream": self.stream_threads,
             "queue_depth": {f"{m}/{t}": b.depth for (m, t), b in self.batchers.items()},
             "decoding": self.decoder.pending,
             "settings": {

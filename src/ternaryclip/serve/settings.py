@@ -18,9 +18,10 @@ class ServeSettings:
     decode_workers: int = 2  # threads that decode images
     max_decodes: int = 64  # images waiting for or in decoding; beyond it 503
     retry_after_s: int = 1  # the Retry-After that comes with a 503
+    streams: int = 1  # forward passes at once, the kernel threads split between them
 
     def __post_init__(self):
-        for name in ("max_batch", "max_queue", "decode_workers", "max_decodes", "max_pixels"):
+        for name in ("max_batch", "max_queue", "decode_workers", "max_decodes", "max_pixels", "streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_wait_ms", "max_body_mb", "timeout_s"):
