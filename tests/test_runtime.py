@@ -214,6 +214,23 @@ def test_text_at_caption_length_equals_the_full_context_forward(ternary_file, mo
     assert np.abs(runtime.encode_text(ids[4:5]) - truncated[4:5]).max() <= 1e-6 * np.abs(full).max()
 
 
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_last_block_on_the_pooled_tokens_only_gives_the_same_embeddings(ternary_file, mode):
+    _, path = ternary_file
+    runtime = ternaryclip.load(path, mode=mode, batch_size=4)
+    assert runtime.arch.vision.pool_type == "tok"  # the image tower takes the shortcut too
+    ids = captions_of_varied_length(np.random.default_rng(3), 9, 16, 49408)
+    pixels = np.random.default_rng(4).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    short = runtime.encode_text(ids), runtime.encode_image(pixels)
+    runtime.pooled_rows_only = False
+    every_row = runtime.encode_text(ids), runtime.encode_image(pixels)
+    for got, want in zip(short, every_row):
+        if mode == "fast":  # integer dots and row-wise float epilogues: the same bits for any M
+            assert np.array_equal(got, want)
+        else:
+            assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+
+
 def test_text_at_caption_length_equals_open_clip(tiny_open_clip, tmp_path):
     ternarize_(tiny_open_clip, TernaryConfig())
     path = ternaryclip.save(tiny_open_clip, tmp_path / "m.tclip")

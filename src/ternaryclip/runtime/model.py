@@ -133,16 +133,24 @@ class Block:
     activation: str
     buffers: Buffers
 
-    def __call__(self, x: np.ndarray, batch: int, causal: bool) -> np.ndarray:
-        """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it)."""
+    def __call__(self, x: np.ndarray, batch: int, causal: bool, rows: np.ndarray | None = None) -> np.ndarray:
+        """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it).
+
+        ``rows``: only these rows of the output are wanted (the pooled tokens, in the last block).
+        Every token is still a key and value of the attention, but the projection and the MLP run on
+        these rows alone, and the result is ``[len(rows), width]``: the same numbers, since every op
+        after the attention works row by row.
+        """
         qkv = self.in_proj(self.ln_1(x))
         attended = kernels.attention(
             qkv.reshape(batch, -1, qkv.shape[1]),
             self.heads,
             causal,
             out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])),
-        )
-        x += self.out_proj(attended.reshape(x.shape))
+        ).reshape(x.shape)
+        if rows is not None:
+            x, attended = x[rows], np.ascontiguousarray(attended[rows])
+        x += self.out_proj(attended)
         hidden = self.c_fc(self.ln_2(x))
         kernels.activation_(hidden, self.activation)
         x += self.c_proj(hidden)
@@ -163,6 +171,9 @@ class TernaryCLIP:
         activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
         eps = self.arch.norm_eps
         self.ternary_weights = data.ternary
+        # The pooled embedding reads one token per sample: the last block's projection and MLP run on
+        # those rows only (~6% of a forward pass; the same numbers).  False runs every row, for tests.
+        self.pooled_rows_only = True
         self.float_tensors = {k: np.asarray(v, dtype=np.float32) for k, v in data.floats.items()}
         self._buffers = Buffers()
 
@@ -233,6 +244,12 @@ class TernaryCLIP:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.ln_pre is not None:
             x = self.ln_pre(x).copy()  # the residual stream needs its own array, not the shared "ln" one
+        if v.pool_type == "tok" and self.pooled_rows_only:  # the last block's MLP for the class tokens only
+            for block in self.visual_blocks[:-1]:
+                x = block(x, b, causal=False)
+            tokens = x.shape[0] // b
+            x = self.visual_blocks[-1](x, b, causal=False, rows=np.arange(b) * tokens)
+            return self.visual_proj(self.ln_post(x))
         for block in self.visual_blocks:
             x = block(x, b, causal=False)
         x = x.reshape(b, -1, v.width)
@@ -301,10 +318,15 @@ class TernaryCLIP:
         index = self._pool_index(ids)
         ids = ids[:, : length or ids.shape[1]]
         x = (self._token_embedding(ids) + self.text_pos[: ids.shape[1]]).astype(np.float32).reshape(-1, t.width)
+        rows = np.arange(b) * ids.shape[1] + index  # the pooled token of each caption
+        if self.pooled_rows_only:  # the last block's MLP for the pooled tokens only
+            for block in self.text_blocks[:-1]:
+                x = block(x, b, causal=t.causal)
+            x = self.text_blocks[-1](x, b, causal=t.causal, rows=rows)
+            return self.text_proj(self.ln_final(x))
         for block in self.text_blocks:
             x = block(x, b, causal=t.causal)
-        x = self.ln_final(x).reshape(b, -1, t.width)
-        return self.text_proj(np.ascontiguousarray(x[np.arange(b), index]))
+        return self.text_proj(np.ascontiguousarray(self.ln_final(x)[rows]))
 
     def encode_text(self, texts, normalize: bool = False, truncate: bool = True) -> np.ndarray:
         """Strings (or int token ids ``[B, context]``) -> ``[B, embed_dim]``.
