@@ -236,19 +236,27 @@ struct Epilogue {
     float* y;
 
     void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) const {
-        alignas(32) float scale[kRows], bias[kRows];
-        alignas(32) int32_t lane_mask[kRows];
-        for (int r = 0; r < kRows; ++r) {
-            scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
-            bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
-            lane_mask[r] = r < real_rows ? -1 : 0;
-        }
-        const __m256 vs = _mm256_load_ps(scale), vb = _mm256_load_ps(bias);
-        const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
-        const bool first = g == 0, last = g + 1 == w.scale_cols;
         // Masked loads and stores only on a tile that runs past N: they cost several times a plain one
         // on AMD cores (7-13% of a whole GEMM at CLIP's shapes on Zen 3).
         const bool full = real_rows == kRows;
+        __m256 vs, vb;
+        __m256i mask = _mm256_set1_epi32(-1);
+        if (full && w.scale_cols == 1) {  // the usual case, per row or per tensor: straight vector loads
+            vs = w.scale_rows == 1 ? _mm256_set1_ps(w.scales[0]) : _mm256_loadu_ps(w.scales + n0);
+            vb = w.bias ? _mm256_loadu_ps(w.bias + n0) : _mm256_setzero_ps();
+        } else {
+            alignas(32) float scale[kRows], bias[kRows];
+            alignas(32) int32_t lane_mask[kRows];
+            for (int r = 0; r < kRows; ++r) {
+                scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
+                bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
+                lane_mask[r] = r < real_rows ? -1 : 0;
+            }
+            vs = _mm256_load_ps(scale);
+            vb = _mm256_load_ps(bias);
+            mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+        }
+        const bool first = g == 0, last = g + 1 == w.scale_cols;
         for (int t = 0; t < real; ++t) {
             float* yr = y + (i + t) * w.n + n0;
             const __m256 before =
