@@ -189,8 +189,15 @@ static inline void rows4_times_panel_scalar(const float* a, int64_t lda, const f
     }
 }
 
+// Keys are padded to a multiple of the vector block's width (two vectors), with zero keys and values.
+#if defined(TCLIP_HAVE_VEC)
+constexpr int64_t kKeyBlock = 2 * Vec::kWidth;
+#else
+constexpr int64_t kKeyBlock = 4;
+#endif
+
 // Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and all (padded) keys.
-// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of 32, S rows are [tp].
+// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of kKeyBlock, S rows are [tp].
 static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, float* s) {
 #if defined(TCLIP_HAVE_VEC)
     rows4_times_panel<Vec>(q, hd, kt, tp, hd, tp, s, tp);
@@ -213,7 +220,7 @@ static void weighted_values_4rows(const float* p, const float* v, int64_t tp, in
 // time: scores, softmax (masked past the keys, and causally), weighted sum of values.
 void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     const int64_t hd = width / heads;
-    const int64_t tp = (t + 31) / 32 * 32, tq = (t + 3) / 4 * 4;
+    const int64_t tp = (t + kKeyBlock - 1) / kKeyBlock * kKeyBlock, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
 #pragma omp parallel if (2 * batch * heads * t * t * hd >= kParallelMinFlops)
     {
