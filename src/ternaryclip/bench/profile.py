@@ -20,6 +20,7 @@ import numpy as np
 OP_CLASSES = {
     "gemm": "gemm",
     "gemm_prepared": "gemm",
+    "gemm_prepared_into": "gemm",
     "attention": "attention",
     "layer_norm": "norms",
     "activation_": "activation",

@@ -7,6 +7,7 @@ every ternary linear layer going through the ternary GEMM (``fast``: int8 activa
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import threading
@@ -35,15 +36,25 @@ class Buffers:
     of arrays, not 32.  Thread-local, so one model serves several Python threads.
     """
 
+    MAX_VIEWS = 512  # remembered (role, shape) views per thread; a server sees many batch shapes
+
     def __init__(self):
         self._local = threading.local()
 
     def get(self, role: str, shape: tuple) -> np.ndarray:
+        views = self._local.__dict__.setdefault("views", {})
+        view = views.get((role, shape))  # a caption's forward asks ~70 times: no new view each time
+        if view is not None:
+            return view
         cache = self._local.__dict__.setdefault("arrays", {})
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if role not in cache or cache[role].size < size:
             cache[role] = np.empty(size, dtype=np.float32)
-        return cache[role][:size].reshape(shape)
+            views.clear()  # views of the old, smaller array would keep it alive
+        if len(views) >= self.MAX_VIEWS:
+            views.clear()
+        view = views[role, shape] = cache[role][:size].reshape(shape)
+        return view
 
 
 class Linear:
@@ -80,6 +91,8 @@ class Linear:
             w = self.weight
             out = self.buffers.get(self.role, (x.shape[0], self.out_features)) if self.buffers else None
             if self.prepared is not None:
+                if out is not None and x.dtype == np.float32 and x.flags.c_contiguous:
+                    return kernels.gemm_prepared_into(x, self.prepared, self.scales, w.group_size, self.bias, out)
                 return kernels.gemm_prepared(x, self.prepared, self.scales, w.group_size, self.bias, out=out)
             return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
