@@ -196,23 +196,24 @@ constexpr int64_t kKeyBlock = 2 * Vec::kWidth;
 constexpr int64_t kKeyBlock = 4;
 #endif
 
-// Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and all (padded) keys.
-// Q rows are [hd] (pre-scaled), Kt is [hd, tp] with tp a multiple of kKeyBlock, S rows are [tp].
-static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, float* s) {
+// Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and the first `keys` (padded)
+// keys.  Q rows are [hd] (pre-scaled), Kt is [hd, tp], S rows are [tp]; keys is a multiple of
+// kKeyBlock, at most tp.
+static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, int64_t keys, float* s) {
 #if defined(TCLIP_HAVE_VEC)
-    rows4_times_panel<Vec>(q, hd, kt, tp, hd, tp, s, tp);
+    rows4_times_panel<Vec>(q, hd, kt, tp, hd, keys, s, tp);
 #else
-    rows4_times_panel_scalar(q, hd, kt, tp, hd, tp, s, tp);
+    rows4_times_panel_scalar(q, hd, kt, tp, hd, keys, s, tp);
 #endif
 }
 
-// O[i, :] = sum_j P[i, j] V[j, :] for 4 query rows; P rows [tp] (zero past the keys), V [tp, hd],
-// hd a multiple of two vectors on the SIMD path.
-static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t hd, float* o) {
+// O[i, :] = sum_j P[i, j] V[j, :] over the first `keys` keys for 4 query rows; P rows [tp] (zero
+// past the real keys), V [tp, hd], hd a multiple of two vectors on the SIMD path.
+static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t keys, int64_t hd, float* o) {
 #if defined(TCLIP_HAVE_VEC)
-    if (hd % (2 * Vec::kWidth) == 0) return rows4_times_panel<Vec>(p, tp, v, hd, tp, hd, o, hd);
+    if (hd % (2 * Vec::kWidth) == 0) return rows4_times_panel<Vec>(p, tp, v, hd, keys, hd, o, hd);
 #endif
-    rows4_times_panel_scalar(p, tp, v, hd, tp, hd, o, hd);
+    rows4_times_panel_scalar(p, tp, v, hd, keys, hd, o, hd);
 }
 
 // qkv [batch, t, 3 * width] (q | k | v, heads split inside each) -> out [batch, t, width].
@@ -242,7 +243,11 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
                 }
             }
             for (int64_t i0 = 0; i0 < t; i0 += 4) {
-                scores_4rows(q.data() + i0 * hd, kt.data(), hd, tp, s.data());
+                // With a causal mask these 4 queries see keys up to i0 + 3 only: the products stop at
+                // the key block holding it (about half the work of a caption's attention).  Past the
+                // real keys the weights are exact zeros, so the sums are the same either way.
+                const int64_t seen = causal ? std::min(tp, (i0 + 4 + kKeyBlock - 1) / kKeyBlock * kKeyBlock) : tp;
+                scores_4rows(q.data() + i0 * hd, kt.data(), hd, tp, seen, s.data());
                 for (int r = 0; r < 4; ++r) {
                     float* sr = s.data() + r * tp;
                     const int64_t keys = causal ? std::min(i0 + r + 1, t) : t;
@@ -251,9 +256,9 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
                     const float sum = sum8(sr, keys);
                     const float inv = 1.0f / sum;
                     for (int64_t j = 0; j < keys; ++j) sr[j] *= inv;
-                    std::fill(sr + keys, sr + tp, 0.0f);
+                    std::fill(sr + keys, sr + seen, 0.0f);
                 }
-                weighted_values_4rows(s.data(), v.data(), tp, hd, o.data());
+                weighted_values_4rows(s.data(), v.data(), tp, seen, hd, o.data());
                 for (int r = 0; r < 4 && i0 + r < t; ++r)
                     std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd, size_t(hd) * sizeof(float));
             }
