@@ -225,6 +225,26 @@ def test_with_two_streams_two_batches_run_at_once():
     assert [r.tolist() for r in asyncio.run(main())] == [[[1.0]], [[2.0]]]
 
 
+def test_idle_streams_share_what_is_waiting():
+    batches = []
+
+    def encode(items):
+        batches.append(list(items))
+        return np.array([[float(x)] for x in items])
+
+    async def main():
+        with ThreadPoolExecutor(2) as pool:
+            batcher = Batcher("t", encode, pool, max_batch=32, max_wait_s=0.05, max_queue=16, concurrency=2)
+            try:
+                return await asyncio.gather(*(batcher.submit([i]) for i in range(5)))
+            finally:
+                await batcher.close()
+
+    results = asyncio.run(main())
+    assert [r.tolist() for r in results] == [[[float(i)]] for i in range(5)]
+    assert sorted(batches) == [[0, 1, 2], [3, 4]]  # 5 waiting, 2 idle streams: 3 and 2, not 5 and none
+
+
 def test_streams_split_the_threads_and_give_the_runtime_s_embeddings(model):
     from ternaryclip import kernels
 

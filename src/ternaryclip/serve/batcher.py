@@ -57,6 +57,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._slots: asyncio.Semaphore | None = None  # batches that may still start
         self._running: set[asyncio.Task] = set()
+        self._idle = concurrency  # streams with no batch (the collector's own included until it starts one)
 
     @property
     def depth(self) -> int:
@@ -107,12 +108,14 @@ class Batcher:
             except BaseException:
                 self._slots.release()
                 raise
+            self._idle -= 1
             task = loop.create_task(self._run(loop, jobs), name=f"batch {self.name}")
             self._running.add(task)
             task.add_done_callback(lambda done, jobs=jobs: self._finished(done, jobs))
 
     def _finished(self, task: asyncio.Task, jobs: list[_Job]) -> None:
         self._running.discard(task)
+        self._idle += 1
         self._slots.release()
         for job in jobs:  # a batch cancelled by close(): nobody waits forever
             if not job.future.done():
@@ -131,14 +134,16 @@ class Batcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
-            jobs = self._take()
+            # Idle streams share what is waiting: two half batches side by side finish sooner than
+            # one whole batch on one stream while the other waits.
+            jobs = self._take(max(1, min(self.max_batch, -(-self._queued // max(1, self._idle)))))
             if jobs:  # else every waiting caller gave up meanwhile
                 return jobs
 
-    def _take(self) -> list[_Job]:
-        """The oldest jobs up to ``max_batch`` items (a single larger job goes alone, encoded in chunks)."""
+    def _take(self, limit: int) -> list[_Job]:
+        """The oldest jobs up to ``limit`` items (a single larger job goes alone, encoded in chunks)."""
         jobs, count = [], 0
-        while self._pending and (not jobs or count + len(self._pending[0].items) <= self.max_batch):
+        while self._pending and (not jobs or count + len(self._pending[0].items) <= limit):
             job = self._pending.popleft()
             job.taken = True
             self._queued -= len(job.items)
