@@ -69,7 +69,8 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 // The SIMD paths need groups that start on a 4-column boundary; other shapes use the reference.
 bool supports(const TernaryWeights& w);
 // The load-time layout (avx2.cpp: 8-row tiles, 16 columns a 32-byte vector) and the fast GEMM that
-// reads it: M <= 16 tokens straight from the prepared tiles, more through the 16 x 6 tile kernel.
+// reads it: up to 8 tokens (and the last 1-5 of a larger batch) straight from the prepared tiles,
+// whole tiles of 6 tokens through the 16 x 6 tile kernel.
 int64_t prepared_bytes(const TernaryWeights& w);
 void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
