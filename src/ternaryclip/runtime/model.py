@@ -257,14 +257,12 @@ class TernaryCLIP:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.ln_pre is not None:
             x = self.ln_pre(x).copy()  # the residual stream needs its own array, not the shared "ln" one
-        if v.pool_type == "tok" and self.pooled_rows_only:  # the last block's MLP for the class tokens only
-            for block in self.visual_blocks[:-1]:
-                x = block(x, b, causal=False)
-            tokens = x.shape[0] // b
-            x = self.visual_blocks[-1](x, b, causal=False, rows=np.arange(b) * tokens)
-            return self.visual_proj(self.ln_post(x))
-        for block in self.visual_blocks:
+        class_tokens = v.pool_type == "tok" and self.pooled_rows_only  # the last block's MLP for those only
+        for block in self.visual_blocks[:-1]:
             x = block(x, b, causal=False)
+        x = self.visual_blocks[-1](x, b, causal=False, rows=np.arange(b) * (x.shape[0] // b) if class_tokens else None)
+        if class_tokens:
+            return self.visual_proj(self.ln_post(x))
         x = x.reshape(b, -1, v.width)
         if v.pool_type == "tok":  # LayerNorm is per token: normalizing only the class token is the same
             pooled = self.ln_post(np.ascontiguousarray(x[:, 0]))
@@ -332,13 +330,11 @@ class TernaryCLIP:
         ids = ids[:, : length or ids.shape[1]]
         x = (self._token_embedding(ids) + self.text_pos[: ids.shape[1]]).astype(np.float32).reshape(-1, t.width)
         rows = np.arange(b) * ids.shape[1] + index  # the pooled token of each caption
-        if self.pooled_rows_only:  # the last block's MLP for the pooled tokens only
-            for block in self.text_blocks[:-1]:
-                x = block(x, b, causal=t.causal)
-            x = self.text_blocks[-1](x, b, causal=t.causal, rows=rows)
-            return self.text_proj(self.ln_final(x))
-        for block in self.text_blocks:
+        for block in self.text_blocks[:-1]:
             x = block(x, b, causal=t.causal)
+        if self.pooled_rows_only:  # the last block's MLP for the pooled tokens only
+            return self.text_proj(self.ln_final(self.text_blocks[-1](x, b, causal=t.causal, rows=rows)))
+        x = self.text_blocks[-1](x, b, causal=t.causal)
         return self.text_proj(np.ascontiguousarray(self.ln_final(x)[rows]))
 
     def encode_text(self, texts, normalize: bool = False, truncate: bool = True) -> np.ndarray:

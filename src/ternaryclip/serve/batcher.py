@@ -57,7 +57,6 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._slots: asyncio.Semaphore | None = None  # batches that may still start
         self._running: set[asyncio.Task] = set()
-        self._idle = concurrency  # streams with no batch (the collector's own included until it starts one)
 
     @property
     def depth(self) -> int:
@@ -108,14 +107,12 @@ class Batcher:
             except BaseException:
                 self._slots.release()
                 raise
-            self._idle -= 1
             task = loop.create_task(self._run(loop, jobs), name=f"batch {self.name}")
             self._running.add(task)
             task.add_done_callback(lambda done, jobs=jobs: self._finished(done, jobs))
 
     def _finished(self, task: asyncio.Task, jobs: list[_Job]) -> None:
         self._running.discard(task)
-        self._idle += 1
         self._slots.release()
         for job in jobs:  # a batch cancelled by close(): nobody waits forever
             if not job.future.done():
@@ -136,7 +133,8 @@ class Batcher:
                     break
             # Idle streams share what is waiting: two half batches side by side finish sooner than
             # one whole batch on one stream while the other waits.
-            jobs = self._take(max(1, min(self.max_batch, -(-self._queued // max(1, self._idle)))))
+            idle = self.concurrency - len(self._running)  # this collector's stream among them
+            jobs = self._take(max(1, min(self.max_batch, -(-self._queued // idle))))
             if jobs:  # else every waiting caller gave up meanwhile
                 return jobs
 
