@@ -16,6 +16,8 @@ def impls_for(group_size: int, k: int) -> list[str]:
         impls.append("avx2")
     if kernels.cpu_has_avx512_vnni() and (group_size == k or group_size % 4 == 0):
         impls.append("avx512")
+    if kernels.cpu_has_amx_int8() and (group_size == k or group_size % 64 == 0):
+        impls.append("amx")
     return impls
 
 
@@ -257,6 +259,10 @@ RAGGED = [(m, n, k, g) for m in range(1, 18) for n, k, g in [(9, 200, None), (17
     (23, 24, 300, None),  # 16 x 6 tiles: whole second halves, 5 tokens left for the small-M kernel
     (29, 8, 200, 12),  # a 16-row tile with no second half
     (50, 40, 1100, None),
+    (1, 3, 100, None),  # AMX: under 16 tokens (short tiles), a panel of 32 rows holding 3
+    (16, 47, 640, 64),  # one whole token tile, groups of one 64-column chunk
+    (33, 70, 1000, 128),  # two token tiles and one more, a third panel of 6 rows, groups of 2 chunks
+    (70, 65, 3000, None),  # K past one block of the per-chunk expansion ring
 ]
 
 
@@ -272,10 +278,12 @@ def test_prepared_weights_give_the_reference_bit_for_bit(shape):
         if weights is None:  # this path reads the file layout directly
             continue
         prepared_any = True
-        assert weights.data.nbytes <= (n + 15) // 16 * 16 * packed.shape[1]  # still 2 bits a weight
+        assert weights.data.nbytes <= (n + 31) // 32 * 32 * packed.shape[1]  # still 2 bits a weight
         assert np.array_equal(kernels.gemm_prepared(x, weights, scales, gs, bias), expected), impl
     if not prepared_any and kernels.cpu_has_avx2() and (gs == k or gs % 4 == 0):
         pytest.fail("the AVX2 path prepares its weights")
+    if kernels.cpu_has_amx_int8() and (gs == k or gs % 64 == 0):
+        assert kernels.prepare(packed, k, scales, gs).impl == "amx"  # auto takes the widest path
 
 
 def test_prepared_weights_refuse_another_path_or_size():
@@ -294,6 +302,7 @@ def test_int8_dot_peak_is_measured_for_the_paths_this_cpu_has():
 
     assert (_ext.int8_dot_peak_gops("avx2", 0.01) > 0) == kernels.cpu_has_avx2()
     assert (_ext.int8_dot_peak_gops("avx512", 0.01) > 0) == kernels.cpu_has_avx512_vnni()
+    assert (_ext.int8_dot_peak_gops("amx", 0.01) > 0) == kernels.cpu_has_amx_int8()
     assert _ext.int8_dot_peak_gops("sse9", 0.01) == 0
     with pytest.raises(ValueError, match="seconds"):
         _ext.int8_dot_peak_gops("avx2", 100.0)
@@ -330,3 +339,26 @@ def test_openmp_threads_sleep_at_barriers_unless_the_user_chose(chosen, seen):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(chosen)  # not left set for libraries loaded later
     assert f"OMP_WAIT_POLICY = '{seen}'" in done.stderr
+
+
+def test_the_impl_variable_forces_a_path_on_auto_callers(monkeypatch):
+    codes, packed, scales, bias, x, gs = make_case(5, 40, 256, None, 3)
+    expected = kernels.gemm(x, packed, 256, scales, gs, bias, "fast", "ref")
+    monkeypatch.setenv(kernels.IMPL_VARIABLE, "ref")
+    assert kernels.fast_gemm_impl() == "ref" and kernels.prepare(packed, 256, scales, gs) is None
+    assert np.array_equal(kernels.gemm(x, packed, 256, scales, gs, bias), expected)
+    if kernels.cpu_has_avx2():
+        monkeypatch.setenv(kernels.IMPL_VARIABLE, "avx2")
+        weights = kernels.prepare(packed, 256, scales, gs)
+        assert weights.impl == "avx2" and kernels.fast_gemm_impl() == "avx2"
+        assert np.array_equal(kernels.gemm_prepared(x, weights, scales, gs, bias), expected)
+    assert kernels.fast_gemm_impl("ref") == "ref"  # a named impl is not overridden
+    monkeypatch.setenv(kernels.IMPL_VARIABLE, "sse9")
+    with pytest.raises(ValueError, match="TERNARYCLIP_IMPL must be one of"):
+        kernels.gemm(x, packed, 256, scales, gs, bias)
+
+
+def test_auto_runs_the_widest_fast_gemm_this_cpu_has():
+    widest = "amx" if kernels.cpu_has_amx_int8() else "avx512" if kernels.cpu_has_avx512_vnni() else None
+    widest = widest or ("avx2" if kernels.cpu_has_avx2() else "ref")
+    assert kernels.fast_gemm_impl() == widest

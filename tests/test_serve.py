@@ -15,6 +15,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 import ternaryclip  # noqa: E402
 from serve_support import build_tiny_tclip, cosine, image_bytes, pil  # noqa: E402
+from ternaryclip import kernels  # noqa: E402
 from ternaryclip.cli import main  # noqa: E402
 from ternaryclip.eval.metrics import class_embeddings, normalize  # noqa: E402
 from ternaryclip.serve import ServeSettings, create_app  # noqa: E402
@@ -51,7 +52,7 @@ def test_ping_health_and_metrics(client):
     health = client.get("/health").json()
     assert health["default_model"] == "tiny" and set(health["models"]) == {"tiny", "other"}
     assert health["models"]["tiny"] == {"mode": "fast", "dim": 32, "image_size": 32, "context_length": 16}
-    assert health["kernel"] in ("avx2", "avx512", "ref") and health["queue_depth"]["tiny/text"] == 0
+    assert health["kernel"] == kernels.fast_gemm_impl() and health["queue_depth"]["tiny/text"] == 0
     client.post("/v1/embed/text", json={"texts": ["a cat", "a dog", "a cow"]})
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")

@@ -70,8 +70,8 @@ def run_kernel_bench(
 
     all_threads = threads or os.cpu_count() or 1
     impls = simd_impls(kernels)  # each timed on its own, next to "auto"
-    peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avx512")}
-    peak = peaks["avx512"] or peaks["avx2"]  # the instruction the auto path is built on
+    peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avx512", "amx")}
+    peak = peaks.get(kernels.fast_gemm_impl(), 0.0)  # the instruction the auto path is built on
     progress(
         "int8 dot peak, register-only loop, one core: "
         + ", ".join(f"{isa} {gops:.0f} GOPS" for isa, gops in peaks.items() if gops)
@@ -128,6 +128,8 @@ def run_kernel_bench(
         "threads": all_threads,
         "repeats": repeats,
         "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
+        "amx_int8": bool(kernels.cpu_has_amx_int8()),
+        "auto_impl": kernels.fast_gemm_impl(),
         "int8_dot_peak_gops": peaks,
         "simd_impls": impls,
         "machine": platform.machine(),

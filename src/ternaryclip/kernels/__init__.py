@@ -39,6 +39,27 @@ def _load_extension():
 _ext = _load_extension()
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
+IMPL_VARIABLE = "TERNARYCLIP_IMPL"
+
+
+def _impl(impl: str) -> str:
+    """``impl`` checked; ``"auto"`` becomes ``$TERNARYCLIP_IMPL`` where set.
+
+    The variable forces one instruction set on everything that asks for ``"auto"`` (the runtime, the
+    server, a benchmark engine in its own process): how an AVX2-only CPU is measured on a newer one.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = os.environ.get(IMPL_VARIABLE, "auto") or "auto"
+        if impl not in IMPLS:
+            raise ValueError(f"{IMPL_VARIABLE} must be one of {IMPLS}, got {impl!r}")
+    return impl
+
+
+def fast_gemm_impl(impl: str = "auto") -> str:
+    """The instruction set whose fast GEMM runs for ``impl`` on this CPU (``"amx"``, ``"avx512"``, ...)."""
+    return _ext.fast_gemm_impl(_impl(impl))
 
 
 def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
@@ -81,8 +102,7 @@ def gemm(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    impl = _impl(impl)
     x = _as("x", x, np.float32, 2)
     if x.shape[1] != k:
         raise ValueError(f"x has {x.shape[1]} columns but the weights have K = {k}")
@@ -111,8 +131,7 @@ class PreparedWeights:
 
 def prepare(packed: np.ndarray, k: int, scales: np.ndarray, group_size: int, impl: str = "auto"):
     """The weights in the load-time layout of the fast path ``impl`` picks, or None where it has none."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    impl = _impl(impl)
     packed = _as("packed", packed, np.uint8, 2)
     scales = _as("scales", scales, np.float32, 2)
     made = _ext.prepare_weights(packed, int(k), scales, int(group_size), impl)
@@ -155,16 +174,19 @@ def gemm_prepared_into(
 def quantize_rows(x: np.ndarray, group_size: int | None = None, impl: str = "auto"):
     """Per-row absmax int8 quantization: ``(q [M, Kp] zero padded, xscale [M], qsum [M, groups])``."""
     x = _as("x", x, np.float32, 2)
-    return _ext.quantize_rows(x, int(group_size or x.shape[1]), impl)
+    return _ext.quantize_rows(x, int(group_size or x.shape[1]), _impl(impl))
 
 
 def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = None, impl: str = "auto") -> np.ndarray:
     """Integer dots ``out[M, N, G] = sum over group g of t[n, k] * q[m, k]`` (the exactness test hook)."""
-    return _ext.int_dot(_as("q", q, np.int8, 2), _as("packed", packed, np.uint8, 2), int(k), int(group_size or k), impl)
+    return _ext.int_dot(
+        _as("q", q, np.int8, 2), _as("packed", packed, np.uint8, 2), int(k), int(group_size or k), _impl(impl)
+    )
 
 
 cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
+cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
 max_threads = _ext.max_threads
@@ -176,7 +198,7 @@ def layer_norm(
     """LayerNorm over the last axis of ``x [M, D]`` (float32), into ``out`` when given."""
     x = _as("x", x, np.float32, 2)
     out = _out(out, x.shape)
-    y = _ext.layer_norm(x, weight, bias, float(eps), impl, out)
+    y = _ext.layer_norm(x, weight, bias, float(eps), _impl(impl), out)
     return out if out is not None else y
 
 
@@ -184,7 +206,7 @@ def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
     """In place: ``gelu`` (erf form, as torch's nn.GELU) or ``quick_gelu`` (x sigmoid(1.702 x))."""
     if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
         raise ValueError("activation_ needs a C-contiguous float32 numpy array")
-    _ext.activation_(x, kind, impl)
+    _ext.activation_(x, kind, _impl(impl))
 
 
 def attention(
@@ -193,5 +215,5 @@ def attention(
     """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``."""
     qkv = _as("qkv", qkv, np.float32, 3)
     out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))
-    y = _ext.attention(qkv, int(heads), bool(causal), impl, out)
+    y = _ext.attention(qkv, int(heads), bool(causal), _impl(impl), out)
     return out if out is not None else y

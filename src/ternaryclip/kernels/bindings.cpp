@@ -367,10 +367,14 @@ NB_MODULE(_ext, m) {
             return int8_dot_peak_gops(isa.c_str(), seconds);
         },
         nb::arg("isa"), nb::arg("seconds") = 0.2,
-        "GOPS of a register-only loop of the int8 dot instruction of 'avx2' or 'avx512' on this thread (0: absent)");
+        "GOPS of a register-only loop of the int8 dot instruction of 'avx2', 'avx512' or 'amx' on this thread (0: absent)");
     m.def("impl_names", &impl_names, "the impl= names of this build, narrowest first");
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });
+    m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
+    m.def(
+        "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
+        nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");
     m.def("set_num_threads", &set_num_threads, nb::arg("n"), "OpenMP threads of the calling thread's kernels");
     m.def("get_num_threads", &get_num_threads);
     m.def("max_threads", &thread_cap, "the largest thread count set_num_threads accepts");

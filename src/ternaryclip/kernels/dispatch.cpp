@@ -15,6 +15,7 @@ bool always() { return true; }
 bool has_avx2() { return cpu_features().avx2; }
 bool has_avx512() { return cpu_features().avx512; }
 bool has_avx512_vnni() { return cpu_features().avx512_vnni; }
+bool has_amx_int8() { return cpu_features().amx_int8; }
 
 const KernelTable ref_table = {
     "ref", always, always, nullptr,
@@ -38,6 +39,14 @@ const KernelTable avx512_table = {
     nullptr, nullptr, nullptr,
 };
 
+// AMX-INT8: the fast GEMM over its own layout; everything else from AVX-512 and AVX2.
+const KernelTable amx_table = {
+    "amx", has_avx512, has_amx_int8, amx::supports,
+    nullptr, nullptr, amx::gemm_fast, nullptr,
+    nullptr, nullptr, nullptr, nullptr,
+    amx::prepared_bytes, amx::prepare, amx::gemm_fast_prepared,
+};
+
 // ---- aarch64 slot -------------------------------------------------------------------------------
 // An aarch64 build adds its tables here: kernels/neon.cpp defines them (NEON, dotprod, i8mm, each a
 // KernelTable like the ones above, with float_ok/gemm_ok reading cpu_features()), CMakeLists.txt adds
@@ -54,6 +63,7 @@ const std::array kTables = {
 #if defined(__x86_64__) || defined(_M_X64)
     &avx2_table,
     &avx512_table,
+    &amx_table,
 #endif
 #if defined(TCLIP_NEON_TABLES)
     &neon_table,

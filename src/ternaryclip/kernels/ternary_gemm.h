@@ -83,4 +83,14 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 bool supports(const TernaryWeights& w);  // groups must start on 4-column boundaries
 }  // namespace avx512
 
+namespace amx {  // AMX-INT8 (amx.cpp): the fast GEMM only, over its own load-time layout
+bool compiled();            // false off x86-64 Linux
+bool request_tile_state();  // asks the kernel for the AMX tile registers (once a process); false if refused
+bool supports(const TernaryWeights& w);  // groups must start on 64-column boundaries
+int64_t prepared_bytes(const TernaryWeights& w);
+void prepare(const TernaryWeights& w, uint8_t* out);
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);  // prepares per call
+}  // namespace amx
+
 }  // namespace tclip

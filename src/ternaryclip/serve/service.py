@@ -64,9 +64,7 @@ class ForwardGate:
 
 
 def kernel_path() -> str:
-    if kernels.cpu_has_avx512_vnni():
-        return "avx512"
-    return "avx2" if kernels.cpu_has_avx2() else "ref"
+    return kernels.fast_gemm_impl()
 
 
 def normalized(x: np.ndarray) -> np.ndarray:

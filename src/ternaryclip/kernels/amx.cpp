@@ -1,0 +1,260 @@
+// AMX-INT8 fast path (x86-64 Linux; compiled with -mamx-tile -mamx-int8 and the AVX-512 flags, called only
+// where the CPU has AMX and the kernel granted this process the tile state: Intel Sapphire Rapids and later).
+//
+// Why: one `tdpbsud` multiplies a 16 x 64 int8 tile of activations by a 64 x 16 tile of weight codes,
+// 16,384 multiply-adds in ~16 cycles, eight times what the VNNI path's vpdpbusd pair does in that time.
+// The int8 dot product stops being the wall; unpacking the 2-bit codes and the epilogue become it.
+//
+// Load-time layout (`prepare`): the output rows are cut in panels of 32 (two B tiles side by side), each
+// panel's K in chunks of 64 columns.  A B tile in the unit's VNNI order is 16 lines of 64 bytes, byte
+// 4 j + c of line l holding the code u of output row j, column 4 l + c of its chunk.  Its 1024 codes are
+// kept as 256 bytes: byte i holds the codes of tile bytes i, i + 256, i + 512, i + 768 in bit pairs 0-1,
+// 2-3, 4-5, 6-7, so four 64-byte loads, shifted and masked, rebuild the tile with no shuffles.  Still 2
+// bits a weight; rows past n hold u = 1 (value 0).
+//
+// A call expands one panel at a time into a per-thread buffer (K x 32 bytes: 96 KB at K = 3072, kept in
+// L2) and runs every token tile of the current token block over it, 32 tokens x 32 rows at a time in four
+// int32 accumulator tiles.  The codes are unsigned (u = t + 1), the activations signed, so `tdpbsud`
+// sums q u and the epilogue subtracts the per-group sum of q, as the VNNI path does.  Integer dots equal
+// ref.cpp bit for bit; the float epilogue is the reference's: (0 + s * dot) * xscale + bias, or for
+// groups acc += s_g * dot_g in increasing g, then acc * xscale + bias.
+//
+// int32 bound: a lane adds at most 2 * 128 * K, below 2^31 for K <= 2^23 (the bindings refuse more).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "ternary_gemm.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace tclip::amx {
+namespace {
+
+#include "tile_driver.h"
+
+constexpr int kTile = 16;                     // lines of every tile; output rows of a B tile
+constexpr int64_t kChunk = 64;                // columns per tile step (64 int8 bytes a line)
+constexpr int64_t kPanel = 32;                // output rows per panel: two B tiles
+constexpr int64_t kTileBytes = 1024;          // an expanded B tile
+constexpr int64_t kPackedTileBytes = 256;     // ... as 2-bit codes
+constexpr int64_t kBlockBytes = int64_t(1) << 20;  // int8 activation bytes per token block (L2: 2 MB a core)
+
+// Tiles: 0-3 the accumulators (token half a x row half b at 2 a + b), 4-5 activations, 6-7 weights.
+struct alignas(64) TileConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+// `tokens` lines in the accumulator and activation tiles (fewer than 16 for a batch under 16 tokens: the
+// unit then neither loads the padding rows nor multiplies them), 16 in the weight tiles.
+void configure_tiles(int tokens) {
+    TileConfig config;
+    for (int t = 0; t < 8; ++t) {
+        config.rows[t] = uint8_t(t < 6 ? tokens : kTile);
+        config.colsb[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+int64_t panels(const TernaryWeights& w) { return (w.n + kPanel - 1) / kPanel; }
+int64_t panel_bytes(const TernaryWeights& w) { return w.kp / kChunk * 2 * kPackedTileBytes; }
+
+// Panel p in the packed tile layout: rows unpacked to codes (scratch `rows`, 32 x kp), each tile's
+// 16 x 16 words of 4 codes transposed into the unit's order, then folded four bytes into one.
+void prepare_panel(const TernaryWeights& w, int64_t p, uint8_t* rows, uint8_t* out) {
+    unpack_rows(w, p * kPanel, int(kPanel), rows);
+    alignas(64) uint8_t tile[kTileBytes];
+    for (int64_t c = 0; c < w.kp / kChunk; ++c)
+        for (int half = 0; half < 2; ++half) {
+            for (int line = 0; line < kTile; ++line)
+                for (int j = 0; j < kTile; ++j)
+                    std::memcpy(tile + line * 64 + 4 * j, rows + (half * kTile + j) * w.kp + c * kChunk + 4 * line, 4);
+            for (int i = 0; i < kPackedTileBytes; ++i)
+                out[i] = uint8_t(tile[i] | tile[i + 256] << 2 | tile[i + 512] << 4 | tile[i + 768] << 6);
+            out += kPackedTileBytes;
+        }
+}
+
+// A panel's packed tiles back to codes: dst[(c * 2 + half) * 1024 + ...], the B tiles of chunk c.
+void expand_panel(const uint8_t* src, int64_t tiles, uint8_t* dst) {
+    const __m512i mask = _mm512_set1_epi8(3);
+    for (int64_t t = 0; t < tiles; ++t, src += kPackedTileBytes, dst += kTileBytes)
+        for (int v = 0; v < 4; ++v) {
+            const __m512i bits = _mm512_loadu_si512(src + 64 * v);
+            for (int s = 0; s < 4; ++s)
+                _mm512_store_si512(dst + 256 * s + 64 * v, _mm512_and_si512(_mm512_srli_epi16(bits, 2 * s), mask));
+        }
+}
+
+// The per-thread panel buffer, 64-byte aligned (tile loads of aligned lines), grown and never shrunk.
+uint8_t* panel_buffer(int64_t bytes) {
+    thread_local std::vector<uint8_t> storage;
+    if (int64_t(storage.size()) < bytes + 64) storage.resize(size_t(bytes + 64));
+    const auto address = reinterpret_cast<uintptr_t>(storage.data());
+    return storage.data() + ((64 - address % 64) % 64);
+}
+
+// Scales and biases of one row half of a panel for group g, zero past n.
+struct RowHalf {
+    alignas(64) float scale[kTile];
+    alignas(64) float bias[kTile];
+    int real = 0;  // output rows of the half that exist
+};
+
+RowHalf row_half(const TernaryWeights& w, int64_t n0, int64_t g) {
+    RowHalf h;
+    h.real = int(std::clamp<int64_t>(w.n - n0, 0, kTile));
+    for (int r = 0; r < kTile; ++r) {
+        h.scale[r] = r < h.real ? w.scale(n0 + r, g) : 0.0f;
+        h.bias[r] = r < h.real && w.bias ? w.bias[n0 + r] : 0.0f;
+    }
+    return h;
+}
+
+// Writes the dots of one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running
+// sum over groups lives in y itself, exactly the reference's float sequence.
+void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots, int64_t i, int64_t n0,
+            const RowHalf& h, int64_t g, float* y) {
+    if (h.real == 0) return;
+    const __m512 vs = _mm512_load_ps(h.scale), vb = _mm512_load_ps(h.bias);
+    const __mmask16 rows_mask = __mmask16((1u << h.real) - 1u);
+    const bool first = g == 0, last = g + 1 == w.scale_cols;
+    const int tokens = int(std::min<int64_t>(kTile, x.m - i));
+    for (int t = 0; t < tokens; ++t) {
+        float* yr = y + (i + t) * w.n + n0;
+        const __m512i dot = _mm512_sub_epi32(_mm512_load_si512(dots + t * kTile),
+                                             _mm512_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
+        const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
+        __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(dot)));
+        if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+        _mm512_mask_storeu_ps(yr, rows_mask, v);
+    }
+}
+
+// Tokens [i, i + 16 * TokenTiles) x the panel at n0, chunks [c0, c1) of group g.  The weight tiles come
+// from the expanded panel `tiles`, or with Streamed from the packed panel, each chunk expanded just before
+// its tile loads into a ring of 4 slots in `tiles` (a batch of one or two token tiles reads every weight
+// tile once: expanding the whole panel first would write it to a buffer that, at K = 3072, L1 cannot hold).
+template <int TokenTiles, bool Streamed>
+void panel_tokens(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* packed, uint8_t* tiles, int64_t i,
+                  int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, float* y) {
+    const int8_t* q = x.q + i * x.kp;
+    const int64_t stride = x.kp;
+    _tile_zero(0);
+    _tile_zero(1);
+    if constexpr (TokenTiles == 2) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+        const uint8_t* b = tiles + (Streamed ? c % 4 : c) * 2 * kTileBytes;
+        if constexpr (Streamed) expand_panel(packed + c * 2 * kPackedTileBytes, 2, tiles + (c % 4) * 2 * kTileBytes);
+        _tile_loadd(4, q + c * kChunk, stride);
+        _tile_loadd(6, b, 64);
+        _tile_loadd(7, b + kTileBytes, 64);
+        _tile_dpbsud(0, 4, 6);
+        _tile_dpbsud(1, 4, 7);
+        if constexpr (TokenTiles == 2) {
+            _tile_loadd(5, q + kTile * stride + c * kChunk, stride);
+            _tile_dpbsud(2, 5, 6);
+            _tile_dpbsud(3, 5, 7);
+        }
+    }
+    alignas(64) int32_t dots[4][kTile * kTile];
+    _tile_stored(0, dots[0], 64);
+    _tile_stored(1, dots[1], 64);
+    if constexpr (TokenTiles == 2) {
+        _tile_stored(2, dots[2], 64);
+        _tile_stored(3, dots[3], 64);
+    }
+    for (int a = 0; a < TokenTiles; ++a)
+        for (int b = 0; b < 2; ++b) finish(x, w, dots[2 * a + b], i + a * kTile, n0 + b * kTile, halves[b], g, y);
+}
+
+}  // namespace
+
+bool compiled() { return true; }
+
+bool request_tile_state() {
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // <asm/prctl.h>, spelled out for old headers
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % kChunk == 0; }
+
+int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
+
+void prepare(const TernaryWeights& w, uint8_t* out) {
+#pragma omp parallel
+    {
+        std::vector<uint8_t> rows(size_t(kPanel * w.kp));
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < panels(w); ++p) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
+    }
+}
+
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
+    // tiles of tokens per block, even: pairs of token tiles share each weight tile load
+    const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
+#pragma omp parallel
+    {
+        configure_tiles(int(std::min<int64_t>(kTile, x.m)));
+        uint8_t* tiles = panel_buffer(chunks * 2 * kTileBytes);
+        for (int64_t b0 = 0; b0 < token_tiles; b0 += block) {
+            const int64_t b1 = std::min(token_tiles, b0 + block);
+            const bool streamed = b1 - b0 <= 2;
+#pragma omp for schedule(static)
+            for (int64_t p = 0; p < panels(w); ++p) {
+                const int64_t n0 = p * kPanel;
+                const uint8_t* packed = prepared + p * panel_bytes(w);
+                if (!streamed) expand_panel(packed, chunks * 2, tiles);
+                for (int64_t g = 0; g < w.scale_cols; ++g) {
+                    const RowHalf halves[2] = {row_half(w, n0, g), row_half(w, n0 + kTile, g)};
+                    const int64_t c0 = w.group_begin(g) / kChunk, c1 = (w.group_end(g) + kChunk - 1) / kChunk;
+                    if (streamed && b1 - b0 == 2)
+                        panel_tokens<2, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
+                    else if (streamed)
+                        panel_tokens<1, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
+                    else {
+                        int64_t t = b0;
+                        for (; t + 2 <= b1; t += 2)
+                            panel_tokens<2, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
+                        if (t < b1) panel_tokens<1, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
+                    }
+                }
+            }
+        }
+        _tile_release();
+    }
+}
+
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
+    std::vector<uint8_t> prepared(size_t(prepared_bytes(w)));
+    prepare(w, prepared.data());
+    gemm_fast_prepared(x, w, prepared.data(), y);
+}
+
+}  // namespace tclip::amx
+
+#else  // not x86-64 Linux
+
+namespace tclip::amx {
+bool compiled() { return false; }
+bool request_tile_state() { return false; }
+bool supports(const TernaryWeights&) { return false; }
+int64_t prepared_bytes(const TernaryWeights&) { return 0; }
+void prepare(const TernaryWeights&, uint8_t*) {}
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
+}  // namespace tclip::amx
+
+#endif
