@@ -32,6 +32,7 @@ compile neon_dotprod "$SRC/neon_dotprod.cpp" "${EXACT[@]}"
 compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
 compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic
 compile ops_neon "$SRC/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLIP_OPS_NEON
+compile attention_amx "$SRC/attention_amx.cpp" "${FLOAT_OPS[@]}"
 compile kernel_tests tests/arm/kernel_tests.cpp "${EXACT[@]}"
 wait
 "$CXX" -fopenmp "$OUT"/*.o -o "$OUT/kernel_tests"

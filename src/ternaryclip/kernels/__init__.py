@@ -187,6 +187,7 @@ def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = 
 cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
+cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
 max_threads = _ext.max_threads
@@ -210,10 +211,19 @@ def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
 
 
 def attention(
-    qkv: np.ndarray, heads: int, causal: bool, impl: str = "auto", out: np.ndarray | None = None
+    qkv: np.ndarray,
+    heads: int,
+    causal: bool,
+    impl: str = "auto",
+    out: np.ndarray | None = None,
+    fast: bool = False,
 ) -> np.ndarray:
-    """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``."""
+    """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``.
+
+    ``fast``: the fast mode's precision, bf16 products (float32 sums and softmax) where the path has them
+    (``"amx"``: AMX-BF16 tiles, head widths a multiple of 32); float32 everywhere else.
+    """
     qkv = _as("qkv", qkv, np.float32, 3)
     out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))
-    y = _ext.attention(qkv, int(heads), bool(causal), _impl(impl), out)
+    y = _ext.attention(qkv, int(heads), bool(causal), _impl(impl), out, bool(fast))
     return out if out is not None else y

@@ -270,7 +270,7 @@ void activation_(F32Array x, const std::string& kind, const std::string& impl) {
 }
 
 nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
-                     bool causal, const std::string& impl, const OutArg& out) {
+                     bool causal, const std::string& impl, const OutArg& out, bool fast) {
     const int64_t batch = dim(qkv.shape(0)), t = dim(qkv.shape(1)), width3 = dim(qkv.shape(2));
     // no product with heads: a huge head count cannot wrap into a divisor of the width
     require(width3 % 3 == 0, "qkv width must be 3 * heads * head_dim, got " + std::to_string(width3));
@@ -284,7 +284,8 @@ nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, n
     float* y = output(out, checked_mul(batch, t, width, "the attention output"), owner);
     {
         nb::gil_scoped_release release;
-        table.attention(qkv.data(), batch, t, width, heads, causal, y);
+        (fast && table.attention_fast ? table.attention_fast : table.attention)(qkv.data(), batch, t, width, heads,
+                                                                                causal, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner));
@@ -343,8 +344,9 @@ NB_MODULE(_ext, m) {
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
           "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
     m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
-          nb::arg("out").none() = nb::none(),
-          "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]");
+          nb::arg("out").none() = nb::none(), nb::arg("fast") = false,
+          "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]; fast: bf16 products where the "
+          "table has them");
     m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
           nb::arg("out").none() = nb::none(),
@@ -372,6 +374,7 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
+    m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");

@@ -51,6 +51,7 @@ CpuFeatures detect() {
     f.avx512_vnni = f.avx512 && avx512::compiled() && __builtin_cpu_supports("avx512vnni");
     f.amx_int8 = f.avx512_vnni && amx::compiled() && __builtin_cpu_supports("amx-tile") &&
                  __builtin_cpu_supports("amx-int8") && amx::request_tile_state();
+    f.amx_bf16 = f.amx_int8 && __builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("avx512bf16");
 #elif defined(__aarch64__)
     detect_arm(f);
 #endif

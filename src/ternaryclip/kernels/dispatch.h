@@ -45,6 +45,11 @@ struct KernelTable {
     int64_t (*prepared_bytes)(const TernaryWeights& w);
     void (*prepare)(const TernaryWeights& w, uint8_t* out);
     void (*gemm_fast_prepared)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+
+    // The fast mode's attention in a lower precision (bf16) where this table has one; nullptr: the float32
+    // `attention` serves both modes.  Never inherited (a narrower table has no such path).
+    void (*attention_fast)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
+                           float* out);
 };
 
 // Which entry a caller needs: the table is picked for it (availability and fallback are per op).

@@ -14,3 +14,8 @@ namespace tclip::ops_generic { TCLIP_DECLARE_OPS }
 namespace tclip::ops_avx2 { TCLIP_DECLARE_OPS }
 namespace tclip::ops_avx512 { TCLIP_DECLARE_OPS }
 namespace tclip::ops_neon { TCLIP_DECLARE_OPS }  // aarch64 builds only
+
+// attention_amx.cpp: the fast mode's attention on AMX-BF16 tiles (float32 where the CPU lacks them).
+namespace tclip::ops_amx {
+void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out);
+}

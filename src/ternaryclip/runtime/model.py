@@ -145,6 +145,7 @@ class Block:
     heads: int
     activation: str
     buffers: Buffers
+    fast_attention: bool = False  # the fast mode: bf16 attention products where the CPU has them
 
     def __call__(self, x: np.ndarray, batch: int, causal: bool, rows: np.ndarray | None = None) -> np.ndarray:
         """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it).
@@ -160,6 +161,7 @@ class Block:
             self.heads,
             causal,
             out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])),
+            fast=self.fast_attention,
         ).reshape(x.shape)
         if rows is not None:
             x, attended = x[rows], np.ascontiguousarray(attended[rows])
@@ -242,6 +244,7 @@ class TernaryCLIP:
             heads=heads,
             activation=activation,
             buffers=self._buffers,
+            fast_attention=self.mode == "fast",
         )
 
     # ------------------------------------------------------------ image tower

@@ -1,0 +1,244 @@
+// Multi-head attention on AMX-BF16 tiles: the fast mode's attention where the CPU has them (x86-64
+// Linux; compiled with -mamx-tile -mamx-bf16 -mavx512bf16 and the AVX-512 flags: Sapphire Rapids and
+// later).  Elsewhere, and for head widths that are not a multiple of 32, the float32 attention runs.
+//
+// Why: once the GEMMs run on AMX-INT8, the two attention products are ~30% of a ViT-B/16 image.  One
+// tdpbf16ps does 16 x 16 x 32 multiply-adds in ~16 cycles, four times an AVX-512 FMA pair.  Q, K, V and
+// the softmax weights P are rounded to bf16 (8-bit mantissa); the sums, the softmax and the output stay
+// float32.  The fast mode already rounds the GEMMs' activations to int8, and its bound (cosine >= 0.995
+// to exact) holds with room (tests/test_attention_bf16.py); the exact mode keeps float32 attention.
+//
+// Per (sample, head), spread over threads: Q (scaled) as bf16 rows; K as B tiles of 16 keys x 32 dims in
+// the unit's pair order (line l holds dims 2l, 2l + 1 of each of the 16 keys); V as B tiles of 32 keys x
+// 16 dims (line l holds keys 2l, 2l + 1 of each of the 16 dims).  Then per 16 queries: the scores into
+// float rows, the softmax writing P as bf16, and P V into up to four accumulator tiles at once.  Keys are
+// padded to 32 with zeros (zero weights: the sums do not change); causal queries stop at the last
+// 32-key step they can see.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu_features.h"
+#include "ops.h"
+#include "parallel.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
+#include <immintrin.h>
+
+namespace tclip::ops_amx {
+namespace {
+
+constexpr int kTile = 16;     // lines of a tile; keys (scores) or dims (values) of a B tile
+constexpr int64_t kLine = 32;  // bf16 values in a 64-byte tile line
+
+struct alignas(64) TileConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+void configure_tiles() {
+    TileConfig config;
+    for (int t = 0; t < 8; ++t) {
+        config.rows[t] = kTile;
+        config.colsb[t] = 64;
+    }
+    _tile_loadconfig(&config);
+}
+
+// 16 floats -> 16 bf16, round to nearest even.
+inline __m256i to_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
+
+// exp(x), 16 lanes: the Cephes expf polynomial of ops.cpp's exp_approx, scaled by 2^n with vscalefps.
+inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), _mm512_max_ps(_mm512_set1_ps(-87.3365447504019f), x));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// One (sample, head) in bf16 tiles; scratch grown once per thread.
+struct Head {
+    int64_t t, tp, hd;  // tokens, keys padded to 32, head width (a multiple of 32)
+    std::vector<uint16_t> q, k, v, p;  // Q rows [tq][hd]; K tiles; V tiles; P rows [16][tp]
+    std::vector<float> s, o;           // scores [16][tp]; output of a partial query tile [16][hd]
+
+    void size(int64_t tokens, int64_t width) {
+        t = tokens, hd = width, tp = (tokens + kLine - 1) / kLine * kLine;
+        const int64_t tq = (tokens + kTile - 1) / kTile * kTile;
+        q.assign(size_t(tq * hd), 0);
+        k.assign(size_t(tp * hd), 0);
+        v.assign(size_t(tp * hd), 0);
+        p.assign(size_t(kTile * tp), 0);
+        s.assign(size_t(kTile * tp), 0.0f);
+        o.assign(size_t(kTile * hd), 0.0f);
+    }
+    // The B tile of scores for key tile kt (16 keys) and dim step d (32 dims), and of values for key
+    // step ks (32 keys) and dim tile dt (16 dims): 512 bf16 each.
+    const uint16_t* k_tile(int64_t kt, int64_t d) const { return k.data() + (kt * (hd / kLine) + d) * 512; }
+    const uint16_t* v_tile(int64_t ks, int64_t dt) const { return v.data() + (ks * (hd / kTile) + dt) * 512; }
+
+    // Q scaled, K and V of one head from qkv rows 3 * width apart, as bf16 in the tile layouts above.
+    void gather(const float* base, int64_t width, float scale) {
+        const int64_t pairs = hd / 2;
+        auto* k32 = reinterpret_cast<uint32_t*>(k.data());
+        auto* v32 = reinterpret_cast<uint32_t*>(v.data());
+        alignas(64) uint16_t kr[512];
+        for (int64_t i = 0; i < t; ++i) {
+            const float* row = base + i * 3 * width;
+            for (int64_t c = 0; c < hd; c += kTile) {
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.data() + i * hd + c),
+                                    to_bf16(_mm512_mul_ps(_mm512_loadu_ps(row + c), _mm512_set1_ps(scale))));
+                _mm256_store_si256(reinterpret_cast<__m256i*>(kr + c), to_bf16(_mm512_loadu_ps(row + width + c)));
+            }
+            // key i, dim pair l -> tile (i / 16, l / 16), line l % 16, word i % 16
+            const auto* pair = reinterpret_cast<const uint32_t*>(kr);
+            for (int64_t l = 0; l < pairs; ++l) k32[((i / kTile * (hd / kLine) + l / kTile) * kTile + l % kTile) * kTile + i % kTile] = pair[l];
+        }
+        for (int64_t i = 0; i < t; i += 2) {  // keys i, i + 1 -> line (i % 32) / 2 of the tiles of step i / 32
+            const float* even = base + i * 3 * width + 2 * width;
+            const float* odd = even + 3 * width;
+            for (int64_t dt = 0; dt < hd / kTile; ++dt) {
+                const __m512i lo = _mm512_cvtepu16_epi32(to_bf16(_mm512_loadu_ps(even + dt * kTile)));
+                const __m512i hi = i + 1 < t ? _mm512_cvtepu16_epi32(to_bf16(_mm512_loadu_ps(odd + dt * kTile)))
+                                             : _mm512_setzero_si512();
+                _mm512_storeu_si512(v32 + ((i / kLine) * (hd / kTile) + dt) * 256 + (i % kLine) / 2 * kTile,
+                                    _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
+    }
+
+    // Softmax of query q0 + r's scores over its keys into P row r (bf16, zero up to `seen`).
+    void softmax_row(int r, int64_t keys, int64_t seen) {
+        float* sr = s.data() + r * tp;
+        uint16_t* pr = p.data() + r * tp;
+        if (keys == 0) {
+            std::memset(pr, 0, size_t(seen) * sizeof(uint16_t));
+            return;
+        }
+        __m512 mx = _mm512_set1_ps(-INFINITY);
+        int64_t j = 0;
+        for (; j + kTile <= keys; j += kTile) mx = _mm512_max_ps(mx, _mm512_loadu_ps(sr + j));
+        const __mmask16 tail = __mmask16((1u << (keys - j)) - 1u);
+        mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, sr + j));
+        const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+        __m512 sum = _mm512_setzero_ps();
+        for (j = 0; j < keys; j += kTile) {  // masked lanes past the keys become 0
+            const __mmask16 m = keys - j >= kTile ? __mmask16(0xffff) : __mmask16((1u << (keys - j)) - 1u);
+            const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_loadu_ps(sr + j), top)));
+            _mm512_storeu_ps(sr + j, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+        for (j = 0; j < seen; j += kTile) {
+            const __m512 w = j < keys ? _mm512_mul_ps(_mm512_loadu_ps(sr + j), inv) : _mm512_setzero_ps();
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(pr + j), to_bf16(w));
+        }
+    }
+};
+
+// out rows of 16 queries from q0 (stride ldo floats) = P V over key steps [0, steps), dim tiles [dt, dt + Tiles).
+template <int Tiles>
+void weighted_values(const Head& h, int64_t steps, int64_t dt, float* out, int64_t ldo) {
+    _tile_zero(0);
+    if constexpr (Tiles > 1) _tile_zero(1);
+    if constexpr (Tiles > 2) _tile_zero(2);
+    if constexpr (Tiles > 3) _tile_zero(3);
+    for (int64_t ks = 0; ks < steps; ++ks) {
+        _tile_loadd(4, h.p.data() + ks * kLine, h.tp * 2);
+        _tile_loadd(5, h.v_tile(ks, dt), 64);
+        _tile_dpbf16ps(0, 4, 5);
+        if constexpr (Tiles > 1) {
+            _tile_loadd(6, h.v_tile(ks, dt + 1), 64);
+            _tile_dpbf16ps(1, 4, 6);
+        }
+        if constexpr (Tiles > 2) {
+            _tile_loadd(7, h.v_tile(ks, dt + 2), 64);
+            _tile_dpbf16ps(2, 4, 7);
+        }
+        if constexpr (Tiles > 3) {
+            _tile_loadd(5, h.v_tile(ks, dt + 3), 64);
+            _tile_dpbf16ps(3, 4, 5);
+        }
+    }
+    const int64_t stride = ldo * int64_t(sizeof(float));
+    _tile_stored(0, out + dt * kTile, stride);
+    if constexpr (Tiles > 1) _tile_stored(1, out + (dt + 1) * kTile, stride);
+    if constexpr (Tiles > 2) _tile_stored(2, out + (dt + 2) * kTile, stride);
+    if constexpr (Tiles > 3) _tile_stored(3, out + (dt + 3) * kTile, stride);
+}
+
+// Queries [q0, q0 + 16) of one head into out (row i of the head at out + i * width).
+void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
+    const int64_t seen = causal ? std::min(h.tp, (q0 + kTile + kLine - 1) / kLine * kLine) : h.tp;
+    for (int64_t kt = 0; kt < seen / kTile; ++kt) {
+        _tile_zero(0);
+        for (int64_t d = 0; d < h.hd / kLine; ++d) {
+            _tile_loadd(4, h.q.data() + q0 * h.hd + d * kLine, h.hd * 2);
+            _tile_loadd(5, h.k_tile(kt, d), 64);
+            _tile_dpbf16ps(0, 4, 5);
+        }
+        _tile_stored(0, h.s.data() + kt * kTile, h.tp * int64_t(sizeof(float)));
+    }
+    for (int r = 0; r < kTile; ++r) {
+        const int64_t query = q0 + r, keys = query >= h.t ? 0 : causal ? query + 1 : h.t;
+        h.softmax_row(r, keys, seen);
+    }
+    const bool whole = q0 + kTile <= h.t;
+    float* dst = whole ? out + q0 * width : h.o.data();
+    const int64_t ldo = whole ? width : h.hd;
+    int64_t dt = 0;
+    for (; dt + 4 <= h.hd / kTile; dt += 4) weighted_values<4>(h, seen / kLine, dt, dst, ldo);
+    if (h.hd / kTile - dt == 2) weighted_values<2>(h, seen / kLine, dt, dst, ldo);
+    if (!whole)
+        for (int64_t i = q0; i < h.t; ++i)
+            std::memcpy(out + i * width, h.o.data() + (i - q0) * h.hd, size_t(h.hd) * sizeof(float));
+}
+
+}  // namespace
+
+void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
+    const int64_t hd = width / heads;
+    if (!cpu_features().amx_bf16 || hd % kLine != 0)
+        return ops_avx512::attention(qkv, batch, t, width, heads, causal, out);
+    const float scale = 1.0f / std::sqrt(float(hd));
+#pragma omp parallel if (2 * batch * heads * t * t * hd >= kParallelMinFlops)
+    {
+        configure_tiles();
+        thread_local Head h;
+        h.size(t, hd);
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < batch * heads; ++bh) {
+            const int64_t bi = bh / heads, head = bh % heads;
+            std::fill(h.k.begin(), h.k.end(), 0);
+            std::fill(h.v.begin(), h.v.end(), 0);
+            h.gather(qkv + bi * t * 3 * width + head * hd, width, scale);
+            for (int64_t q0 = 0; q0 < t; q0 += kTile) query_tile(h, q0, causal, out + bi * t * width + head * hd, width);
+        }
+        _tile_release();
+    }
+}
+
+}  // namespace tclip::ops_amx
+
+#else  // not x86-64 Linux
+
+namespace tclip::ops_amx {
+void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
+    ops_generic::attention(qkv, batch, t, width, heads, causal, out);
+}
+}  // namespace tclip::ops_amx
+
+#endif
