@@ -18,7 +18,7 @@ done
 SRC=src/ternaryclip/kernels
 OUT=build/arm64-tests
 mkdir -p "$OUT"
-BASE=(-std=gnu++17 -O3 -march=armv8-a -fopenmp -DTCLIP_NEON_TABLES -I"$SRC" -Wall -Wextra -Werror=uninitialized)
+BASE=(-std=gnu++17 -O3 -march=armv8-a -pthread -DTCLIP_NEON_TABLES -I"$SRC" -Wall -Wextra -Werror=uninitialized)
 EXACT=(-ffp-contract=off)
 FLOAT_OPS=(-ffp-contract=fast -fno-math-errno -fno-trapping-math -fno-signed-zeros)
 
@@ -27,7 +27,7 @@ compile() {  # output source flags...
   shift 2
   "$CXX" "${BASE[@]}" "$@" -c "$src" -o "$OUT/$out.o" &
 }
-for f in ref dispatch cpu_features neon avx2 avx2_exact avx512 amx; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
+for f in ref dispatch cpu_features pool neon avx2 avx2_exact avx512 amx; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
 compile neon_dotprod "$SRC/neon_dotprod.cpp" "${EXACT[@]}"
 compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
 compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic
@@ -35,7 +35,7 @@ compile ops_neon "$SRC/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLI
 compile attention_amx "$SRC/attention_amx.cpp" "${FLOAT_OPS[@]}"
 compile kernel_tests tests/arm/kernel_tests.cpp "${EXACT[@]}"
 wait
-"$CXX" -fopenmp "$OUT"/*.o -o "$OUT/kernel_tests"
+"$CXX" -pthread "$OUT"/*.o -o "$OUT/kernel_tests"
 
 total_pass=0
 total_fail=0
@@ -57,7 +57,7 @@ done
 for model in "cortex-a72 neon" "neoverse-n1 dotprod" "max i8mm"; do
   set -- $model
   echo "== qemu-aarch64 -cpu $1 (widest table expected: $2)"
-  log=$(OMP_NUM_THREADS=2 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
+  log=$(OMP_NUM_THREADS=2 timeout 600 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
   echo "$log" | grep -v ' passed, ' || true
   last=$(echo "$log" | tail -n 1)
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then

@@ -12,31 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..choices import MODES
-
-
-def _load_extension():
-    """Import ``_ext`` with OpenMP's idle threads set to sleep rather than spin (unless the user chose).
-
-    libgomp reads ``OMP_WAIT_POLICY`` once, when the extension loads it.  Its default spins a waiting
-    thread for up to ~300,000 rounds at every barrier.  That pays on an idle machine; on a busy one (a
-    server's HTTP threads, other programs on a NAS, a training job) the spinning thread holds a core
-    the late one needs, and a two-thread forward pass got 5-14x slower than with sleeping threads
-    (ViT-B/32 on 2 Zen 3 cores with one or two other busy threads; see benchmarks/README.md).  The
-    variable is put back afterwards, so libraries loaded later (torch's own OpenMP) keep theirs.
-    """
-    key = "OMP_WAIT_POLICY"
-    chosen = key in os.environ
-    if not chosen:
-        os.environ[key] = "passive"
-    try:
-        from . import _ext
-    finally:
-        if not chosen:
-            del os.environ[key]
-    return _ext
-
-
-_ext = _load_extension()
+from . import _ext  # the compiled kernels; their threads are their own (pool.h), not OpenMP's
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
 IMPL_VARIABLE = "TERNARYCLIP_IMPL"

@@ -26,6 +26,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "pool.h"
 #include "ternary_gemm.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
@@ -193,27 +194,27 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
 
 void prepare(const TernaryWeights& w, uint8_t* out) {
-#pragma omp parallel
-    {
+    run_parallel(true, [&](int t, int threads) {
         std::vector<uint8_t> rows(size_t(kPanel * w.kp));
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < panels(w); ++p) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
-    }
+        int64_t begin, end;
+        static_share(panels(w), t, threads, begin, end);
+        for (int64_t p = begin; p < end; ++p) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
+    });
 }
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
-#pragma omp parallel
-    {
+    run_parallel(true, [&](int t, int threads) {
         configure_tiles(int(std::min<int64_t>(kTile, x.m)));
         uint8_t* tiles = panel_buffer(chunks * 2 * kTileBytes);
+        int64_t begin, end;
+        static_share(panels(w), t, threads, begin, end);
         for (int64_t b0 = 0; b0 < token_tiles; b0 += block) {
             const int64_t b1 = std::min(token_tiles, b0 + block);
             const bool streamed = b1 - b0 <= 2;
-#pragma omp for schedule(static)
-            for (int64_t p = 0; p < panels(w); ++p) {
+            for (int64_t p = begin; p < end; ++p) {
                 const int64_t n0 = p * kPanel;
                 const uint8_t* packed = prepared + p * panel_bytes(w);
                 if (!streamed) expand_panel(packed, chunks * 2, tiles);
@@ -234,7 +235,7 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
             }
         }
         _tile_release();
-    }
+    });
 }
 
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {

@@ -23,6 +23,7 @@
 #include "cpu_features.h"
 #include "ops.h"
 #include "parallel.h"
+#include "pool.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
 #include <immintrin.h>
@@ -214,13 +215,13 @@ void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, i
     if (!cpu_features().amx_bf16 || hd % kLine != 0)
         return ops_avx512::attention(qkv, batch, t, width, heads, causal, out);
     const float scale = 1.0f / std::sqrt(float(hd));
-#pragma omp parallel if (2 * batch * heads * t * t * hd >= kParallelMinFlops)
-    {
+    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&](int thread, int threads) {
         configure_tiles();
         thread_local Head h;
         h.size(t, hd);
-#pragma omp for schedule(static)
-        for (int64_t bh = 0; bh < batch * heads; ++bh) {
+        int64_t begin, end;
+        static_share(batch * heads, thread, threads, begin, end);
+        for (int64_t bh = begin; bh < end; ++bh) {
             const int64_t bi = bh / heads, head = bh % heads;
             std::fill(h.k.begin(), h.k.end(), 0);
             std::fill(h.v.begin(), h.v.end(), 0);
@@ -228,7 +229,7 @@ void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, i
             for (int64_t q0 = 0; q0 < t; q0 += kTile) query_tile(h, q0, causal, out + bi * t * width + head * hd, width);
         }
         _tile_release();
-    }
+    });
 }
 
 }  // namespace tclip::ops_amx

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "parallel.h"
+#include "pool.h"
 #include "ternary_gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -193,8 +194,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-#pragma omp parallel for schedule(static) if (m * k >= kParallelMinElements)
-    for (int64_t i = 0; i < m; ++i) {
+    parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;
         __m256 vmax = _mm256_setzero_ps();
@@ -221,7 +221,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(qr + j), b8);
         }
         finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
-    }
+    });
 }
 
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2FileTile>(x, w, out); }
@@ -348,11 +348,11 @@ int64_t prepared_bytes(const TernaryWeights& w) { return (w.n + kRows - 1) / kRo
 
 void prepare(const TernaryWeights& w, uint8_t* out) {
     const int64_t tiles = (w.n + kRows - 1) / kRows;
-#pragma omp parallel
-    {
+    run_parallel(true, [&](int t, int threads) {
         std::vector<uint8_t> rows(size_t(kRows * w.kp));
-#pragma omp for schedule(static)
-        for (int64_t tile = 0; tile < tiles; ++tile) {
+        int64_t begin, end;
+        static_share(tiles, t, threads, begin, end);
+        for (int64_t tile = begin; tile < end; ++tile) {
             unpack_rows(w, tile * kRows, kRows, rows.data());  // rows past n: u = 1 (t = 0)
             uint8_t* dst = out + tile * kRows * (w.kp / 4);
             for (int64_t j = 0; j < w.kp / 16; ++j)
@@ -362,7 +362,7 @@ void prepare(const TernaryWeights& w, uint8_t* out) {
                         dst[j * 32 + 4 * r + c] = uint8_t(u[0] | (u[4] << 2) | (u[8] << 4) | (u[12] << 6));
                     }
         }
-    }
+    });
 }
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
@@ -380,8 +380,7 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
         return;
     }
     const int64_t tiles = (w.n + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static)
-    for (int64_t tile = 0; tile < tiles; ++tile) kSmallM[x.m](x, wp, 0, tile * kRows, finish);
+    parallel_for(tiles, true, [&](int64_t tile) { kSmallM[x.m](x, wp, 0, tile * kRows, finish); });
 }
 
 }  // namespace tclip::avx2

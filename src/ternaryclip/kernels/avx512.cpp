@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ternary_gemm.h"
+#include "pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

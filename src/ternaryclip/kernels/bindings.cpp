@@ -17,15 +17,12 @@
 #include <thread>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "base3.h"
 #include "checked.h"
 #include "cpu_features.h"
 #include "dispatch.h"
 #include "peak.h"
+#include "pool.h"
 #include "ternary_gemm.h"
 
 namespace nb = nanobind;
@@ -43,8 +40,6 @@ namespace {
 
 // The widest K the int32 accumulators hold without overflow (avx512.cpp, avx2.cpp): 2^23 columns.
 constexpr int64_t kMaxK = int64_t(1) << 23;
-// Thread counts beyond this are a mistake (and libgomp allocates per thread): refused.
-constexpr int kMaxThreads = 1024;
 
 int64_t dim(size_t d) { return int64_t(d); }
 
@@ -310,27 +305,12 @@ Out<uint8_t, 2> base3_to_2bit_array(const nb::ndarray<const uint8_t, nb::ndim<1>
     return Out<uint8_t, 2>(out, {size_t(n), size_t(kp / 4)}, owner);
 }
 
-int thread_cap() {
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    return int(std::min<int64_t>(kMaxThreads, 4 * int64_t(cores)));
-}
-
-void set_num_threads(int64_t n) {
+void set_threads(int64_t n) {
     const int cap = thread_cap();
     require(n >= 1 && n <= cap, "threads must be between 1 and " + std::to_string(cap) + " (4 x the " +
-            std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " cores, at most " +
-            std::to_string(kMaxThreads) + "), got " + std::to_string(n));
-#ifdef _OPENMP
-    omp_set_num_threads(int(n));
-#endif
-}
-
-int get_num_threads() {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+            std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " cores, at most 1024), got " +
+            std::to_string(n));
+    set_num_threads(int(n));
 }
 
 }  // namespace
@@ -378,7 +358,7 @@ NB_MODULE(_ext, m) {
     m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");
-    m.def("set_num_threads", &set_num_threads, nb::arg("n"), "OpenMP threads of the calling thread's kernels");
-    m.def("get_num_threads", &get_num_threads);
+    m.def("set_num_threads", &set_threads, nb::arg("n"), "OpenMP threads of the calling thread's kernels");
+    m.def("get_num_threads", &num_threads);
     m.def("max_threads", &thread_cap, "the largest thread count set_num_threads accepts");
 }

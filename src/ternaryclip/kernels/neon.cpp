@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "pool.h"
 #include "dispatch.h"
 #include "neon.h"
 #include "ops.h"
@@ -86,8 +87,7 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
                    int8_t* q, float* xscale, int32_t* qsum) {
-#pragma omp parallel for schedule(static) if (m * k >= kParallelMinElements)
-    for (int64_t i = 0; i < m; ++i) {
+    parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;
         float32x4_t vmax = vdupq_n_f32(0.0f);
@@ -100,7 +100,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
         const float32x4_t vinv = vdupq_n_f32(inv);
         for (j = 0; j + 16 <= k; j += 16) vst1q_s8(qr + j, quantize16(xr + j, vinv));
         finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
-    }
+    });
 }
 
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<NeonTile>(x, w, out); }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "neon.h"
+#include "pool.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>

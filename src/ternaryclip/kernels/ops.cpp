@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ops.h"
+#include "pool.h"
 #include "parallel.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -90,8 +91,7 @@ static inline float max8(const float* x, int64_t n) {
 }
 
 void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (m * d >= kParallelMinElements)
-    for (int64_t i = 0; i < m; ++i) {
+    parallel_for(m, m * d >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * d;
         float* yr = y + i * d;
         const float mean = sum8(xr, d) / float(d);
@@ -100,17 +100,15 @@ void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const floa
         const float var = sum8(centered, d);
         const float inv = 1.0f / std::sqrt(var / float(d) + eps);
         for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
-    }
+    });
 }
 
 void gelu(float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-    for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f));
+    parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f)); });
 }
 
 void quick_gelu(float* x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-    for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i]));
+    parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i])); });
 }
 
 // The 4 x 2-vector FMA block both attention products are made of, over a small vector-traits
@@ -223,12 +221,12 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
     const int64_t hd = width / heads;
     const int64_t tp = (t + kKeyBlock - 1) / kKeyBlock * kKeyBlock, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
-#pragma omp parallel if (2 * batch * heads * t * t * hd >= kParallelMinFlops)
-    {
+    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&](int thread, int threads) {
         std::vector<float> q(static_cast<size_t>(tq * hd)), kt(static_cast<size_t>(hd * tp));
         std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(4 * tp)), o(static_cast<size_t>(4 * hd));
-#pragma omp for schedule(static)
-        for (int64_t bh = 0; bh < batch * heads; ++bh) {
+        int64_t begin, end;
+        static_share(batch * heads, thread, threads, begin, end);
+        for (int64_t bh = begin; bh < end; ++bh) {
             const int64_t bi = bh / heads, h = bh % heads;
             const float* base = qkv + bi * t * 3 * width + h * hd;
             std::fill(q.begin(), q.end(), 0.0f);
@@ -263,7 +261,7 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
                     std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd, size_t(hd) * sizeof(float));
             }
         }
-    }
+    });
 }
 
 }  // namespace tclip::TCLIP_OPS_NS

@@ -2,7 +2,7 @@
 // x 6 tokens; avx512.cpp: 16 x 16; neon*.cpp: 8 rows x 4 or 8 tokens).  Include it inside the file's
 // anonymous namespace, after <immintrin.h> or <arm_neon.h>: each file compiles its own copy with its
 // own ISA flags, and internal linkage keeps the copies apart (no AVX-512 code can be picked for an AVX2-only CPU).
-// The includer brings <algorithm>, <cmath>, <cstring> and <type_traits> first.
+// The includer brings <algorithm>, <cmath>, <cstring>, <type_traits> and "pool.h" first.
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
 // blocking every weight tile would stream all of them from memory), then weight tiles split across
@@ -85,14 +85,14 @@ struct NoTail {};
 template <class Tile, class Finish, class Tail = NoTail>
 void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail tail = {}) {
     const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w);
-#pragma omp parallel
-    {
+    run_parallel(true, [&](int thread, int threads) {
         std::vector<uint8_t> rows(size_t(Tile::kRows * w.kp));
         std::vector<uint32_t> wbuf(size_t(w.kp / 4 * Tile::kRows));
+        int64_t begin, end;
+        static_share(tiles, thread, threads, begin, end);
         for (int64_t m0 = 0; m0 < x.m; m0 += block) {
             const int64_t m1 = std::min(x.m, m0 + block);
-#pragma omp for schedule(static)
-            for (int64_t tile = 0; tile < tiles; ++tile) {
+            for (int64_t tile = begin; tile < end; ++tile) {
                 const int64_t n0 = tile * Tile::kRows;
                 const int real_rows = int(std::min<int64_t>(Tile::kRows, w.n - n0));
                 Tile::pack(w, n0, rows.data(), wbuf.data());
@@ -114,7 +114,7 @@ void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail 
                 }
             }
         }
-    }
+    });
 }
 
 // out[(token * n + row) * groups + g] = the integer dots (the exactness-test hook).

@@ -8,9 +8,8 @@ from .. import kernels
 
 
 def check_threads(threads) -> int | None:
-    """``None`` (the OpenMP default) or an int in ``[1, kernels.max_threads()]``; ValueError otherwise.
-
-    A huge count made libgomp allocate per thread until the process died: refused here instead.
+    """``None`` (the default: ``OMP_NUM_THREADS`` or the cores) or an int in ``[1, kernels.max_threads()]``;
+    ValueError otherwise.  A huge count would start a thread each: refused here instead.
     """
     if threads is None:
         return None

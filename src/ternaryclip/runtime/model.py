@@ -178,7 +178,7 @@ class TernaryCLIP:
     def __init__(self, data: TclipModel, mode: str = "fast", threads: int | None = None, batch_size: int = 32):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.threads = check_threads(threads)  # applied in every calling thread (OpenMP's setting is per thread)
+        self.threads = check_threads(threads)  # applied in every calling thread (the kernels' count is per thread)
         self.data, self.mode, self.batch_size = data, mode, check_batch_size(batch_size)
         self.arch: ClipArch = check_model(data)  # read() checked a file; a model built in memory is checked here
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])

@@ -78,7 +78,7 @@ class EmbeddingService:
         self.models, self.settings, self.metrics = dict(models), settings, metrics
         self.default_model = next(iter(self.models))
         # One inference thread per tower and stream, one forward pass per stream at a time through the
-        # gate (text first).  OpenMP's thread count is per thread: the inference threads take the
+        # gate (text first).  The kernels' thread count is per calling thread: the inference threads take the
         # models' (``load(..., threads=N)``) or else the one set in this thread, split between the
         # streams, else they would use every core whatever --threads says.
         threads = next((m.threads for m in self.models.values() if m.threads), None) or kernels.get_num_threads()
