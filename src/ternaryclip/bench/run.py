@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,11 @@ def bench_inputs(arch, batches) -> tuple[np.ndarray, np.ndarray]:
     return images, ids
 
 
+# Quiet before each timed call: the previous engine's waiting threads (OpenMP spins ~300k rounds, TBB
+# too, ours yield for 2 ms) go idle, so that no engine is timed beside another one's spinning.
+SETTLE_S = 0.1
+
+
 def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -> tuple[dict, dict]:
     """Interleaved timings per engine and workload (median, min, max), and each engine's embeddings."""
     results = {name: {} for name in workers}
@@ -177,6 +183,7 @@ def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -
                 embeddings[(name, kind)] = out
             for r in range(repeats):
                 for name, (_, conn) in workers.items():
+                    time.sleep(SETTLE_S)
                     seconds, _ = _ask(conn, (kind, data[:batch]))
                     times[name].append(seconds)
                 progress(f"{key}: repeat {r + 1}/{repeats}")

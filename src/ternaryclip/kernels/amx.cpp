@@ -194,11 +194,11 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
 
 void prepare(const TernaryWeights& w, uint8_t* out) {
-    run_parallel(true, [&](int t, int threads) {
+    Items items(panels(w));
+    run_parallel(true, [&] {
         std::vector<uint8_t> rows(size_t(kPanel * w.kp));
-        int64_t begin, end;
-        static_share(panels(w), t, threads, begin, end);
-        for (int64_t p = begin; p < end; ++p) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
+        auto mine = items.join();
+        for (int64_t p; mine.next(p);) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
     });
 }
 
@@ -206,31 +206,32 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
-    run_parallel(true, [&](int t, int threads) {
+    // items: (token block, panel), block-major
+    const int64_t blocks = (token_tiles + block - 1) / block;
+    Items items(blocks * panels(w));
+    run_parallel(true, [&] {
         configure_tiles(int(std::min<int64_t>(kTile, x.m)));
         uint8_t* tiles = panel_buffer(chunks * 2 * kTileBytes);
-        int64_t begin, end;
-        static_share(panels(w), t, threads, begin, end);
-        for (int64_t b0 = 0; b0 < token_tiles; b0 += block) {
+        auto mine = items.join();
+        for (int64_t item; mine.next(item);) {
+            const int64_t b0 = item / panels(w) * block, p = item % panels(w);
             const int64_t b1 = std::min(token_tiles, b0 + block);
             const bool streamed = b1 - b0 <= 2;
-            for (int64_t p = begin; p < end; ++p) {
-                const int64_t n0 = p * kPanel;
-                const uint8_t* packed = prepared + p * panel_bytes(w);
-                if (!streamed) expand_panel(packed, chunks * 2, tiles);
-                for (int64_t g = 0; g < w.scale_cols; ++g) {
-                    const RowHalf halves[2] = {row_half(w, n0, g), row_half(w, n0 + kTile, g)};
-                    const int64_t c0 = w.group_begin(g) / kChunk, c1 = (w.group_end(g) + kChunk - 1) / kChunk;
-                    if (streamed && b1 - b0 == 2)
-                        panel_tokens<2, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                    else if (streamed)
-                        panel_tokens<1, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                    else {
-                        int64_t t = b0;
-                        for (; t + 2 <= b1; t += 2)
-                            panel_tokens<2, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                        if (t < b1) panel_tokens<1, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                    }
+            const int64_t n0 = p * kPanel;
+            const uint8_t* packed = prepared + p * panel_bytes(w);
+            if (!streamed) expand_panel(packed, chunks * 2, tiles);
+            for (int64_t g = 0; g < w.scale_cols; ++g) {
+                const RowHalf halves[2] = {row_half(w, n0, g), row_half(w, n0 + kTile, g)};
+                const int64_t c0 = w.group_begin(g) / kChunk, c1 = (w.group_end(g) + kChunk - 1) / kChunk;
+                if (streamed && b1 - b0 == 2)
+                    panel_tokens<2, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
+                else if (streamed)
+                    panel_tokens<1, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
+                else {
+                    int64_t t = b0;
+                    for (; t + 2 <= b1; t += 2)
+                        panel_tokens<2, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
+                    if (t < b1) panel_tokens<1, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
                 }
             }
         }

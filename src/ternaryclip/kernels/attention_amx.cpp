@@ -215,13 +215,13 @@ void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, i
     if (!cpu_features().amx_bf16 || hd % kLine != 0)
         return ops_avx512::attention(qkv, batch, t, width, heads, causal, out);
     const float scale = 1.0f / std::sqrt(float(hd));
-    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&](int thread, int threads) {
+    Items items(batch * heads);
+    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
         configure_tiles();
         thread_local Head h;
         h.size(t, hd);
-        int64_t begin, end;
-        static_share(batch * heads, thread, threads, begin, end);
-        for (int64_t bh = begin; bh < end; ++bh) {
+        auto mine = items.join();
+        for (int64_t bh; mine.next(bh);) {
             const int64_t bi = bh / heads, head = bh % heads;
             std::fill(h.k.begin(), h.k.end(), 0);
             std::fill(h.v.begin(), h.v.end(), 0);

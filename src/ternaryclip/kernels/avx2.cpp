@@ -348,11 +348,11 @@ int64_t prepared_bytes(const TernaryWeights& w) { return (w.n + kRows - 1) / kRo
 
 void prepare(const TernaryWeights& w, uint8_t* out) {
     const int64_t tiles = (w.n + kRows - 1) / kRows;
-    run_parallel(true, [&](int t, int threads) {
+    Items items(tiles);
+    run_parallel(true, [&] {
         std::vector<uint8_t> rows(size_t(kRows * w.kp));
-        int64_t begin, end;
-        static_share(tiles, t, threads, begin, end);
-        for (int64_t tile = begin; tile < end; ++tile) {
+        auto mine = items.join();
+        for (int64_t tile; mine.next(tile);) {
             unpack_rows(w, tile * kRows, kRows, rows.data());  // rows past n: u = 1 (t = 0)
             uint8_t* dst = out + tile * kRows * (w.kp / 4);
             for (int64_t j = 0; j < w.kp / 16; ++j)

@@ -122,18 +122,16 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
     const int64_t tiles = (w.n + kRows - 1) / kRows;
     // tokens in blocks whose float rows fit in L2, as the fast path's int8 rows do
     const int64_t block = std::max<int64_t>(kTokens, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)));
-    run_parallel(true, [&](int t, int threads) {
+    Items items((m + block - 1) / block * tiles);  // (token block, tile), block-major
+    run_parallel(true, [&] {
         std::vector<uint8_t> codes(size_t(kRows * w.kp));
         std::vector<float> wt(size_t(kRows * w.kp));
-        int64_t begin, end;
-        static_share(tiles, t, threads, begin, end);
-        for (int64_t m0 = 0; m0 < m; m0 += block) {
-            const int64_t m1 = std::min(m, m0 + block);
-            for (int64_t tile = begin; tile < end; ++tile) {
-                float_tile(w, tile * kRows, codes.data(), wt.data());
-                for (int64_t i = m0; i < m1; i += kTokens)
-                    kTokenTiles[std::min<int64_t>(kTokens, m1 - i)](x, i, w, wt.data(), tile * kRows, y);
-            }
+        auto mine = items.join();
+        for (int64_t item; mine.next(item);) {
+            const int64_t m0 = item / tiles * block, m1 = std::min(m, m0 + block), tile = item % tiles;
+            float_tile(w, tile * kRows, codes.data(), wt.data());
+            for (int64_t i = m0; i < m1; i += kTokens)
+                kTokenTiles[std::min<int64_t>(kTokens, m1 - i)](x, i, w, wt.data(), tile * kRows, y);
         }
     });
 }

@@ -37,11 +37,11 @@ Base3Status base3_to_2bit(const uint8_t* src, int64_t n, int64_t k, int64_t kp, 
         if (src[i] >= 243) return Base3Status::bad_byte;
     if (codes % 5 != 0 && !padding_is_zero_code(src[bytes - 1], codes % 5)) return Base3Status::bad_padding;
     const auto& digits = trits_of_byte();
-    run_parallel(true, [&](int t, int threads) {
+    Items items(n);
+    run_parallel(true, [&] {
         std::vector<uint8_t> u(size_t(kp + 10));  // one row of codes, decoded five a byte
-        int64_t begin, end;
-        static_share(n, t, threads, begin, end);
-        for (int64_t r = begin; r < end; ++r) {
+        auto mine = items.join();
+        for (int64_t r; mine.next(r);) {
             // bytes [b0, b0 + span) hold the row's codes; b0 + span <= ceil((r + 1) k / 5) <= bytes
             const int64_t first = r * k, b0 = first / 5, skip = first % 5, span = (skip + k + 4) / 5;
             for (int64_t i = 0; i < span; ++i) std::memcpy(u.data() + 5 * i, digits[src[b0 + i]].data(), 5);

@@ -221,12 +221,12 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
     const int64_t hd = width / heads;
     const int64_t tp = (t + kKeyBlock - 1) / kKeyBlock * kKeyBlock, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
-    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&](int thread, int threads) {
+    Items items(batch * heads);
+    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
         std::vector<float> q(static_cast<size_t>(tq * hd)), kt(static_cast<size_t>(hd * tp));
         std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(4 * tp)), o(static_cast<size_t>(4 * hd));
-        int64_t begin, end;
-        static_share(batch * heads, thread, threads, begin, end);
-        for (int64_t bh = begin; bh < end; ++bh) {
+        auto mine = items.join();
+        for (int64_t bh; mine.next(bh);) {
             const int64_t bi = bh / heads, h = bh % heads;
             const float* base = qkv + bi * t * 3 * width + h * hd;
             std::fill(q.begin(), q.end(), 0.0f);

@@ -29,7 +29,7 @@ constexpr int kMaxThreads = 1024;
 using Clock = std::chrono::steady_clock;
 constexpr auto kSpin = std::chrono::microseconds(200);    // waiting on `pause`: a region's usual gap
 constexpr auto kYield = std::chrono::milliseconds(2);     // then on sched_yield, then asleep
-constexpr auto kPreempted = std::chrono::microseconds(100);  // a gap this long between two looks
+constexpr auto kPreempted = std::chrono::milliseconds(1);  // a gap this long between two looks: a time slice
 constexpr auto kCalm = std::chrono::milliseconds(50);     // no `pause` spinning for this long after one
 
 inline void cpu_relax() {
@@ -42,8 +42,10 @@ inline void cpu_relax() {
 
 // The cores this process may run on (its affinity mask), at least 1.
 int usable_cores() {
+#if defined(__linux__)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
     return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -75,9 +77,13 @@ class Neighbours {
   private:
     static constexpr int64_t kWindow = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(100)).count();
 
+    // A window much longer than kWindow (nobody asked for a while) says little about now: the sample
+    // only starts a new one, and until it ends the machine counts as quiet (a preemption still shows).
     void refresh(int64_t now) {
         const double busy_s = machine_busy_seconds(), self_s = process_seconds();
-        if (busy_s >= 0 && checked_.load() > 0) {
+        if (now - checked_.load() > 3 * kWindow) {
+            busy_.store(false, std::memory_order_relaxed);
+        } else if (busy_s >= 0) {
             const double wall_s = std::chrono::duration<double>(Clock::duration(now - checked_.load())).count();
             busy_.store((busy_s - busy_s_) - (self_s - self_s_) > 0.5 * wall_s, std::memory_order_relaxed);
         }
@@ -123,8 +129,9 @@ struct Team {
     explicit Team(int n) : size(n) {}
     const int size;
     std::atomic<uint64_t> generation{0};  // bumped once per region
-    std::atomic<int> remaining{0};        // workers still in the current region
-    const std::function<void(int, int)>* body = nullptr;
+    std::atomic<uint64_t> closed{0};      // the last region closed to newcomers
+    std::atomic<int> inside{0};           // workers inside the current region's body
+    const std::function<void()>* body = nullptr;
     std::atomic<bool> stop{false};
     std::atomic<int> sleepers{0};             // workers waiting on `wake`
     std::atomic<bool> caller_asleep{false};   // the caller waiting on `done`
@@ -180,46 +187,53 @@ struct Team {
         sleepers.fetch_sub(1);
     }
 
-    void work(int index) {
+    void work() {
         in_region = true;
         uint64_t seen = 0;
         for (;;) {
             wait_for_work(seen);
             if (stop.load()) return;
             seen = generation.load(std::memory_order_acquire);
-            (*body)(index, size);
-            if (remaining.fetch_sub(1) == 1 && caller_asleep.load()) {  // seq_cst: see wait_for_workers
+            // seq_cst, then `closed` read: the caller does the reverse.  A worker held up between reading
+            // the generation and here may find a later region: it joins only the one it saw, still open.
+            inside.fetch_add(1);
+            if (generation.load() == seen && closed.load() != seen) (*body)();
+            if (inside.fetch_sub(1) == 1 && caller_asleep.load()) {  // seq_cst: see wait_for_workers
                 { std::lock_guard<std::mutex> lock(mutex); }
                 done.notify_one();
             }
         }
     }
 
-    void run(const std::function<void(int, int)>& job) {
+    void run(const std::function<void()>& job) {
         body = &job;
-        remaining.store(size - 1, std::memory_order_relaxed);
-        generation.fetch_add(1);  // seq_cst: ordered before the sleepers check (a worker checks the reverse)
-        if (sleepers.load() > 0) {
+        const uint64_t region = generation.fetch_add(1) + 1;  // seq_cst: before the sleepers check
+        const bool woken = sleepers.load() > 0;
+        if (woken) {
             { std::lock_guard<std::mutex> lock(mutex); }
             wake.notify_all();
         }
         const auto start = Clock::now();
         try {
-            job(0, size);
+            job();
         } catch (...) {
-            wait_for_workers(kSpin);  // they still read `job`
+            closed.store(region);
+            wait_for_workers(kSpin, false);  // they still read `job`
             throw;
         }
-        wait_for_workers(std::max<Clock::duration>(kSpin, (Clock::now() - start) / 2 + kPreempted));
+        closed.store(region);  // seq_cst, then `inside` read: a worker does the reverse
+        // Every item is taken: only workers still busy with theirs are waited for.  One that was awake
+        // and still works long after the caller finished lost its core to someone else.
+        wait_for_workers(std::max<Clock::duration>(kSpin, (Clock::now() - start) / 2 + kPreempted), !woken);
     }
 
     // The others had as much work: a spin of `patience`, then asleep until the last one is done.
-    void wait_for_workers(Clock::duration patience) {
-        auto ready = [&] { return remaining.load(std::memory_order_acquire) == 0; };
-        if (spin(ready, kSpin / 4, patience, true)) return;
+    void wait_for_workers(Clock::duration patience, bool late_means_busy) {
+        auto ready = [&] { return inside.load(std::memory_order_acquire) == 0; };
+        if (spin(ready, kSpin / 4, patience, late_means_busy)) return;
         std::unique_lock<std::mutex> lock(mutex);
-        caller_asleep.store(true);  // seq_cst, then `remaining` read: a worker does the reverse
-        done.wait(lock, [&] { return remaining.load() == 0; });
+        caller_asleep.store(true);  // seq_cst, then `inside` read: a worker does the reverse
+        done.wait(lock, [&] { return inside.load() == 0; });
         caller_asleep.store(false);
     }
 
@@ -259,7 +273,7 @@ struct Local {
             if (team) team->shut_down();
             team = std::make_shared<Team>(n);
             try {
-                for (int i = 1; i < n; ++i) std::thread([t = team, i] { t->work(i); }).detach();
+                for (int i = 1; i < n; ++i) std::thread([t = team] { t->work(); }).detach();
             } catch (const std::system_error&) {
                 team->shut_down();
                 team.reset();
@@ -286,15 +300,11 @@ int num_threads() { return local().threads; }
 
 void set_num_threads(int n) { local().threads = std::clamp(n, 1, thread_cap()); }
 
-void run_parallel(bool parallel, const std::function<void(int, int)>& body) {
+void run_parallel(bool parallel, const std::function<void()>& body) {
     Local& l = local();
-    if (!parallel || l.threads == 1 || in_region) {
-        body(0, 1);
-        return;
-    }
-    Team* team = l.team_of(l.threads);
+    Team* team = !parallel || l.threads == 1 || in_region ? nullptr : l.team_of(l.threads);
     if (team == nullptr) {
-        body(0, 1);
+        body();
         return;
     }
     in_region = true;

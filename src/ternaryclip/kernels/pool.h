@@ -5,41 +5,116 @@
 // and a worker descheduled by a busy neighbour leaves the caller spinning in the barrier; 2x-10x slower
 // with one busy process beside them on 2 vCPUs) or sleep at once (passive: on a virtual machine the idle
 // vCPU halts, and waking it goes through the hypervisor, ~100-250 us a region on a 2-vCPU KVM guest:
-// 1.5x a ViT-B/16 image, 3.4x a caption).  Here a waiting worker spins on `pause` for a short while,
-// then calls sched_yield (the vCPU stays awake, and any other runnable thread gets the core at once),
-// and only then sleeps; a worker that finds itself preempted while spinning stops spinning for a while.
-// The caller waits for the others the same way, never sleeping.  (See the benchmarks README.)
+// 1.5x a ViT-B/16 image, 3.4x a caption).  Here:
+// - a waiting worker spins on `pause` for 200 us, then calls sched_yield (the vCPU stays awake, and any
+//   other runnable thread gets the core at once) for 2 ms, and only then sleeps;
+// - nobody spins while other processes keep the CPUs busy (/proc/stat, every 100 ms) or for 50 ms after
+//   a thread saw itself preempted (a time slice long gap, or a worker that was awake finishing long
+//   after the caller): then threads sleep and wake as the scheduler likes, OpenMP's passive way;
+// - work is handed out as Items: one contiguous range a thread, the rest taken over by whoever runs
+//   out first, so the caller never waits for a worker that has not started (waking, preempted); it
+//   waits only for those still busy with an item, spinning briefly, then asleep.
+// Measured in benchmarks/README.md ("Threads between parallel regions").
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 namespace tclip {
 
 // Threads the calling thread's kernels run on (1..thread_cap; default: the cores this process may use).
 int num_threads();
 void set_num_threads(int n);
-int thread_cap();  // 4 x the cores, at most kMaxThreads
+int thread_cap();  // 4 x the cores, at most 1024
 
-// body(t, n) on threads t = 0..n-1 (t = 0 is the caller), n = num_threads() when `parallel`, else 1;
-// returns when every call has.  Regions do not nest: a body runs its own loops serially.
-void run_parallel(bool parallel, const std::function<void(int, int)>& body);
+// body() on the caller and on each worker that joins in time (at most num_threads() in all; one when
+// not `parallel`); returns once every call that started has returned.  The region closes to newcomers
+// as soon as the caller's own call returns, so a body must take its work from a shared Items (a worker
+// that is late, waking up or preempted then takes less, and nobody waits for it).  Regions do
+// not nest: one started inside a body runs on that thread alone.
+void run_parallel(bool parallel, const std::function<void()>& body);
 
-// The contiguous slice [begin, end) of [0, count) that thread t of n takes (OpenMP's static schedule).
-inline void static_share(int64_t count, int t, int n, int64_t& begin, int64_t& end) {
-    const int64_t chunk = (count + n - 1) / n;
-    begin = std::min(count, int64_t(t) * chunk);
-    end = std::min(count, begin + chunk);
-}
+// Items [0, count) split into one contiguous range per thread (as OpenMP's static schedule: each thread
+// streams its own weights and writes its own columns, with no cache line shared but at the seams).  A
+// thread that joins takes a free range and works through it front to back; one that runs out takes
+// items from the back of another's, so a thread that is late, waking up or preempted leaves its range
+// to the others and nobody waits for it.
+class Items {
+  public:
+    explicit Items(int64_t count, int ranges = num_threads()) : ranges_(std::max(1, ranges)), slots_(size_t(ranges_)) {
+        for (int r = 0; r < ranges_; ++r) {
+            const int64_t begin = count * r / ranges_, end = count * (r + 1) / ranges_;
+            slots_[size_t(r)].span.store(pack(begin, end), std::memory_order_relaxed);
+        }
+    }
 
-// for (i = 0; i < count; ++i) f(i), the iterations split statically over the threads.
+    // A thread's view: its own range first, then the others'.
+    class Queue {
+      public:
+        bool next(int64_t& item) {
+            if (own_ >= 0 && items_.take_front(own_, item)) return true;
+            for (int r = 0; r < items_.ranges_; ++r)
+                if (r != own_ && items_.take_back(r, item)) return true;
+            return false;
+        }
+
+      private:
+        friend class Items;
+        Queue(Items& items, int own) : items_(items), own_(own) {}
+        Items& items_;
+        int own_;
+    };
+
+    Queue join() {
+        const int r = joined_.fetch_add(1, std::memory_order_relaxed);
+        return Queue(*this, r < ranges_ ? r : -1);
+    }
+
+  private:
+    struct alignas(64) Slot {
+        std::atomic<uint64_t> span{0};  // front in the high half, end in the low half
+    };
+    static uint64_t pack(int64_t front, int64_t end) { return uint64_t(front) << 32 | uint64_t(end); }
+
+    bool take_front(int r, int64_t& item) {
+        auto& span = slots_[size_t(r)].span;
+        uint64_t v = span.load(std::memory_order_relaxed);
+        while (int64_t(v >> 32) < int64_t(v & 0xffffffffu))
+            if (span.compare_exchange_weak(v, v + (uint64_t(1) << 32), std::memory_order_relaxed)) {
+                item = int64_t(v >> 32);
+                return true;
+            }
+        return false;
+    }
+    bool take_back(int r, int64_t& item) {
+        auto& span = slots_[size_t(r)].span;
+        uint64_t v = span.load(std::memory_order_relaxed);
+        while (int64_t(v >> 32) < int64_t(v & 0xffffffffu))
+            if (span.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+                item = int64_t(v & 0xffffffffu) - 1;
+                return true;
+            }
+        return false;
+    }
+
+    const int ranges_;
+    std::vector<Slot> slots_;
+    std::atomic<int> joined_{0};
+};
+
+// for (i = 0; i < count; ++i) f(i), in chunks handed out as Items (16 a thread, so that one late thread
+// leaves little behind).
 template <class F>
 void parallel_for(int64_t count, bool parallel, F f) {
-    run_parallel(parallel && count > 1, [&](int t, int n) {
-        int64_t begin, end;
-        static_share(count, t, n, begin, end);
-        for (int64_t i = begin; i < end; ++i) f(i);
+    const int64_t chunk = std::max<int64_t>(1, count / (16 * int64_t(num_threads())));
+    Items chunks((count + chunk - 1) / chunk);
+    run_parallel(parallel && count > 1, [&] {
+        auto mine = chunks.join();
+        for (int64_t c; mine.next(c);)
+            for (int64_t i = c * chunk, end = std::min(count, i + chunk); i < end; ++i) f(i);
     });
 }
 

@@ -5,8 +5,9 @@
 // The includer brings <algorithm>, <cmath>, <cstring>, <type_traits> and "pool.h" first.
 //
 // Loop order: tokens in blocks whose int8 rows fit in L2 (a batch of 32 images is 6304 tokens: without
-// blocking every weight tile would stream all of them from memory), then weight tiles split across
-// threads, each unpacked and interleaved once per token block and reused by all its tokens.
+// blocking every weight tile would stream all of them from memory), then weight tiles handed out to the
+// threads as they come (pool.h), each unpacked and interleaved once per token block and reused by all
+// its tokens.
 //
 // Tile provides: kRows (output rows = int32 lanes), kTokens, Acc (the int32 vector type),
 //   pack(w, n0, rows_scratch, wbuf)   unpack rows [n0, n0 + kRows) and interleave them as
@@ -85,32 +86,30 @@ struct NoTail {};
 template <class Tile, class Finish, class Tail = NoTail>
 void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail tail = {}) {
     const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w);
-    run_parallel(true, [&](int thread, int threads) {
+    Items items((x.m + block - 1) / block * tiles);  // (token block, weight tile), block-major
+    run_parallel(true, [&] {
         std::vector<uint8_t> rows(size_t(Tile::kRows * w.kp));
         std::vector<uint32_t> wbuf(size_t(w.kp / 4 * Tile::kRows));
-        int64_t begin, end;
-        static_share(tiles, thread, threads, begin, end);
-        for (int64_t m0 = 0; m0 < x.m; m0 += block) {
-            const int64_t m1 = std::min(x.m, m0 + block);
-            for (int64_t tile = begin; tile < end; ++tile) {
-                const int64_t n0 = tile * Tile::kRows;
-                const int real_rows = int(std::min<int64_t>(Tile::kRows, w.n - n0));
-                Tile::pack(w, n0, rows.data(), wbuf.data());
-                for (int64_t i = m0; i < m1; i += Tile::kTokens) {
-                    // rows past m are zero padding in the activation buffer (see QuantizedRows)
-                    const int real = int(std::min<int64_t>(Tile::kTokens, m1 - i));
-                    if constexpr (!std::is_same_v<Tail, NoTail>) {
-                        if (real < Tile::kTokens) {
-                            tail(i, real, n0);
-                            continue;
-                        }
+        auto mine = items.join();
+        for (int64_t item; mine.next(item);) {
+            const int64_t m0 = item / tiles * block, m1 = std::min(x.m, m0 + block);
+            const int64_t n0 = item % tiles * Tile::kRows;
+            const int real_rows = int(std::min<int64_t>(Tile::kRows, w.n - n0));
+            Tile::pack(w, n0, rows.data(), wbuf.data());
+            for (int64_t i = m0; i < m1; i += Tile::kTokens) {
+                // rows past m are zero padding in the activation buffer (see QuantizedRows)
+                const int real = int(std::min<int64_t>(Tile::kTokens, m1 - i));
+                if constexpr (!std::is_same_v<Tail, NoTail>) {
+                    if (real < Tile::kTokens) {
+                        tail(i, real, n0);
+                        continue;
                     }
-                    for (int64_t g = 0; g < w.scale_cols; ++g) {
-                        alignas(64) typename Tile::Acc acc[Tile::kTokens];
-                        Tile::dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
-                        for (int t = 0; t < real; ++t) acc[t] = Tile::minus(acc[t], x.qsum[(i + t) * w.scale_cols + g]);
-                        finish(i, real, n0, real_rows, g, acc);
-                    }
+                }
+                for (int64_t g = 0; g < w.scale_cols; ++g) {
+                    alignas(64) typename Tile::Acc acc[Tile::kTokens];
+                    Tile::dots(wbuf.data(), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4, acc);
+                    for (int t = 0; t < real; ++t) acc[t] = Tile::minus(acc[t], x.qsum[(i + t) * w.scale_cols + g]);
+                    finish(i, real, n0, real_rows, g, acc);
                 }
             }
         }
