@@ -317,4 +317,55 @@ void run_parallel(bool parallel, const std::function<void()>& body) {
     in_region = false;
 }
 
+struct Items::Slot {
+    alignas(64) std::atomic<uint64_t> span{0};  // front in the high half, end in the low half
+};
+
+namespace {
+uint64_t span_of(int64_t front, int64_t end) { return uint64_t(front) << 32 | uint64_t(end); }
+int64_t front_of(uint64_t span) { return int64_t(span >> 32); }
+int64_t end_of(uint64_t span) { return int64_t(span & 0xffffffffu); }
+}  // namespace
+
+Items::Items(int64_t count, int ranges) : ranges_(std::max(1, ranges)), slots_(new Slot[size_t(ranges_)]) {
+    for (int r = 0; r < ranges_; ++r)
+        slots_[r].span.store(span_of(count * r / ranges_, count * (r + 1) / ranges_), std::memory_order_relaxed);
+}
+
+Items::~Items() { delete[] slots_; }
+
+Items::Queue Items::join() {
+    const int r = joined_.fetch_add(1, std::memory_order_relaxed);
+    return Queue(*this, r < ranges_ ? r : -1);
+}
+
+bool Items::Queue::next(int64_t& item) {
+    if (own_ >= 0 && items_.take_front(own_, item)) return true;
+    for (int r = 0; r < items_.ranges_; ++r)
+        if (r != own_ && items_.take_back(r, item)) return true;
+    return false;
+}
+
+bool Items::take_front(int range, int64_t& item) {
+    auto& span = slots_[range].span;
+    uint64_t v = span.load(std::memory_order_relaxed);
+    while (front_of(v) < end_of(v))
+        if (span.compare_exchange_weak(v, span_of(front_of(v) + 1, end_of(v)), std::memory_order_relaxed)) {
+            item = front_of(v);
+            return true;
+        }
+    return false;
+}
+
+bool Items::take_back(int range, int64_t& item) {
+    auto& span = slots_[range].span;
+    uint64_t v = span.load(std::memory_order_relaxed);
+    while (front_of(v) < end_of(v))
+        if (span.compare_exchange_weak(v, span_of(front_of(v), end_of(v) - 1), std::memory_order_relaxed)) {
+            item = end_of(v) - 1;
+            return true;
+        }
+    return false;
+}
+
 }  // namespace tclip

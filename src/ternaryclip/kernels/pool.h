@@ -21,7 +21,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 namespace tclip {
 
@@ -42,24 +41,20 @@ void run_parallel(bool parallel, const std::function<void()>& body);
 // thread that joins takes a free range and works through it front to back; one that runs out takes
 // items from the back of another's, so a thread that is late, waking up or preempted leaves its range
 // to the others and nobody waits for it.
+//
+// Out of line (pool.cpp, built for the baseline CPU) on purpose: inline functions are merged across the
+// files built with wider instruction sets (AVX-512, AMX, dotprod), and the linker may keep any one copy.
 class Items {
   public:
-    explicit Items(int64_t count, int ranges = num_threads()) : ranges_(std::max(1, ranges)), slots_(size_t(ranges_)) {
-        for (int r = 0; r < ranges_; ++r) {
-            const int64_t begin = count * r / ranges_, end = count * (r + 1) / ranges_;
-            slots_[size_t(r)].span.store(pack(begin, end), std::memory_order_relaxed);
-        }
-    }
+    explicit Items(int64_t count, int ranges = num_threads());  // count < 2^31
+    ~Items();
+    Items(const Items&) = delete;
+    Items& operator=(const Items&) = delete;
 
     // A thread's view: its own range first, then the others'.
     class Queue {
       public:
-        bool next(int64_t& item) {
-            if (own_ >= 0 && items_.take_front(own_, item)) return true;
-            for (int r = 0; r < items_.ranges_; ++r)
-                if (r != own_ && items_.take_back(r, item)) return true;
-            return false;
-        }
+        bool next(int64_t& item);
 
       private:
         friend class Items;
@@ -67,41 +62,14 @@ class Items {
         Items& items_;
         int own_;
     };
-
-    Queue join() {
-        const int r = joined_.fetch_add(1, std::memory_order_relaxed);
-        return Queue(*this, r < ranges_ ? r : -1);
-    }
+    Queue join();
 
   private:
-    struct alignas(64) Slot {
-        std::atomic<uint64_t> span{0};  // front in the high half, end in the low half
-    };
-    static uint64_t pack(int64_t front, int64_t end) { return uint64_t(front) << 32 | uint64_t(end); }
-
-    bool take_front(int r, int64_t& item) {
-        auto& span = slots_[size_t(r)].span;
-        uint64_t v = span.load(std::memory_order_relaxed);
-        while (int64_t(v >> 32) < int64_t(v & 0xffffffffu))
-            if (span.compare_exchange_weak(v, v + (uint64_t(1) << 32), std::memory_order_relaxed)) {
-                item = int64_t(v >> 32);
-                return true;
-            }
-        return false;
-    }
-    bool take_back(int r, int64_t& item) {
-        auto& span = slots_[size_t(r)].span;
-        uint64_t v = span.load(std::memory_order_relaxed);
-        while (int64_t(v >> 32) < int64_t(v & 0xffffffffu))
-            if (span.compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
-                item = int64_t(v & 0xffffffffu) - 1;
-                return true;
-            }
-        return false;
-    }
-
-    const int ranges_;
-    std::vector<Slot> slots_;
+    struct Slot;
+    bool take_front(int range, int64_t& item);
+    bool take_back(int range, int64_t& item);
+    int ranges_;
+    Slot* slots_;
     std::atomic<int> joined_{0};
 };
 
