@@ -31,10 +31,10 @@ const KernelTable avx2_table = {
     avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr,
 };
 
-// AVX-512: the fast GEMM (VNNI) and the float ops; quantization and exact mode come from AVX2.
+// AVX-512: the fast GEMM (VNNI), exact mode and the float ops; quantization comes from AVX2.
 const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
-    nullptr, avx512::int_dot, avx512::gemm_fast, nullptr,
+    nullptr, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
     nullptr, nullptr, nullptr, nullptr,
 };

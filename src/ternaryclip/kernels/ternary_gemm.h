@@ -76,10 +76,11 @@ void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace avx2
 
-namespace avx512 {  // AVX-512 VNNI: the fast path only (quantization and exact mode use AVX2)
+namespace avx512 {  // AVX-512: the fast path (VNNI) and exact mode (avx512_exact.cpp); quantization is AVX2's
 bool compiled();
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
+void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 bool supports(const TernaryWeights& w);  // groups must start on 4-column boundaries
 }  // namespace avx512
 
