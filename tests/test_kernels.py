@@ -410,3 +410,22 @@ def test_a_forked_child_runs_the_kernels_on_its_own_threads():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr
+
+
+def test_large_outputs_streamed_past_the_caches_are_the_same_numbers():
+    """AMX writes outputs of 8 MB and more with non-temporal stores where the rows are 64-byte aligned."""
+    from ternaryclip.runtime.model import aligned_empty
+
+    codes, packed, scales, bias, x, gs = make_case(700, 3072, 256, None, 9)  # 8.6 MB of output
+    out = aligned_empty(700 * 3072).reshape(700, 3072)
+    assert out.ctypes.data % 64 == 0
+    expected = kernels.gemm(x[:40], packed, 256, scales, gs, bias, "fast", "ref")  # the reference is slow
+    for impl in [i for i in impls_for(gs, 256) if i not in ("ref", "auto")] or ["ref"]:
+        weights = kernels.prepare(packed, 256, scales, gs, impl)
+        if weights is None:
+            kernels.gemm(x, packed, 256, scales, gs, bias, "fast", impl, out=out)
+        else:
+            kernels.gemm_prepared(x, weights, scales, gs, bias, out=out)
+        assert np.array_equal(out[:40], expected), impl
+        rows = kernels.gemm(x, packed, 256, scales, gs, bias, "fast", impl)  # a fresh array, maybe unaligned
+        assert np.array_equal(out, rows), impl

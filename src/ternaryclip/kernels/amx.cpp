@@ -45,6 +45,7 @@ constexpr int64_t kPanel = 32;                // output rows per panel: two B ti
 constexpr int64_t kTileBytes = 1024;          // an expanded B tile
 constexpr int64_t kPackedTileBytes = 256;     // ... as 2-bit codes
 constexpr int64_t kBlockBytes = int64_t(1) << 20;  // int8 activation bytes per token block (L2: 2 MB a core)
+constexpr int64_t kStreamBytes = int64_t(8) << 20;  // outputs from this size on bypass the caches (Output)
 
 // Tiles: 0-3 the accumulators (token half a x row half b at 2 a + b), 4-5 activations, 6-7 weights.
 struct alignas(64) TileConfig {
@@ -120,10 +121,19 @@ RowHalf row_half(const TernaryWeights& w, int64_t n0, int64_t g) {
     return h;
 }
 
+// Where the results go.  `stream`: whole 16-row vectors with non-temporal stores.  A large output
+// (a batch of images: 6304 x 3072 floats after fc1) cannot stay in cache anyway; ordinary stores first
+// read every line they write (1.5x the GEMM's time at 1576 x 768 x 3072 on one SPR core).
+struct Output {
+    float* y;
+    bool stream;
+};
+
 // Writes the dots of one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running
 // sum over groups lives in y itself, exactly the reference's float sequence.
 void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots, int64_t i, int64_t n0,
-            const RowHalf& h, int64_t g, float* y) {
+            const RowHalf& h, int64_t g, Output out) {
+    float* y = out.y;
     if (h.real == 0) return;
     const __m512 vs = _mm512_load_ps(h.scale), vb = _mm512_load_ps(h.bias);
     const __mmask16 rows_mask = __mmask16((1u << h.real) - 1u);
@@ -136,7 +146,10 @@ void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots
         const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
         __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(dot)));
         if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
-        _mm512_mask_storeu_ps(yr, rows_mask, v);
+        if (out.stream && h.real == kTile)
+            _mm512_stream_ps(yr, v);
+        else
+            _mm512_mask_storeu_ps(yr, rows_mask, v);
     }
 }
 
@@ -146,7 +159,7 @@ void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots
 // tile once: expanding the whole panel first would write it to a buffer that, at K = 3072, L1 cannot hold).
 template <int TokenTiles, bool Streamed>
 void panel_tokens(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* packed, uint8_t* tiles, int64_t i,
-                  int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, float* y) {
+                  int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, Output y) {
     const int8_t* q = x.q + i * x.kp;
     const int64_t stride = x.kp;
     _tile_zero(0);
@@ -202,8 +215,11 @@ void prepare(const TernaryWeights& w, uint8_t* out) {
     });
 }
 
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_) {
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
+    // Streaming stores need 64-byte aligned rows; groups read y back (their running sum).
+    const bool aligned = reinterpret_cast<uintptr_t>(y_) % 64 == 0 && w.n % kTile == 0;
+    const Output y{y_, aligned && w.scale_cols == 1 && x.m * w.n * int64_t(sizeof(float)) >= kStreamBytes};
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
     // items: (token block, panel), block-major
@@ -235,6 +251,7 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
                 }
             }
         }
+        if (y.stream) _mm_sfence();  // the streamed stores before the region's end (pool.cpp's atomics)
         _tile_release();
     });
 }

@@ -49,12 +49,20 @@ class Buffers:
         cache = self._local.__dict__.setdefault("arrays", {})
         size = math.prod(shape)
         if role not in cache or cache[role].size < size:
-            cache[role] = np.empty(size, dtype=np.float32)
+            cache[role] = aligned_empty(size)
             views.clear()  # views of the old, smaller array would keep it alive
         if len(views) >= self.MAX_VIEWS:
             views.clear()
         view = views[role, shape] = cache[role][:size].reshape(shape)
         return view
+
+
+def aligned_empty(size: int, alignment: int = 64) -> np.ndarray:
+    """float32 ``[size]`` that starts on a cache line: the kernels write large outputs a line at a time,
+    bypassing the caches (kernels/amx.cpp), where the rows are aligned."""
+    raw = np.empty(size + alignment // 4, dtype=np.float32)
+    offset = (-raw.ctypes.data % alignment) // 4
+    return raw[offset : offset + size]
 
 
 class Linear:
