@@ -261,6 +261,8 @@ RAGGED = [(m, n, k, g) for m in range(1, 18) for n, k, g in [(9, 200, None), (17
     (50, 40, 1100, None),
     (1, 3, 100, None),  # AMX: under 16 tokens (short tiles), a panel of 32 rows holding 3
     (16, 47, 640, 64),  # one whole token tile, groups of one 64-column chunk
+    (7, 40, 640, 64),  # VNNI under 16 tokens straight from the packed panel, groups of one chunk
+    (9, 40, 640, 32),  # ... and groups inside a chunk: the 16-token tile instead
     (33, 70, 1000, 128),  # two token tiles and one more, a third panel of 6 rows, groups of 2 chunks
     (70, 65, 3000, None),  # K past one block of the per-chunk expansion ring
 ]

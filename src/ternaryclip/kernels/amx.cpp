@@ -5,12 +5,8 @@
 // 16,384 multiply-adds in ~16 cycles, eight times what the VNNI path's vpdpbusd pair does in that time.
 // The int8 dot product stops being the wall; unpacking the 2-bit codes and the epilogue become it.
 //
-// Load-time layout (`prepare`): the output rows are cut in panels of 32 (two B tiles side by side), each
-// panel's K in chunks of 64 columns.  A B tile in the unit's VNNI order is 16 lines of 64 bytes, byte
-// 4 j + c of line l holding the code u of output row j, column 4 l + c of its chunk.  Its 1024 codes are
-// kept as 256 bytes: byte i holds the codes of tile bytes i, i + 256, i + 512, i + 768 in bit pairs 0-1,
-// 2-3, 4-5, 6-7, so four 64-byte loads, shifted and masked, rebuild the tile with no shuffles.  Still 2
-// bits a weight; rows past n hold u = 1 (value 0).
+// Load-time layout (`prepare`): panel_layout.h, 2 bits a weight in panels of 32 rows x chunks of 64
+// columns, each 16-row half a B tile in the unit's order once expanded (shared with the AVX-512 VNNI path).
 //
 // A call expands one panel at a time into a per-thread buffer (K x 32 bytes: 96 KB at K = 3072, kept in
 // L2) and runs every token tile of the current token block over it, 32 tokens x 32 rows at a time in four
@@ -39,11 +35,8 @@ namespace {
 
 #include "tile_driver.h"
 
-constexpr int kTile = 16;                     // lines of every tile; output rows of a B tile
-constexpr int64_t kChunk = 64;                // columns per tile step (64 int8 bytes a line)
-constexpr int64_t kPanel = 32;                // output rows per panel: two B tiles
-constexpr int64_t kTileBytes = 1024;          // an expanded B tile
-constexpr int64_t kPackedTileBytes = 256;     // ... as 2-bit codes
+#include "panel_layout.h"
+
 constexpr int64_t kBlockBytes = int64_t(1) << 20;  // int8 activation bytes per token block (L2: 2 MB a core)
 constexpr int64_t kStreamBytes = int64_t(8) << 20;  // outputs from this size on bypass the caches (Output)
 
@@ -64,36 +57,6 @@ void configure_tiles(int tokens) {
         config.colsb[t] = 64;
     }
     _tile_loadconfig(&config);
-}
-
-int64_t panels(const TernaryWeights& w) { return (w.n + kPanel - 1) / kPanel; }
-int64_t panel_bytes(const TernaryWeights& w) { return w.kp / kChunk * 2 * kPackedTileBytes; }
-
-// Panel p in the packed tile layout: rows unpacked to codes (scratch `rows`, 32 x kp), each tile's
-// 16 x 16 words of 4 codes transposed into the unit's order, then folded four bytes into one.
-void prepare_panel(const TernaryWeights& w, int64_t p, uint8_t* rows, uint8_t* out) {
-    unpack_rows(w, p * kPanel, int(kPanel), rows);
-    alignas(64) uint8_t tile[kTileBytes];
-    for (int64_t c = 0; c < w.kp / kChunk; ++c)
-        for (int half = 0; half < 2; ++half) {
-            for (int line = 0; line < kTile; ++line)
-                for (int j = 0; j < kTile; ++j)
-                    std::memcpy(tile + line * 64 + 4 * j, rows + (half * kTile + j) * w.kp + c * kChunk + 4 * line, 4);
-            for (int i = 0; i < kPackedTileBytes; ++i)
-                out[i] = uint8_t(tile[i] | tile[i + 256] << 2 | tile[i + 512] << 4 | tile[i + 768] << 6);
-            out += kPackedTileBytes;
-        }
-}
-
-// A panel's packed tiles back to codes: dst[(c * 2 + half) * 1024 + ...], the B tiles of chunk c.
-void expand_panel(const uint8_t* src, int64_t tiles, uint8_t* dst) {
-    const __m512i mask = _mm512_set1_epi8(3);
-    for (int64_t t = 0; t < tiles; ++t, src += kPackedTileBytes, dst += kTileBytes)
-        for (int v = 0; v < 4; ++v) {
-            const __m512i bits = _mm512_loadu_si512(src + 64 * v);
-            for (int s = 0; s < 4; ++s)
-                _mm512_store_si512(dst + 256 * s + 64 * v, _mm512_and_si512(_mm512_srli_epi16(bits, 2 * s), mask));
-        }
 }
 
 // The per-thread panel buffer, 64-byte aligned (tile loads of aligned lines), grown and never shrunk.

@@ -30,6 +30,7 @@ namespace tclip::avx512 {
 namespace {
 
 #include "tile_driver.h"
+#include "panel_layout.h"
 
 constexpr int kRows = 16;   // output rows per tile = int32 lanes
 
@@ -131,16 +132,23 @@ struct Avx512Tile {
     static Acc minus(Acc a, int32_t v) { return _mm512_sub_epi32(a, _mm512_set1_epi32(v)); }
 };
 
-}  // namespace
+// The same tile over the load-time panel layout (panel_layout.h, shared with AMX): its tiles are,
+// line by line, the interleaved words pack_tile builds, so a half panel only needs expanding (four
+// loads, shifts and masks a 1024 codes), with no per-call unpacking, gathering or interleaving.
+struct Avx512PanelTile : Avx512Tile {
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t*, uint32_t* out) {
+        expand_half(w.packed + n0 / kPanel * panel_bytes(w), w.kp / kChunk, int(n0 / kTile % 2),
+                    reinterpret_cast<uint8_t*>(out));
+    }
+};
 
-bool compiled() { return true; }
+// The float epilogue of a 16-row tile: the reference's operations in its order.
+struct Epilogue {
+    const QuantizedRows& x;
+    const TernaryWeights& w;
+    float* y;
 
-bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
-
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx512Tile>(x, w, out); }
-
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
-    drive<Avx512Tile>(x, w, [&](int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) {
+    void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) const {
         alignas(64) float scale[kRows], bias[kRows];
         for (int r = 0; r < kRows; ++r) {
             scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
@@ -157,6 +165,83 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
             if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
             _mm512_mask_storeu_ps(yr, rows_mask, v);
         }
+    }
+};
+
+// Under 16 tokens, T of them straight from the packed panel: a 64-byte load of a packed tile, shifted
+// and masked four ways, is four of its lines (16 rows x 4 columns), each multiplied by every token's 4
+// int8s of those columns with one vpdpbusd.  Nothing is expanded to memory and no padding token costs
+// a multiply (the tile kernel computes 16 tokens whatever the batch).  Groups must be whole chunks.
+template <int T>
+void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* panel, int half, int64_t n0,
+                  const Epilogue& finish) {
+    const __m512i mask = _mm512_set1_epi8(3);
+    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
+    for (int64_t g = 0; g < w.scale_cols; ++g) {
+        __m512i acc[T];
+        for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+        const int64_t c1 = (w.group_end(g) + kChunk - 1) / kChunk;
+        for (int64_t c = w.group_begin(g) / kChunk; c < c1; ++c) {
+            const uint8_t* src = panel + (c * 2 + half) * kPackedTileBytes;
+            for (int v = 0; v < 4; ++v) {
+                const __m512i bits = _mm512_loadu_si512(src + 64 * v);
+                for (int sh = 0; sh < 4; ++sh) {
+                    const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * sh), mask);
+                    const int64_t column = c * kChunk + 4 * (4 * sh + v);  // line 4 sh + v of the chunk
+                    for (int t = 0; t < T; ++t) {
+                        int32_t four;
+                        std::memcpy(&four, x.q + t * x.kp + column, 4);
+                        acc[t] = _mm512_dpbusd_epi32(acc[t], codes, _mm512_set1_epi32(four));
+                    }
+                }
+            }
+        }
+        for (int t = 0; t < T; ++t) acc[t] = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(x.qsum[t * w.scale_cols + g]));
+        finish(0, T, n0, real_rows, g, acc);
+    }
+}
+
+using SmallM = void (*)(const QuantizedRows&, const TernaryWeights&, const uint8_t*, int, int64_t, const Epilogue&);
+constexpr SmallM kSmallM[16] = {nullptr,          small_m_half<1>,  small_m_half<2>,  small_m_half<3>,
+                                small_m_half<4>,  small_m_half<5>,  small_m_half<6>,  small_m_half<7>,
+                                small_m_half<8>,  small_m_half<9>,  small_m_half<10>, small_m_half<11>,
+                                small_m_half<12>, small_m_half<13>, small_m_half<14>, small_m_half<15>};
+
+}  // namespace
+
+bool compiled() { return true; }
+
+bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
+
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx512Tile>(x, w, out); }
+
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx512Tile>(x, w, Epilogue{x, w, y}); }
+
+int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
+
+void prepare(const TernaryWeights& w, uint8_t* out) {
+    Items items(panels(w));
+    run_parallel(true, [&] {
+        std::vector<uint8_t> rows(size_t(kPanel * w.kp));
+        auto mine = items.join();
+        for (int64_t p; mine.next(p);) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
+    });
+}
+
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    TernaryWeights wp = w;
+    wp.packed = prepared;
+    const Epilogue finish{x, wp, y};
+    if (x.m >= kRows || (w.scale_cols > 1 && w.group_size % kChunk != 0)) {
+        drive<Avx512PanelTile>(x, wp, finish);
+        return;
+    }
+    const int64_t halves = (w.n + kRows - 1) / kRows;
+    Items items(halves);
+    run_parallel(halves > 1, [&] {
+        auto mine = items.join();
+        for (int64_t h; mine.next(h);)
+            kSmallM[x.m](x, wp, prepared + h / 2 * panel_bytes(w), int(h % 2), h * kRows, finish);
     });
 }
 
@@ -169,6 +254,9 @@ bool compiled() { return false; }
 bool supports(const TernaryWeights&) { return false; }
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { ref::int_dot(x, w, out); }
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
+int64_t prepared_bytes(const TernaryWeights&) { return 0; }
+void prepare(const TernaryWeights&, uint8_t*) {}
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
 }  // namespace tclip::avx512
 
 #endif

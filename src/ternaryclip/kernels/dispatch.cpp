@@ -36,7 +36,7 @@ const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
     nullptr, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
-    nullptr, nullptr, nullptr, nullptr,
+    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr,
 };
 
 // AMX: the fast GEMM (INT8) over its own layout and the fast mode's attention (BF16); the other float

@@ -82,6 +82,10 @@ void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
 bool supports(const TernaryWeights& w);  // groups must start on 4-column boundaries
+// The load-time panel layout (panel_layout.h, the same as AMX's) and the fast GEMM that reads it.
+int64_t prepared_bytes(const TernaryWeights& w);
+void prepare(const TernaryWeights& w, uint8_t* out);
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace avx512
 
 namespace amx {  // AMX-INT8 (amx.cpp): the fast GEMM only, over its own load-time layout
