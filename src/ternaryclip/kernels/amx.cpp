@@ -169,14 +169,7 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 
 int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
 
-void prepare(const TernaryWeights& w, uint8_t* out) {
-    Items items(panels(w));
-    run_parallel(true, [&] {
-        std::vector<uint8_t> rows(size_t(kPanel * w.kp));
-        auto mine = items.join();
-        for (int64_t p; mine.next(p);) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
-    });
-}
+void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_) {
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;

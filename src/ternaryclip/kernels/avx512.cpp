@@ -219,14 +219,7 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { driv
 
 int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
 
-void prepare(const TernaryWeights& w, uint8_t* out) {
-    Items items(panels(w));
-    run_parallel(true, [&] {
-        std::vector<uint8_t> rows(size_t(kPanel * w.kp));
-        auto mine = items.join();
-        for (int64_t p; mine.next(p);) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
-    });
-}
+void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
     TernaryWeights wp = w;

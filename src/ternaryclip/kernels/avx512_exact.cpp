@@ -118,21 +118,7 @@ constexpr TokenTile kTokenTiles[kTokens + 1] = {nullptr,        token_tile<1>, t
 }  // namespace
 
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
-    const int64_t tiles = (w.n + kRows - 1) / kRows;
-    // tokens in blocks whose float rows fit in L2, as the fast path's int8 rows do
-    const int64_t block = std::max<int64_t>(kTokens, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)));
-    Items items((m + block - 1) / block * tiles);  // (token block, tile), block-major
-    run_parallel(true, [&] {
-        std::vector<uint8_t> codes(size_t(kRows * w.kp));
-        std::vector<float> wt(size_t(kRows * w.kp));
-        auto mine = items.join();
-        for (int64_t item; mine.next(item);) {
-            const int64_t m0 = item / tiles * block, m1 = std::min(m, m0 + block), tile = item % tiles;
-            float_tile(w, tile * kRows, codes.data(), wt.data());
-            for (int64_t i = m0; i < m1; i += kTokens)
-                kTokenTiles[std::min<int64_t>(kTokens, m1 - i)](x, i, w, wt.data(), tile * kRows, y);
-        }
-    });
+    exact_drive<kRows, kTokens>(x, m, w, y, float_tile, kTokenTiles);
 }
 
 }  // namespace tclip::avx512

@@ -35,6 +35,16 @@ void prepare_panel(const TernaryWeights& w, int64_t p, uint8_t* rows, uint8_t* o
         }
 }
 
+// Every panel of w into out (panels(w) * panel_bytes(w) bytes), the panels spread over the threads.
+void prepare_panels(const TernaryWeights& w, uint8_t* out) {
+    Items items(panels(w));
+    run_parallel(true, [&] {
+        std::vector<uint8_t> rows(size_t(kPanel * w.kp));
+        auto mine = items.join();
+        for (int64_t p; mine.next(p);) prepare_panel(w, p, rows.data(), out + p * panel_bytes(w));
+    });
+}
+
 // `tiles` packed tiles from src back to codes, 1024 bytes each, into dst.
 void expand_panel(const uint8_t* src, int64_t tiles, uint8_t* dst) {
     const __m512i mask = _mm512_set1_epi8(3);

@@ -116,6 +116,29 @@ void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail 
     });
 }
 
+// The exact-mode loop nest (avx2_exact.cpp, avx512_exact.cpp): (token block, weight tile) items, tokens
+// in blocks whose float rows fit in L2 as the fast path's int8 rows do; per item the tile's codes turned
+// into floats once (float_tile(w, n0, codes, floats)), then tiles of up to Tokens tokens
+// (token_tiles[count](x, i, w, floats, n0, y)).
+template <int Rows, int Tokens, class FloatTile, class TokenTiles>
+void exact_drive(const float* x, int64_t m, const TernaryWeights& w, float* y, FloatTile float_tile,
+                 const TokenTiles& token_tiles) {
+    const int64_t tiles = (w.n + Rows - 1) / Rows;
+    const int64_t block = std::max<int64_t>(Tokens, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)));
+    Items items((m + block - 1) / block * tiles);
+    run_parallel(true, [&] {
+        std::vector<uint8_t> codes(size_t(Rows * w.kp));
+        std::vector<float> floats(size_t(Rows * w.kp));
+        auto mine = items.join();
+        for (int64_t item; mine.next(item);) {
+            const int64_t m0 = item / tiles * block, m1 = std::min(m, m0 + block), n0 = item % tiles * Rows;
+            float_tile(w, n0, codes.data(), floats.data());
+            for (int64_t i = m0; i < m1; i += Tokens)
+                token_tiles[std::min<int64_t>(Tokens, m1 - i)](x, i, w, floats.data(), n0, y);
+        }
+    });
+}
+
 // out[(token * n + row) * groups + g] = the integer dots (the exactness-test hook).
 template <class Tile>
 void int_dot_driver(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
