@@ -5,8 +5,9 @@ and embedded by the x86 runtime in exact and fast mode (``DIR/x86.npz``).  ``che
 Python under qemu, torch-free): the same file embedded by the aarch64 extension must agree with the x86
 results.  The kernels are bitwise equal to the reference on both machines, but the float ops around them
 differ in vector width and fused multiply-adds, so the check is a tolerance: exact mode to 1e-5, fast
-mode (where an activation can round to the neighbouring int8) to cosine 0.9999.  Prints one line per
-check and ends with ``N passed, M failed``.
+mode (where an activation can round to the neighbouring int8) to cosine 0.9999.  run.sh makes the x86
+side with ``TERNARYCLIP_IMPL=avx2``: on a CPU with AMX the fast mode's attention would be bf16, which no
+aarch64 path has.  Prints one line per check and ends with ``N passed, M failed``.
 """
 
 from __future__ import annotations
