@@ -431,3 +431,23 @@ def test_large_outputs_streamed_past_the_caches_are_the_same_numbers():
         assert np.array_equal(out[:40], expected), impl
         rows = kernels.gemm(x, packed, 256, scales, gs, bias, "fast", impl)  # a fresh array, maybe unaligned
         assert np.array_equal(out, rows), impl
+
+
+@pytest.mark.parametrize("shape", [(33, 70, 1000, None), (5, 40, 640, 64), (40, 9, 640, 32), (700, 1024, 256, None)])
+def test_adding_into_out_is_a_separate_add_bit_for_bit(shape):
+    """``add=True``: out += the GEMM, in the AMX epilogue or through scratch; the sums a separate add makes."""
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m + n)
+    start = np.random.default_rng(m).standard_normal((m, n)).astype(np.float32)
+    for impl in [i for i in impls_for(gs, k) if i not in ("ref", "auto")]:
+        weights = kernels.prepare(packed, k, scales, gs, impl)
+        if weights is None:
+            continue
+        expected = start + kernels.gemm_prepared(x, weights, scales, gs, bias)
+        out = start.copy()
+        kernels.gemm_prepared(x, weights, scales, gs, bias, out=out, add=True)
+        assert np.array_equal(out, expected), impl
+    weights = kernels.prepare(packed, k, scales, gs)
+    if weights is not None:
+        with pytest.raises(ValueError, match="add needs out"):
+            kernels.gemm_prepared(x, weights, scales, gs, add=True)

@@ -121,14 +121,21 @@ def gemm_prepared(
     group_size: int,
     bias: np.ndarray | None = None,
     out: np.ndarray | None = None,
+    add: bool = False,
 ) -> np.ndarray:
-    """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit."""
+    """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit.
+
+    ``add``: ``out += x W^T + b`` instead (``out`` required), the same sums as a separate add; on AMX in
+    the GEMM's epilogue, which saves a pass over ``out`` (a residual stream).
+    """
+    if add and out is None:
+        raise ValueError("add needs out (the array to add to)")
     x = _as("x", x, np.float32, 2)
     scales = _as("scales", scales, np.float32, 2)
     if bias is not None:
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], weights.n))
-    y = _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out)
+    y = _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add)
     return out if out is not None else y
 
 
@@ -139,11 +146,12 @@ def gemm_prepared_into(
     group_size: int,
     bias: np.ndarray | None,
     out: np.ndarray,
+    add: bool = False,
 ) -> np.ndarray:
     """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
-    _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out)
+    _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add)
     return out
 
 

@@ -87,9 +87,12 @@ RowHalf row_half(const TernaryWeights& w, int64_t n0, int64_t g) {
 // Where the results go.  `stream`: whole 16-row vectors with non-temporal stores.  A large output
 // (a batch of images: 6304 x 3072 floats after fc1) cannot stay in cache anyway; ordinary stores first
 // read every line they write (1.5x the GEMM's time at 1576 x 768 x 3072 on one SPR core).
+// `add`: y += the result (a residual add in the epilogue: y + ((0 + s * dot) * xscale + bias), the
+// very sum a separate add would make).
 struct Output {
     float* y;
     bool stream;
+    bool add = false;
 };
 
 // Writes the dots of one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running
@@ -109,6 +112,7 @@ void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots
         const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
         __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(dot)));
         if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+        if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows_mask, yr), v);
         if (out.stream && h.real == kTile)
             _mm512_stream_ps(yr, v);
         else
@@ -171,11 +175,14 @@ int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes
 
 void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_) {
+namespace {
+
+void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add) {
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
-    // Streaming stores need 64-byte aligned rows; groups read y back (their running sum).
+    // Streaming stores need 64-byte aligned rows; groups read y back (their running sum), so does add.
     const bool aligned = reinterpret_cast<uintptr_t>(y_) % 64 == 0 && w.n % kTile == 0;
-    const Output y{y_, aligned && w.scale_cols == 1 && x.m * w.n * int64_t(sizeof(float)) >= kStreamBytes};
+    const bool big = x.m * w.n * int64_t(sizeof(float)) >= kStreamBytes;
+    const Output y{y_, aligned && w.scale_cols == 1 && !add && big, add};
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
     // items: (token block, panel), block-major
@@ -212,6 +219,16 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
     });
 }
 
+}  // namespace
+
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    gemm(x, w, prepared, y, false);
+}
+
+void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    gemm(x, w, prepared, y, true);  // the bindings call it with per-row or per-tensor scales only
+}
+
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
     std::vector<uint8_t> prepared(size_t(prepared_bytes(w)));
     prepare(w, prepared.data());
@@ -230,6 +247,11 @@ int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) {
+    std::vector<float> t(size_t(x.m * w.n));
+    ref::gemm_fast(x, w, t.data());
+    for (size_t i = 0; i < t.size(); ++i) y[i] += t[i];
+}
 }  // namespace tclip::amx
 
 #endif

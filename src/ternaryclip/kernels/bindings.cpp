@@ -150,11 +150,13 @@ nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<fl
     return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table.name));
 }
 
-// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.
+// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  With `add`,
+// out += the result (out required): in the epilogue where the table can, else through scratch.
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out) {
+                         const OutArg& out, bool add) {
+    require(!add || out, "add needs out (the array to add to)");
     require(n >= 0, "n must be >= 0");
     const int64_t kp = checked_padded_k(k);
     require(group_size >= 1, "group_size must be positive");
@@ -179,7 +181,18 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
     float* y = output(out, checked_mul(m, n, "the output"), owner);
     if (m > 0) {
         nb::gil_scoped_release release;
-        table.gemm_fast_prepared(quantize_into_scratch(table, x.data(), m, w, sizes), w, prepared.data(), y);
+        const QuantizedRows q = quantize_into_scratch(table, x.data(), m, w, sizes);
+        if (!add) {
+            table.gemm_fast_prepared(q, w, prepared.data(), y);
+        } else if (table.gemm_fast_prepared_add != nullptr && w.scale_cols == 1) {
+            table.gemm_fast_prepared_add(q, w, prepared.data(), y);
+        } else {
+            std::vector<float> result(size_t(m * n));
+            table.gemm_fast_prepared(q, w, prepared.data(), result.data());
+            parallel_for(m, m * n >= (int64_t(1) << 15), [&](int64_t i) {
+                for (int64_t j = 0; j < n; ++j) y[i * n + j] += result[size_t(i * n + j)];
+            });
+        }
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(n)}, owner));
@@ -336,7 +349,8 @@ NB_MODULE(_ext, m) {
           "(the weights in the fast GEMM's load-time layout, the impl name that reads them), or None");
     m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
           nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
-          nb::arg("out").none() = nb::none(), "the fast GEMM over prepare_weights' output");
+          nb::arg("out").none() = nb::none(), nb::arg("add") = false,
+          "the fast GEMM over prepare_weights' output (add: out += it)");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),

@@ -21,14 +21,14 @@ const KernelTable ref_table = {
     "ref", always, always, nullptr,
     ref::quantize_rows, ref::int_dot, ref::gemm_fast, ref::gemm_exact,
     ops_generic::layer_norm, ops_generic::gelu, ops_generic::quick_gelu, ops_generic::attention,
-    nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 const KernelTable avx2_table = {
     "avx2", has_avx2, has_avx2, avx2::supports,
     avx2::quantize_rows, avx2::int_dot, avx2::gemm_fast, avx2::gemm_exact,
     ops_avx2::layer_norm, ops_avx2::gelu, ops_avx2::quick_gelu, ops_avx2::attention,
-    avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr,
+    avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr, nullptr,
 };
 
 // AVX-512: the fast GEMM (VNNI), exact mode and the float ops; quantization comes from AVX2.
@@ -36,7 +36,7 @@ const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
     nullptr, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
-    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr,
+    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr, nullptr,
 };
 
 // AMX: the fast GEMM (INT8) over its own layout and the fast mode's attention (BF16); the other float
@@ -46,6 +46,7 @@ const KernelTable amx_table = {
     nullptr, nullptr, amx::gemm_fast, nullptr,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
     amx::prepared_bytes, amx::prepare, amx::gemm_fast_prepared, ops_amx::attention_bf16,
+    amx::gemm_fast_prepared_add,
 };
 
 // ---- aarch64 slot -------------------------------------------------------------------------------

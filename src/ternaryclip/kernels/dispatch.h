@@ -50,6 +50,10 @@ struct KernelTable {
     // `attention` serves both modes.  Never inherited (a narrower table has no such path).
     void (*attention_fast)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
                            float* out);
+
+    // gemm_fast_prepared adding its result to y (y += x W^T + b: a residual add in the epilogue, the
+    // same sums as a separate add); per-row or per-tensor scales only.  nullptr: the bindings add.
+    void (*gemm_fast_prepared_add)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 };
 
 // Which entry a caller needs: the table is picked for it (availability and fallback are per op).

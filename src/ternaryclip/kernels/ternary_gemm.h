@@ -96,6 +96,7 @@ int64_t prepared_bytes(const TernaryWeights& w);
 void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);  // prepares per call
+void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace amx
 
 }  // namespace tclip

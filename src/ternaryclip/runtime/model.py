@@ -106,6 +106,21 @@ class Linear:
         y = x @ self.weight_t
         return y + self.bias if self.bias is not None else y
 
+    def add_to(self, x: np.ndarray, target: np.ndarray) -> None:
+        """``target += self(x)``: for the residual stream, in the GEMM's epilogue where the kernel can
+        (the same sums either way, bit for bit), which saves a pass over ``target``."""
+        if (
+            self.prepared is not None
+            and x.dtype == np.float32
+            and x.flags.c_contiguous
+            and target.dtype == np.float32
+            and target.flags.c_contiguous
+            and target.flags.writeable
+        ):
+            kernels.gemm_prepared_into(x, self.prepared, self.scales, self.weight.group_size, self.bias, target, True)
+        else:
+            target += self(x)
+
 
 def release_file_pages(array: np.ndarray) -> None:
     """Give back the resident pages of a memory-mapped file array that nothing will read again.
@@ -173,10 +188,10 @@ class Block:
         ).reshape(x.shape)
         if rows is not None:
             x, attended = x[rows], np.ascontiguousarray(attended[rows])
-        x += self.out_proj(attended)
+        self.out_proj.add_to(attended, x)
         hidden = self.c_fc(self.ln_2(x))
         kernels.activation_(hidden, self.activation)
-        x += self.c_proj(hidden)
+        self.c_proj.add_to(hidden, x)
         return x
 
 
