@@ -172,6 +172,7 @@ cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
+adds_in_epilogue = _ext.adds_in_epilogue  # else gemm_prepared(add=True) adds through a scratch array
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
 max_threads = _ext.max_threads

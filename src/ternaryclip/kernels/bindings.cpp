@@ -370,6 +370,9 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
     m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
+        "adds_in_epilogue", [](const std::string& impl) { return pick(impl, Op::gemm_fast).gemm_fast_prepared_add != nullptr; },
+        nb::arg("impl"), "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl");
+    m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");
     m.def("set_num_threads", &set_threads, nb::arg("n"), "OpenMP threads of the calling thread's kernels");

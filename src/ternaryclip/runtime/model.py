@@ -83,6 +83,7 @@ class Linear:
         self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         self.prepared = None
+        self.fused_add = False  # add_to adds in the GEMM's epilogue
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
             self.out_features, self.in_features = weight.shape
@@ -90,6 +91,7 @@ class Linear:
                 self.prepared = kernels.prepare(weight.packed, weight.shape[1], self.scales, weight.group_size)
                 if self.prepared is not None:
                     release_file_pages(weight.packed)
+                    self.fused_add = weight.scales.shape[1] == 1 and kernels.adds_in_epilogue(self.prepared.impl)
         else:
             self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
             self.in_features, self.out_features = self.weight_t.shape
@@ -108,9 +110,11 @@ class Linear:
 
     def add_to(self, x: np.ndarray, target: np.ndarray) -> None:
         """``target += self(x)``: for the residual stream, in the GEMM's epilogue where the kernel can
-        (the same sums either way, bit for bit), which saves a pass over ``target``."""
+        (the same sums either way, bit for bit), which saves a pass over ``target``.  Elsewhere the
+        shared output buffer and numpy's add, not the extension's per-call scratch."""
         if (
-            self.prepared is not None
+            self.fused_add
+            and self.prepared is not None
             and x.dtype == np.float32
             and x.flags.c_contiguous
             and target.dtype == np.float32
