@@ -151,7 +151,9 @@ def test_profile_splits_the_time_of_both_towers(tmp_path, capsys):
     assert set(rows) == {"image_b1", "text_b1", "image_b2", "text_b2"}
     for row in rows.values():
         parts = row["gemm"] + row["attention"] + row["norms"] + row["activation"] + row["glue"]
-        assert row["gemm"] > 0 and row["attention"] > 0 and row["norms"] > 0 and row["activation"] > 0
+        assert row["gemm"] > 0 and row["attention"] > 0 and row["norms"] > 0
+        # on AMX the fast GEMM applies the MLP's activation in its epilogue: its time is the GEMM's
+        assert (row["activation"] > 0) != kernels.fuses_epilogue(kernels.fast_gemm_impl())
         assert abs(parts - row["total"]) <= 1e-9 + 1e-6 * row["total"]
 
 

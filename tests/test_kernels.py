@@ -69,6 +69,29 @@ def test_integer_dots_equal_numpy_for_every_impl(shape):
         assert np.array_equal(kernels.int_dot(q, packed, k, gs, impl=impl), expected), impl
 
 
+def quantizing_impls() -> list[str]:
+    impls = ["avx2"] if kernels.cpu_has_avx2() else []
+    return impls + (["avx512"] if kernels.cpu_has_avx512_vnni() else [])
+
+
+@pytest.mark.parametrize("k", [1, 15, 16, 17, 64, 100, 768, 3072 + 5])
+def test_simd_quantization_equals_the_reference_bit_for_bit(k):
+    """Rounding ties, the clamp at +-127, zero rows, a row with inf (NaN after scaling), tails past 16."""
+    if not quantizing_impls():
+        pytest.skip("no SIMD quantization on this CPU")
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((9, k)).astype(np.float32) * np.float32(3.0)
+    x[1] = 0.0
+    x[2, :] = np.arange(k, dtype=np.float32) - k / 2 + 0.5  # halves: ties after scaling where absmax allows
+    x[3, 0] = np.inf
+    x[4] *= np.float32(1e-30)
+    for group_size in {k, max(1, k // 3)}:
+        ref = kernels.quantize_rows(x, group_size, "ref")
+        for impl in quantizing_impls():
+            for name, want, got in zip(["q", "xscale", "qsum"], ref, kernels.quantize_rows(x, group_size, impl)):
+                assert np.array_equal(want, got, equal_nan=True), (impl, name, group_size)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_simd_fast_path_is_bitwise_equal_to_the_reference(shape):
     m, n, k, group = shape
@@ -451,3 +474,47 @@ def test_adding_into_out_is_a_separate_add_bit_for_bit(shape):
     if weights is not None:
         with pytest.raises(ValueError, match="add needs out"):
             kernels.gemm_prepared(x, weights, scales, gs, add=True)
+
+
+@pytest.mark.parametrize("shape", [(33, 70, 1000, None), (5, 40, 640, 64), (17, 47, 200, None), (700, 3072, 256, None)])
+@pytest.mark.parametrize("activation", ["gelu", "quick_gelu"])
+def test_activation_in_the_epilogue_is_the_separate_pass_bit_for_bit(shape, activation):
+    """``activation=``: the GEMM then ``activation_`` (the float ops of the impl the weights were prepared
+    for); on AMX in the epilogue, streamed or not (700 x 3072 is 8.6 MB, aligned: non-temporal stores)."""
+    from ternaryclip.runtime.model import aligned_empty
+
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m * n + k)
+    x *= np.float32(4.0)  # pre-activations well into both tails of the GELU
+    start = np.random.default_rng(m).standard_normal((m, n)).astype(np.float32)
+    for impl in [i for i in impls_for(gs, k) if i not in ("ref", "auto")]:
+        weights = kernels.prepare(packed, k, scales, gs, impl)
+        if weights is None:
+            continue
+        for b in (bias, None):
+            expected = kernels.gemm_prepared(x, weights, scales, gs, b)
+            kernels.activation_(expected, activation, impl=weights.impl)
+            out = aligned_empty(m * n).reshape(m, n)
+            kernels.gemm_prepared_into(x, weights, scales, gs, b, out, activation=activation)
+            assert np.array_equal(out, expected), (impl, b is None)
+            assert not np.array_equal(expected, kernels.gemm_prepared(x, weights, scales, gs, b))
+            added = start.copy()
+            kernels.gemm_prepared(x, weights, scales, gs, b, out=added, add=True, activation=activation)
+            assert np.array_equal(added, start + expected), (impl, "add")
+    weights = kernels.prepare(packed, k, scales, gs)
+    if weights is not None:
+        with pytest.raises(ValueError, match="activation"):
+            kernels.gemm_prepared(x, weights, scales, gs, activation="relu")
+
+
+def test_the_avx512_activations_match_the_reference_within_float_rounding():
+    """The explicit-vector GELU / QuickGELU (the ones the AMX epilogue shares) against the generic build."""
+    if not kernels.cpu_has_avx512_vnni():
+        pytest.skip("no AVX-512 on this CPU")
+    grid = np.concatenate([np.linspace(-12, 12, 4001), [-100.0, -88.0, 0.0, 88.0, 100.0]]).astype(np.float32)
+    for kind in ("gelu", "quick_gelu"):
+        want, got = grid.copy(), grid.copy()
+        kernels.activation_(want, kind, impl="ref")
+        kernels.activation_(got, kind, impl="avx512")
+        # atol: 1 + erf(x) cancels in the negative tail, in every build (~1e-6 absolute there)
+        assert np.allclose(got, want, rtol=2e-6, atol=4e-6), kind

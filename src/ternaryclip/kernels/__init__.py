@@ -16,6 +16,7 @@ from . import _ext  # the compiled kernels; their threads are their own (pool.h)
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
 IMPL_VARIABLE = "TERNARYCLIP_IMPL"
+ACTIVATIONS = ("", "gelu", "quick_gelu")  # gemm_prepared's: none, or activation_'s kinds
 
 
 def _impl(impl: str) -> str:
@@ -122,20 +123,26 @@ def gemm_prepared(
     bias: np.ndarray | None = None,
     out: np.ndarray | None = None,
     add: bool = False,
+    activation: str = "",
 ) -> np.ndarray:
     """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit.
 
-    ``add``: ``out += x W^T + b`` instead (``out`` required), the same sums as a separate add; on AMX in
-    the GEMM's epilogue, which saves a pass over ``out`` (a residual stream).
+    ``activation`` (``"gelu"`` or ``"quick_gelu"``): applied to the result, as :func:`activation_` would.
+    ``add``: ``out += ...`` instead (``out`` required), the same sums as a separate add.  On AMX both
+    happen in the GEMM's epilogue (:func:`fuses_epilogue`), which saves passes over the output.
     """
     if add and out is None:
         raise ValueError("add needs out (the array to add to)")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     x = _as("x", x, np.float32, 2)
     scales = _as("scales", scales, np.float32, 2)
     if bias is not None:
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], weights.n))
-    y = _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add)
+    y = _ext.gemm_prepared(
+        x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add, activation
+    )
     return out if out is not None else y
 
 
@@ -147,11 +154,12 @@ def gemm_prepared_into(
     bias: np.ndarray | None,
     out: np.ndarray,
     add: bool = False,
+    activation: str = "",
 ) -> np.ndarray:
     """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
-    _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add)
+    _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation)
     return out
 
 
@@ -172,7 +180,7 @@ cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
-adds_in_epilogue = _ext.adds_in_epilogue  # else gemm_prepared(add=True) adds through a scratch array
+fuses_epilogue = _ext.fuses_epilogue  # else gemm_prepared's add and activation are separate passes
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
 max_threads = _ext.max_threads

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -29,6 +30,8 @@
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "activation_avx512.h"
 
 namespace tclip::amx {
 namespace {
@@ -88,11 +91,13 @@ RowHalf row_half(const TernaryWeights& w, int64_t n0, int64_t g) {
 // (a batch of images: 6304 x 3072 floats after fc1) cannot stay in cache anyway; ordinary stores first
 // read every line they write (1.5x the GEMM's time at 1576 x 768 x 3072 on one SPR core).
 // `add`: y += the result (a residual add in the epilogue: y + ((0 + s * dot) * xscale + bias), the
-// very sum a separate add would make).
+// very sum a separate add would make).  `activation`: applied to the result first (fc1's GELU: the
+// bits of ops_avx512's pass over y, which would read and write all of y once more).
 struct Output {
     float* y;
     bool stream;
     bool add = false;
+    Activation activation = Activation::none;
 };
 
 // Writes the dots of one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running
@@ -111,7 +116,11 @@ void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots
                                              _mm512_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
         const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
         __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(dot)));
-        if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+        if (last) {
+            v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+            if (out.activation == Activation::gelu) v = avx512_math::gelu16(v);
+            if (out.activation == Activation::quick_gelu) v = avx512_math::quick_gelu16(v);
+        }
         if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows_mask, yr), v);
         if (out.stream && h.real == kTile)
             _mm512_stream_ps(yr, v);
@@ -177,12 +186,13 @@ void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
 namespace {
 
-void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add) {
+void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_, Fusion fusion) {
+    const bool add = fusion.add;
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
     // Streaming stores need 64-byte aligned rows; groups read y back (their running sum), so does add.
     const bool aligned = reinterpret_cast<uintptr_t>(y_) % 64 == 0 && w.n % kTile == 0;
     const bool big = x.m * w.n * int64_t(sizeof(float)) >= kStreamBytes;
-    const Output y{y_, aligned && w.scale_cols == 1 && !add && big, add};
+    const Output y{y_, aligned && w.scale_cols == 1 && !add && big, add, fusion.activation};
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
     // items: (token block, panel), block-major
@@ -222,11 +232,12 @@ void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepar
 }  // namespace
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
-    gemm(x, w, prepared, y, false);
+    gemm(x, w, prepared, y, Fusion{});
 }
 
-void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
-    gemm(x, w, prepared, y, true);  // the bindings call it with per-row or per-tensor scales only
+void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
+                              Fusion fusion) {
+    gemm(x, w, prepared, y, fusion);  // the bindings call it with per-row or per-tensor scales only
 }
 
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
@@ -247,10 +258,8 @@ int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
-void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) {
-    std::vector<float> t(size_t(x.m * w.n));
-    ref::gemm_fast(x, w, t.data());
-    for (size_t i = 0; i < t.size(); ++i) y[i] += t[i];
+void gemm_fast_prepared_fused(const QuantizedRows&, const TernaryWeights&, const uint8_t*, float*, Fusion) {
+    throw std::logic_error("the AMX GEMM is not compiled into this build");  // never in a table here
 }
 }  // namespace tclip::amx
 

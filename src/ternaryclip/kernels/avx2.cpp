@@ -214,7 +214,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
             for (int s = 0; s < 4; ++s) {
                 __m256 f = _mm256_mul_ps(_mm256_loadu_ps(xr + j + 8 * s), vinv);
                 f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                v[s] = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, f)));
+                v[s] = _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(f, lo)));  // NaN -> -127 (ref.cpp)
             }
             const __m256i w16a = _mm256_packs_epi32(v[0], v[1]), w16b = _mm256_packs_epi32(v[2], v[3]);
             const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w16a, w16b), order);

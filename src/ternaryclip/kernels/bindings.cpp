@@ -150,13 +150,29 @@ nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<fl
     return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table.name));
 }
 
-// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  With `add`,
-// out += the result (out required): in the epilogue where the table can, else through scratch.
+Activation parse_activation(const std::string& name) {
+    if (name.empty()) return Activation::none;
+    if (name == "gelu") return Activation::gelu;
+    if (name == "quick_gelu") return Activation::quick_gelu;
+    throw std::invalid_argument("activation must be '', 'gelu' or 'quick_gelu', got '" + name + "'");
+}
+
+// The activation pass of `impl`'s float ops over y[count]: what a fused epilogue must equal.
+void activate(const std::string& impl, Activation activation, float* y, int64_t count) {
+    const KernelTable& ops = pick(impl, Op::float_ops);
+    if (activation == Activation::gelu) ops.gelu(y, count);
+    if (activation == Activation::quick_gelu) ops.quick_gelu(y, count);
+}
+
+// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  Then the
+// activation, if any, and with `add` out += the result (out required): y = act(x W^T + b) [+ out], in
+// the epilogue where the table can, else as separate passes (the same bits).
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out, bool add) {
+                         const OutArg& out, bool add, const std::string& activation_name) {
     require(!add || out, "add needs out (the array to add to)");
+    const Activation activation = parse_activation(activation_name);
     require(n >= 0, "n must be >= 0");
     const int64_t kp = checked_padded_k(k);
     require(group_size >= 1, "group_size must be positive");
@@ -182,13 +198,17 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
     if (m > 0) {
         nb::gil_scoped_release release;
         const QuantizedRows q = quantize_into_scratch(table, x.data(), m, w, sizes);
-        if (!add) {
+        if (!add && activation == Activation::none) {
             table.gemm_fast_prepared(q, w, prepared.data(), y);
-        } else if (table.gemm_fast_prepared_add != nullptr && w.scale_cols == 1) {
-            table.gemm_fast_prepared_add(q, w, prepared.data(), y);
+        } else if (table.gemm_fast_prepared_fused != nullptr && w.scale_cols == 1) {
+            table.gemm_fast_prepared_fused(q, w, prepared.data(), y, Fusion{add, activation});
+        } else if (!add) {
+            table.gemm_fast_prepared(q, w, prepared.data(), y);
+            activate(impl, activation, y, m * n);
         } else {
             std::vector<float> result(size_t(m * n));
             table.gemm_fast_prepared(q, w, prepared.data(), result.data());
+            activate(impl, activation, result.data(), m * n);
             parallel_for(m, m * n >= (int64_t(1) << 15), [&](int64_t i) {
                 for (int64_t j = 0; j < n; ++j) y[i * n + j] += result[size_t(i * n + j)];
             });
@@ -349,8 +369,8 @@ NB_MODULE(_ext, m) {
           "(the weights in the fast GEMM's load-time layout, the impl name that reads them), or None");
     m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
           nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
-          nb::arg("out").none() = nb::none(), nb::arg("add") = false,
-          "the fast GEMM over prepare_weights' output (add: out += it)");
+          nb::arg("out").none() = nb::none(), nb::arg("add") = false, nb::arg("activation") = "",
+          "the fast GEMM over prepare_weights' output, then the activation ('', 'gelu', 'quick_gelu'); add: out += it");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
@@ -370,8 +390,8 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
     m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
-        "adds_in_epilogue", [](const std::string& impl) { return pick(impl, Op::gemm_fast).gemm_fast_prepared_add != nullptr; },
-        nb::arg("impl"), "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl");
+        "fuses_epilogue", [](const std::string& impl) { return pick(impl, Op::gemm_fast).gemm_fast_prepared_fused != nullptr; },
+        nb::arg("impl"), "whether gemm_prepared's add and activation run in the GEMM's epilogue for weights prepared for impl");
     m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");

@@ -31,22 +31,22 @@ const KernelTable avx2_table = {
     avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr, nullptr,
 };
 
-// AVX-512: the fast GEMM (VNNI), exact mode and the float ops; quantization comes from AVX2.
+// AVX-512: quantization, the fast GEMM (VNNI), exact mode and the float ops.
 const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
-    nullptr, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
+    avx512::quantize_rows, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
     avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr, nullptr,
 };
 
 // AMX: the fast GEMM (INT8) over its own layout and the fast mode's attention (BF16); the other float
-// ops are AVX-512's, quantization and exact mode AVX2's.
+// ops, quantization and exact mode AVX-512's.
 const KernelTable amx_table = {
     "amx", has_amx_int8, has_amx_int8, amx::supports,
     nullptr, nullptr, amx::gemm_fast, nullptr,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
     amx::prepared_bytes, amx::prepare, amx::gemm_fast_prepared, ops_amx::attention_bf16,
-    amx::gemm_fast_prepared_add,
+    amx::gemm_fast_prepared_fused,
 };
 
 // ---- aarch64 slot -------------------------------------------------------------------------------

@@ -51,9 +51,11 @@ struct KernelTable {
     void (*attention_fast)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
                            float* out);
 
-    // gemm_fast_prepared adding its result to y (y += x W^T + b: a residual add in the epilogue, the
-    // same sums as a separate add); per-row or per-tensor scales only.  nullptr: the bindings add.
-    void (*gemm_fast_prepared_add)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+    // gemm_fast_prepared with an activation and/or a residual add in its epilogue (y = act(x W^T + b) [+ y],
+    // the same bits as the separate passes with this table's float ops); per-row or per-tensor scales
+    // only.  nullptr: the bindings run the separate passes.
+    void (*gemm_fast_prepared_fused)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared,
+                                     float* y, Fusion fusion);
 };
 
 // Which entry a caller needs: the table is picked for it (availability and fallback are per op).

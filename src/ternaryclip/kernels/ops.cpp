@@ -18,6 +18,9 @@
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
+#if defined(__AVX512F__)
+#include "activation_avx512.h"
+#endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #endif
@@ -103,6 +106,25 @@ void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const floa
     });
 }
 
+#if defined(__AVX512F__)
+// Explicit vectors (activation_avx512.h), the tail masked: every element goes through the very
+// instructions the AMX GEMM's epilogue uses when it applies the activation itself.
+template <__m512 (*F)(__m512)>
+static void apply16(float* x, int64_t n) {
+    constexpr int64_t kBlock = 1024;
+    parallel_for((n + kBlock - 1) / kBlock, n >= kParallelMinElements, [&](int64_t b) {
+        const int64_t end = std::min(n, (b + 1) * kBlock);
+        for (int64_t i = b * kBlock; i < end; i += 16) {
+            const __mmask16 m = end - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (end - i)) - 1u);
+            _mm512_mask_storeu_ps(x + i, m, F(_mm512_maskz_loadu_ps(m, x + i)));
+        }
+    });
+}
+
+void gelu(float* x, int64_t n) { apply16<avx512_math::gelu16>(x, n); }
+
+void quick_gelu(float* x, int64_t n) { apply16<avx512_math::quick_gelu16>(x, n); }
+#else
 void gelu(float* x, int64_t n) {
     parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f)); });
 }
@@ -110,6 +132,7 @@ void gelu(float* x, int64_t n) {
 void quick_gelu(float* x, int64_t n) {
     parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i])); });
 }
+#endif
 
 // The 4 x 2-vector FMA block both attention products are made of, over a small vector-traits
 // struct (one per instruction set this file is compiled for):

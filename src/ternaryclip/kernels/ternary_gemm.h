@@ -43,6 +43,14 @@ struct TernaryWeights {
 constexpr int64_t kTokenPad = 48;
 inline int64_t padded_rows(int64_t m) { return (m + kTokenPad - 1) / kTokenPad * kTokenPad; }
 
+// What a fast GEMM may do in its epilogue beyond y = x W^T + b (gemm_fast_prepared_fused): add the
+// result to y (a residual stream) and apply an activation, y = act(x W^T + b) [+ y].
+enum class Activation : int { none, gelu, quick_gelu };
+struct Fusion {
+    bool add = false;
+    Activation activation = Activation::none;
+};
+
 struct QuantizedRows {
     const int8_t* q;         // [m, kp]
     const float* xscale;     // [m]
@@ -76,8 +84,10 @@ void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace avx2
 
-namespace avx512 {  // AVX-512: the fast path (VNNI) and exact mode (avx512_exact.cpp); quantization is AVX2's
+namespace avx512 {  // AVX-512: the fast path (VNNI), its quantization and exact mode (avx512_exact.cpp)
 bool compiled();
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
+                   int8_t* q, float* xscale, int32_t* qsum);
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
@@ -96,7 +106,10 @@ int64_t prepared_bytes(const TernaryWeights& w);
 void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);  // prepares per call
-void gemm_fast_prepared_add(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+// y = act(x W^T + b) [+ y], the activation (activation_avx512.h) and the add in the epilogue: the bits of
+// gemm_fast_prepared followed by ops_avx512's activation and a float add.  Per-row or per-tensor scales.
+void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
+                              Fusion fusion);
 }  // namespace amx
 
 }  // namespace tclip

@@ -83,7 +83,7 @@ class Linear:
         self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         self.prepared = None
-        self.fused_add = False  # add_to adds in the GEMM's epilogue
+        self.fused = False  # the residual add and the activation run in the GEMM's epilogue
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
             self.out_features, self.in_features = weight.shape
@@ -91,19 +91,34 @@ class Linear:
                 self.prepared = kernels.prepare(weight.packed, weight.shape[1], self.scales, weight.group_size)
                 if self.prepared is not None:
                     release_file_pages(weight.packed)
-                    self.fused_add = weight.scales.shape[1] == 1 and kernels.adds_in_epilogue(self.prepared.impl)
+                    self.fused = weight.scales.shape[1] == 1 and kernels.fuses_epilogue(self.prepared.impl)
         else:
             self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
             self.in_features, self.out_features = self.weight_t.shape
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, activation: str = "") -> np.ndarray:
+        """``activation`` (``"gelu"`` / ``"quick_gelu"``): applied to the result, in the GEMM's epilogue
+        where the kernel can (the same bits as the separate pass, which it saves)."""
+        fused = self.fused and self.prepared is not None
+        y = self._project(x, activation if fused else "")
+        if activation and not fused:
+            if not (y.dtype == np.float32 and y.flags.c_contiguous):
+                y = np.ascontiguousarray(y, dtype=np.float32)
+            kernels.activation_(y, activation)
+        return y
+
+    def _project(self, x: np.ndarray, activation: str) -> np.ndarray:
         if isinstance(self.weight, TernaryTensor):
             w = self.weight
             out = self.buffers.get(self.role, (x.shape[0], self.out_features)) if self.buffers else None
             if self.prepared is not None:
                 if out is not None and x.dtype == np.float32 and x.flags.c_contiguous:
-                    return kernels.gemm_prepared_into(x, self.prepared, self.scales, w.group_size, self.bias, out)
-                return kernels.gemm_prepared(x, self.prepared, self.scales, w.group_size, self.bias, out=out)
+                    return kernels.gemm_prepared_into(
+                        x, self.prepared, self.scales, w.group_size, self.bias, out, activation=activation
+                    )
+                return kernels.gemm_prepared(
+                    x, self.prepared, self.scales, w.group_size, self.bias, out=out, activation=activation
+                )
             return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
         return y + self.bias if self.bias is not None else y
@@ -113,7 +128,7 @@ class Linear:
         (the same sums either way, bit for bit), which saves a pass over ``target``.  Elsewhere the
         shared output buffer and numpy's add, not the extension's per-call scratch."""
         if (
-            self.fused_add
+            self.fused
             and self.prepared is not None
             and x.dtype == np.float32
             and x.flags.c_contiguous
@@ -193,8 +208,7 @@ class Block:
         if rows is not None:
             x, attended = x[rows], np.ascontiguousarray(attended[rows])
         self.out_proj.add_to(attended, x)
-        hidden = self.c_fc(self.ln_2(x))
-        kernels.activation_(hidden, self.activation)
+        hidden = self.c_fc(self.ln_2(x), activation=self.activation)
         self.c_proj.add_to(hidden, x)
         return x
 
