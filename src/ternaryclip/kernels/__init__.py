@@ -159,7 +159,9 @@ def gemm_prepared_into(
     """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
-    _ext.gemm_prepared(x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation)
+    _ext.gemm_prepared(
+        x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation
+    )
     return out
 
 
