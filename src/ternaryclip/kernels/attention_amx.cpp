@@ -28,8 +28,12 @@
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
 #include <immintrin.h>
 
+#include "activation_avx512.h"
+
 namespace tclip::ops_amx {
 namespace {
+
+using avx512_math::exp16;
 
 constexpr int kTile = 16;     // lines of a tile; keys (scores) or dims (values) of a B tile
 constexpr int64_t kLine = 32;  // bf16 values in a 64-byte tile line
@@ -53,23 +57,6 @@ void configure_tiles() {
 // 16 floats -> 16 bf16, round to nearest even.
 inline __m256i to_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
 
-// exp(x), 16 lanes: the Cephes expf polynomial of ops.cpp's exp_approx, scaled by 2^n with vscalefps.
-inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_set1_ps(88.3762626647949f), _mm512_max_ps(_mm512_set1_ps(-87.3365447504019f), x));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f),
-                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 // One (sample, head) in bf16 tiles; scratch grown once per thread.
 struct Head {
     int64_t t, tp, hd;  // tokens, keys padded to 32, head width (a multiple of 32)
@@ -92,23 +79,33 @@ struct Head {
     const uint16_t* v_tile(int64_t ks, int64_t dt) const { return v.data() + (ks * (hd / kTile) + dt) * 512; }
 
     // Q scaled, K and V of one head from qkv rows 3 * width apart, as bf16 in the tile layouts above.
+    // One pass over pairs of tokens (a pair is one line of the V tiles), the pair kPrefetch ahead
+    // fetched meanwhile: a row of the head is 3 x 256 bytes every 9 KB at ViT-B, a new page each time,
+    // which neither the hardware prefetchers nor the page walker run ahead of on their own.
     void gather(const float* base, int64_t width, float scale) {
+        constexpr int64_t kPrefetch = 4;  // pairs of rows ahead
         const int64_t pairs = hd / 2;
         auto* k32 = reinterpret_cast<uint32_t*>(k.data());
         auto* v32 = reinterpret_cast<uint32_t*>(v.data());
         alignas(64) uint16_t kr[512];
-        for (int64_t i = 0; i < t; ++i) {
-            const float* row = base + i * 3 * width;
-            for (int64_t c = 0; c < hd; c += kTile) {
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.data() + i * hd + c),
-                                    to_bf16(_mm512_mul_ps(_mm512_loadu_ps(row + c), _mm512_set1_ps(scale))));
-                _mm256_store_si256(reinterpret_cast<__m256i*>(kr + c), to_bf16(_mm512_loadu_ps(row + width + c)));
+        for (int64_t i = 0; i < t; i += 2) {
+            for (int64_t a = i + 2 * kPrefetch; a < std::min(t, i + 2 * kPrefetch + 2); ++a)
+                for (int part = 0; part < 3; ++part)
+                    for (int64_t c = 0; c < hd; c += kTile)
+                        _mm_prefetch(reinterpret_cast<const char*>(base + a * 3 * width + part * width + c), _MM_HINT_T0);
+            for (int64_t r = i; r < std::min(t, i + 2); ++r) {
+                const float* row = base + r * 3 * width;
+                for (int64_t c = 0; c < hd; c += kTile) {
+                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.data() + r * hd + c),
+                                        to_bf16(_mm512_mul_ps(_mm512_loadu_ps(row + c), _mm512_set1_ps(scale))));
+                    _mm256_store_si256(reinterpret_cast<__m256i*>(kr + c), to_bf16(_mm512_loadu_ps(row + width + c)));
+                }
+                // key r, dim pair l -> tile (r / 16, l / 16), line l % 16, word r % 16
+                const auto* pair = reinterpret_cast<const uint32_t*>(kr);
+                for (int64_t l = 0; l < pairs; ++l)
+                    k32[((r / kTile * (hd / kLine) + l / kTile) * kTile + l % kTile) * kTile + r % kTile] = pair[l];
             }
-            // key i, dim pair l -> tile (i / 16, l / 16), line l % 16, word i % 16
-            const auto* pair = reinterpret_cast<const uint32_t*>(kr);
-            for (int64_t l = 0; l < pairs; ++l) k32[((i / kTile * (hd / kLine) + l / kTile) * kTile + l % kTile) * kTile + i % kTile] = pair[l];
-        }
-        for (int64_t i = 0; i < t; i += 2) {  // keys i, i + 1 -> line (i % 32) / 2 of the tiles of step i / 32
+            // keys i, i + 1 -> line (i % 32) / 2 of the V tiles of step i / 32
             const float* even = base + i * 3 * width + 2 * width;
             const float* odd = even + 3 * width;
             for (int64_t dt = 0; dt < hd / kTile; ++dt) {
@@ -197,15 +194,22 @@ void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
         const int64_t query = q0 + r, keys = query >= h.t ? 0 : causal ? query + 1 : h.t;
         h.softmax_row(r, keys, seen);
     }
-    const bool whole = q0 + kTile <= h.t;
-    float* dst = whole ? out + q0 * width : h.o.data();
-    const int64_t ldo = whole ? width : h.hd;
     int64_t dt = 0;
-    for (; dt + 4 <= h.hd / kTile; dt += 4) weighted_values<4>(h, seen / kLine, dt, dst, ldo);
-    if (h.hd / kTile - dt == 2) weighted_values<2>(h, seen / kLine, dt, dst, ldo);
-    if (!whole)
-        for (int64_t i = q0; i < h.t; ++i)
-            std::memcpy(out + i * width, h.o.data() + (i - q0) * h.hd, size_t(h.hd) * sizeof(float));
+    for (; dt + 4 <= h.hd / kTile; dt += 4) weighted_values<4>(h, seen / kLine, dt, h.o.data(), h.hd);
+    if (h.hd / kTile - dt == 2) weighted_values<2>(h, seen / kLine, dt, h.o.data(), h.hd);
+    // Out of the tiles into L1 first, then to the output rows (3 KB apart at ViT-B: a page every row or
+    // two) with whole-line stores that skip the read for ownership: a tile stored straight there waited
+    // on 16 lines fetched from memory for a batch whose output is past the caches.
+    const int64_t rows = std::min<int64_t>(kTile, h.t - q0);
+    const bool stream = reinterpret_cast<uintptr_t>(out) % 64 == 0 && width % 16 == 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        float* dst = out + (q0 + r) * width;
+        const float* src = h.o.data() + r * h.hd;
+        if (stream)
+            for (int64_t c = 0; c < h.hd; c += kTile) _mm512_stream_ps(dst + c, _mm512_loadu_ps(src + c));
+        else
+            std::memcpy(dst, src, size_t(h.hd) * sizeof(float));
+    }
 }
 
 }  // namespace
@@ -228,6 +232,7 @@ void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, i
             h.gather(qkv + bi * t * 3 * width + head * hd, width, scale);
             for (int64_t q0 = 0; q0 < t; q0 += kTile) query_tile(h, q0, causal, out + bi * t * width + head * hd, width);
         }
+        _mm_sfence();  // the streamed rows before the region's end (pool.cpp's atomics)
         _tile_release();
     });
 }
