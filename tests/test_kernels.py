@@ -518,3 +518,27 @@ def test_the_avx512_activations_match_the_reference_within_float_rounding():
         kernels.activation_(got, kind, impl="avx512")
         # atol: 1 + erf(x) cancels in the negative tail, in every build (~1e-6 absolute there)
         assert np.allclose(got, want, rtol=2e-6, atol=4e-6), kind
+
+
+@pytest.mark.parametrize("shape", [(1, 70, 1000, None), (33, 47, 640, 64), (50, 9, 200, None)])
+def test_layer_norm_fused_with_quantization_is_the_separate_pass_bit_for_bit(shape):
+    """``norm=``: LayerNorm and int8 quantization in one pass (16 rows at a time), the same bits as
+    ``layer_norm`` (of the prepared impl) followed by the GEMM."""
+    m, n, k, group = shape
+    codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m + 3 * n)
+    rng = np.random.default_rng(k)
+    x = (x * np.float32(3.0) + np.float32(0.5)).astype(np.float32)
+    weight, shift = rng.standard_normal(k).astype(np.float32), rng.standard_normal(k).astype(np.float32)
+    for impl in [i for i in impls_for(gs, k) if i not in ("ref", "auto")]:
+        weights = kernels.prepare(packed, k, scales, gs, impl)
+        if weights is None:
+            continue
+        normalized = kernels.layer_norm(x, weight, shift, 1e-5, impl=weights.impl)
+        expected = kernels.gemm_prepared(normalized, weights, scales, gs, bias)
+        fused = kernels.gemm_prepared(x, weights, scales, gs, bias, norm=(weight, shift, 1e-5))
+        assert np.array_equal(fused, expected), impl
+        assert not np.array_equal(fused, kernels.gemm_prepared(x, weights, scales, gs, bias))
+    weights = kernels.prepare(packed, k, scales, gs)
+    if weights is not None:
+        with pytest.raises(ValueError, match="K elements"):
+            kernels.gemm_prepared(x, weights, scales, gs, norm=(weight[:-1], shift[:-1], 1e-5))

@@ -124,9 +124,12 @@ def gemm_prepared(
     out: np.ndarray | None = None,
     add: bool = False,
     activation: str = "",
+    norm: tuple | None = None,
 ) -> np.ndarray:
     """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit.
 
+    ``norm`` ``(weight, bias, eps)``: of ``layer_norm(x, ...)`` instead, the normalization fused with the
+    activations' quantization (the normalized rows are never written out), the same bits.
     ``activation`` (``"gelu"`` or ``"quick_gelu"``): applied to the result, as :func:`activation_` would.
     ``add``: ``out += ...`` instead (``out`` required), the same sums as a separate add.  On AMX both
     happen in the GEMM's epilogue (:func:`fuses_epilogue`), which saves passes over the output.
@@ -135,13 +138,16 @@ def gemm_prepared(
         raise ValueError("add needs out (the array to add to)")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if norm is not None:
+        weight, bias_, eps = norm
+        norm = (_as("norm weight", weight, np.float32, 1), _as("norm bias", bias_, np.float32, 1), float(eps))
     x = _as("x", x, np.float32, 2)
     scales = _as("scales", scales, np.float32, 2)
     if bias is not None:
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], weights.n))
     y = _ext.gemm_prepared(
-        x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add, activation
+        x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add, activation, norm
     )
     return out if out is not None else y
 
@@ -155,12 +161,13 @@ def gemm_prepared_into(
     out: np.ndarray,
     add: bool = False,
     activation: str = "",
+    norm: tuple | None = None,
 ) -> np.ndarray:
     """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
     _ext.gemm_prepared(
-        x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation
+        x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation, norm
     )
     return out
 

@@ -99,15 +99,45 @@ QuantSizes quant_sizes(int64_t m, const TernaryWeights& w) {
             checked_mul(m, w.scale_cols, "the activation group sums")};
 }
 
+// A LayerNorm in front of a GEMM (gemm_prepared's `norm`): the float ops table whose layer_norm the
+// separate pass would run, and its weight, bias and eps over the K columns.
+struct Norm {
+    const KernelTable& ops;
+    const float *weight, *bias;
+    float eps;
+};
+
+// LayerNorm then quantization, 16 rows at a time through a per-thread buffer that stays in L1: the
+// normalized rows are never written out and read back.  The same row-wise calls, so the same bits.
+void normalize_and_quantize(const KernelTable& table, const Norm& norm, const float* x, int64_t m,
+                            const TernaryWeights& w, int8_t* q, float* xscale, int32_t* qsum) {
+    constexpr int64_t kRows = 16;
+    Items blocks((m + kRows - 1) / kRows);
+    run_parallel(m * w.k >= (int64_t(1) << 15), [&] {
+        thread_local std::vector<float> rows;
+        if (rows.size() < size_t(kRows * w.k)) rows.resize(size_t(kRows * w.k));
+        auto mine = blocks.join();
+        for (int64_t b; mine.next(b);) {
+            const int64_t r0 = b * kRows, count = std::min(kRows, m - r0);
+            norm.ops.layer_norm(x + r0 * w.k, count, w.k, norm.weight, norm.bias, norm.eps, rows.data());
+            table.quantize_rows(rows.data(), count, w.k, w.kp, w.group_size, w.scale_cols, q + r0 * w.kp,
+                                xscale + r0, qsum + r0 * w.scale_cols);
+        }
+    });
+}
+
 QuantizedRows quantize_into_scratch(const KernelTable& table, const float* x, int64_t m, const TernaryWeights& w,
-                                    const QuantSizes& sizes) {
+                                    const QuantSizes& sizes, const Norm* norm = nullptr) {
     thread_local Scratch scratch;
     if (scratch.q.size() < size_t(sizes.q)) scratch.q.resize(size_t(sizes.q));
     std::memset(scratch.q.data() + sizes.q_used, 0, size_t(sizes.q - sizes.q_used));
     if (scratch.xscale.size() < size_t(m)) scratch.xscale.resize(size_t(m));
     if (scratch.qsum.size() < size_t(sizes.qsum)) scratch.qsum.resize(size_t(sizes.qsum));
-    table.quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, scratch.q.data(), scratch.xscale.data(),
-                        scratch.qsum.data());
+    if (norm)
+        normalize_and_quantize(table, *norm, x, m, w, scratch.q.data(), scratch.xscale.data(), scratch.qsum.data());
+    else
+        table.quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, scratch.q.data(), scratch.xscale.data(),
+                            scratch.qsum.data());
     return QuantizedRows{scratch.q.data(), scratch.xscale.data(), scratch.qsum.data(), m, w.kp};
 }
 
@@ -166,11 +196,13 @@ void activate(const std::string& impl, Activation activation, float* y, int64_t 
 
 // The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  Then the
 // activation, if any, and with `add` out += the result (out required): y = act(x W^T + b) [+ out], in
-// the epilogue where the table can, else as separate passes (the same bits).
+// the epilogue where the table can, else as separate passes (the same bits).  `norm` (weight, bias,
+// eps): x goes through `impl`'s LayerNorm first, fused with the quantization.
+using NormArg = std::optional<std::tuple<In1D, In1D, float>>;
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out, bool add, const std::string& activation_name) {
+                         const OutArg& out, bool add, const std::string& activation_name, const NormArg& norm_arg) {
     require(!add || out, "add needs out (the array to add to)");
     const Activation activation = parse_activation(activation_name);
     require(n >= 0, "n must be >= 0");
@@ -191,13 +223,19 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
             "weights prepared for impl='" + impl + "' cannot run here");
     require(dim(prepared.shape(0)) == table.prepared_bytes(w), "prepared weights have " +
             std::to_string(prepared.shape(0)) + " bytes, expected " + std::to_string(table.prepared_bytes(w)));
+    std::optional<Norm> norm;
+    if (norm_arg) {
+        const auto& [weight, bias_, eps] = *norm_arg;
+        require(dim(weight.shape(0)) == k && dim(bias_.shape(0)) == k, "norm weight and bias must have K elements");
+        norm.emplace(Norm{pick(impl, Op::float_ops), weight.data(), bias_.data(), eps});
+    }
     const int64_t m = dim(x.shape(0));
     const QuantSizes sizes = quant_sizes(m, w);
     nb::capsule owner;
     float* y = output(out, checked_mul(m, n, "the output"), owner);
     if (m > 0) {
         nb::gil_scoped_release release;
-        const QuantizedRows q = quantize_into_scratch(table, x.data(), m, w, sizes);
+        const QuantizedRows q = quantize_into_scratch(table, x.data(), m, w, sizes, norm ? &*norm : nullptr);
         if (!add && activation == Activation::none) {
             table.gemm_fast_prepared(q, w, prepared.data(), y);
         } else if (table.gemm_fast_prepared_fused != nullptr && w.scale_cols == 1) {
@@ -370,7 +408,9 @@ NB_MODULE(_ext, m) {
     m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
           nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
           nb::arg("out").none() = nb::none(), nb::arg("add") = false, nb::arg("activation") = "",
-          "the fast GEMM over prepare_weights' output, then the activation ('', 'gelu', 'quick_gelu'); add: out += it");
+          nb::arg("norm").none() = nb::none(),
+          "the fast GEMM over prepare_weights' output (of LayerNorm(x) with norm = (weight, bias, eps)), then the "
+          "activation ('', 'gelu', 'quick_gelu'); add: out += it");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),

@@ -96,28 +96,32 @@ class Linear:
             self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
             self.in_features, self.out_features = self.weight_t.shape
 
-    def __call__(self, x: np.ndarray, activation: str = "") -> np.ndarray:
-        """``activation`` (``"gelu"`` / ``"quick_gelu"``): applied to the result, in the GEMM's epilogue
-        where the kernel can (the same bits as the separate pass, which it saves)."""
-        fused = self.fused and self.prepared is not None
-        y = self._project(x, activation if fused else "")
+    def __call__(self, x: np.ndarray, activation: str = "", norm: LayerNorm | None = None) -> np.ndarray:
+        """``self(norm(x))`` then ``activation`` (``"gelu"`` / ``"quick_gelu"``).  Where the kernel fuses
+        them (AMX), the norm runs with the activations' quantization and the activation in the GEMM's
+        epilogue: the same bits as the separate passes, which it saves."""
+        fused = self.fused and self.prepared is not None and x.dtype == np.float32 and x.flags.c_contiguous
+        if norm is not None and not fused:
+            x, norm = norm(x), None
+        y = self._project(x, activation if fused else "", norm)
         if activation and not fused:
             if not (y.dtype == np.float32 and y.flags.c_contiguous):
                 y = np.ascontiguousarray(y, dtype=np.float32)
             kernels.activation_(y, activation)
         return y
 
-    def _project(self, x: np.ndarray, activation: str) -> np.ndarray:
+    def _project(self, x: np.ndarray, activation: str, norm: LayerNorm | None = None) -> np.ndarray:
         if isinstance(self.weight, TernaryTensor):
             w = self.weight
             out = self.buffers.get(self.role, (x.shape[0], self.out_features)) if self.buffers else None
             if self.prepared is not None:
+                ln = None if norm is None else (norm.weight, norm.bias, norm.eps)
                 if out is not None and x.dtype == np.float32 and x.flags.c_contiguous:
                     return kernels.gemm_prepared_into(
-                        x, self.prepared, self.scales, w.group_size, self.bias, out, activation=activation
+                        x, self.prepared, self.scales, w.group_size, self.bias, out, activation=activation, norm=ln
                     )
                 return kernels.gemm_prepared(
-                    x, self.prepared, self.scales, w.group_size, self.bias, out=out, activation=activation
+                    x, self.prepared, self.scales, w.group_size, self.bias, out=out, activation=activation, norm=ln
                 )
             return kernels.gemm(x, w.packed, w.shape[1], self.scales, w.group_size, self.bias, self.mode, out=out)
         y = x @ self.weight_t
@@ -197,7 +201,7 @@ class Block:
         these rows alone, and the result is ``[len(rows), width]``: the same numbers, since every op
         after the attention works row by row.
         """
-        qkv = self.in_proj(self.ln_1(x))
+        qkv = self.in_proj(x, norm=self.ln_1)
         attended = kernels.attention(
             qkv.reshape(batch, -1, qkv.shape[1]),
             self.heads,
@@ -208,7 +212,7 @@ class Block:
         if rows is not None:
             x, attended = x[rows], np.ascontiguousarray(attended[rows])
         self.out_proj.add_to(attended, x)
-        hidden = self.c_fc(self.ln_2(x), activation=self.activation)
+        hidden = self.c_fc(x, activation=self.activation, norm=self.ln_2)
         self.c_proj.add_to(hidden, x)
         return x
 
