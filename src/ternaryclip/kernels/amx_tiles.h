@@ -1,5 +1,5 @@
-// What the AMX files share: the tile configuration (amx.cpp, attention_amx.cpp) and the pieces of a
-// panel GEMM's epilogue (amx.cpp's int8 GEMM).  Include it inside
+// What the AMX files share: the tile configuration (amx.cpp, amx_bf16.cpp, attention_amx.cpp) and the
+// pieces of the panel GEMMs' epilogue (amx.cpp's int8 GEMM, amx_bf16.cpp's bf16 GEMM).  Include it inside
 // the file's anonymous namespace, after <immintrin.h>, ternary_gemm.h and a kTile of 16 (panel_layout.h's
 // or the includer's own); the includer is compiled with -mamx-tile and AVX-512 F at least.  Inside the
 // anonymous namespace each file keeps its own copy: no inline function is merged across files built for
