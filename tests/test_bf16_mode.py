@@ -1,14 +1,19 @@
 """Mode "bf16" (W1.58-A16 with bf16 activations): the exact GEMM of the activations rounded to bf16.
 
 The rounding against numpy bit arithmetic, the AMX-BF16 GEMM against a float64 reference on ragged shapes,
-and the fallback (exact GEMM of the rounded activations) bit for bit against the scalar reference.
+the fallback (exact GEMM of the rounded activations) bit for bit against the scalar reference, and the
+runtime against exact mode and against its own fallback.
 """
 
 import numpy as np
 import pytest
 
+import ternaryclip
+from helpers import random_inputs
 from ternaryclip import kernels
+from ternaryclip.cli import main
 from ternaryclip.pack.bits import pack_2bit
+from ternaryclip.quant import TernaryConfig, ternarize_
 
 HAS_AMX_BF16 = kernels.cpu_has_amx_bf16()
 NO_AMX_BF16 = "this CPU has no AMX-BF16: mode bf16 runs the exact GEMM of the rounded activations here"
@@ -227,3 +232,78 @@ def test_bad_modes_and_foreign_weights_are_refused():
         foreign = kernels.PreparedWeights(avx2.data, "avx2", 9, 200, "bf16")
         with pytest.raises(ValueError, match="prepared for impl='avx2' cannot run mode 'bf16'"):
             kernels.gemm_prepared(x, foreign, scales, gs)
+
+
+# ---------------------------------------------------------------------------------------------- runtime
+def cosine(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(
+    params=[
+        TernaryConfig(embedding=True),  # per-row scales
+        TernaryConfig(granularity="group", group_size=64),  # groups of one AMX chunk
+        TernaryConfig(granularity="group", group_size=32),  # groups inside a chunk: the fallback GEMM
+    ],
+    ids=["channel", "group64", "group32"],
+)
+def tiny_file(request, tiny_open_clip, tmp_path):
+    """(a tiny ternary CLIP's file, whether its GEMMs in mode bf16 run on AMX-BF16 on this CPU)"""
+    config = request.param
+    ternarize_(tiny_open_clip, config)
+    on_amx = HAS_AMX_BF16 and (config.granularity != "group" or config.group_size % 64 == 0)
+    return ternaryclip.save(tiny_open_clip, tmp_path / "tiny.tclip"), on_amx
+
+
+def embeddings(path, mode, fast_attention=None):
+    runtime = ternaryclip.load(path, mode=mode)
+    if fast_attention is not None:
+        for block in runtime.visual_blocks + runtime.text_blocks:
+            block.fast_attention = fast_attention
+    image, text = random_inputs(batch=6)
+    return runtime, runtime.encode_image(image.numpy()), runtime.encode_text(text.numpy())
+
+
+def test_runtime_bf16_mode_stays_within_cosine_0_9995_of_exact_mode(tiny_file):
+    path, _ = tiny_file
+    _, exact_img, exact_txt = embeddings(path, "exact")
+    _, img, txt = embeddings(path, "bf16")
+    assert cosine(img, exact_img).min() >= 0.9995 and cosine(txt, exact_txt).min() >= 0.9995
+    assert not np.array_equal(img, exact_img)  # the activations were rounded
+
+
+@pytest.mark.parametrize("forced", ["avx512", "avx2"])
+def test_runtime_bf16_mode_equals_its_fallback(tiny_file, forced, monkeypatch):
+    """AMX-BF16 GEMMs (and bf16 attention) against the exact GEMMs of the rounded activations (float32
+    attention) that the same mode runs where TERNARYCLIP_IMPL forces an older instruction set."""
+    if not (kernels.cpu_has_avx512_vnni() if forced == "avx512" else kernels.cpu_has_avx2()):
+        pytest.skip(f"this CPU has no {forced}")
+    path, on_amx = tiny_file
+    runtime, img, txt = embeddings(path, "bf16")
+    _, img_f32_attention, txt_f32_attention = embeddings(path, "bf16", fast_attention=False)
+    prepared = [lin.prepared for b in runtime.visual_blocks for lin in (b.in_proj, b.c_fc)]
+    if on_amx:
+        assert all(p is not None and p.impl == "amx" and p.mode == "bf16" for p in prepared)
+    else:
+        assert all(p is None for p in prepared)
+    monkeypatch.setenv(kernels.IMPL_VARIABLE, forced)
+    fallback, fallback_img, fallback_txt = embeddings(path, "bf16")
+    assert all(lin.prepared is None for b in fallback.visual_blocks for lin in (b.in_proj, b.c_fc))
+    # the GEMMs alone: float32 attention on both sides, the same numbers up to the order of float32 sums
+    for got, want in [(img_f32_attention, fallback_img), (txt_f32_attention, fallback_txt)]:
+        assert np.allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    # as the modes run: bf16 attention products on AMX
+    assert cosine(img, fallback_img).min() >= 0.9999 and cosine(txt, fallback_txt).min() >= 0.9999
+
+
+def test_embed_cli_accepts_mode_bf16(tiny_file, tmp_path):
+    from PIL import Image
+
+    path, _ = tiny_file
+    files = [tmp_path / f"{i}.png" for i in range(2)]
+    for i, file in enumerate(files):
+        Image.new("RGB", (40, 30), (90 * i, 20, 200)).save(file)
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(path), "--images", *map(str, files), "--out", str(out), "--mode", "bf16"]) == 0
+    want = ternaryclip.load(path, mode="bf16").encode_image([str(f) for f in files])
+    assert np.allclose(np.load(out)["image"], want, rtol=1e-6, atol=1e-7)
