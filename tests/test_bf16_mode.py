@@ -307,3 +307,14 @@ def test_embed_cli_accepts_mode_bf16(tiny_file, tmp_path):
     assert main(["embed", str(path), "--images", *map(str, files), "--out", str(out), "--mode", "bf16"]) == 0
     want = ternaryclip.load(path, mode="bf16").encode_image([str(f) for f in files])
     assert np.allclose(np.load(out)["image"], want, rtol=1e-6, atol=1e-7)
+
+
+def test_serve_and_eval_parsers_accept_mode_bf16():
+    from ternaryclip.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "m.tclip", "--mode", "bf16"]).mode == "bf16"
+    assert parser.parse_args(["eval", "--model", "m.tclip", "--dataset", "d", "--mode", "bf16"]).mode == "bf16"
+    assert parser.parse_args(["bench", "--profile", "--mode", "bf16"]).mode == "bf16"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "m.tclip", "--mode", "int4"])

@@ -2,7 +2,7 @@
 
 The kernel entry points the runtime calls are wrapped with timers for the run (GEMM, attention,
 norms, activation); what the wall clock holds beyond them is the numpy glue (embedding, reshapes,
-residual adds, pooling).  One process, fast or exact mode, median over repeats.
+residual adds, pooling).  One process, one runtime mode (fast, exact or bf16), median over repeats.
 """
 
 from __future__ import annotations
