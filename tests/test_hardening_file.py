@@ -329,7 +329,7 @@ def test_bad_batch_sizes_are_refused(good_file, batch_size):
         runtime.load(good_file, batch_size=batch_size)
 
 
-@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("mode", ["fast", "exact", "bf16"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_inf_pixels_are_refused(good_file, mode, bad):
     pixels = np.zeros((2, 3, 16, 16), np.float32)

@@ -201,7 +201,7 @@ def captions_of_varied_length(rng, batch: int, context: int, vocab: int) -> np.n
     return ids
 
 
-@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("mode", ["fast", "exact", "bf16"])
 def test_text_at_caption_length_equals_the_full_context_forward(ternary_file, mode):
     _, path = ternary_file
     runtime = ternaryclip.load(path, mode=mode, batch_size=3)  # 3: captions bucketed across batches
@@ -214,7 +214,7 @@ def test_text_at_caption_length_equals_the_full_context_forward(ternary_file, mo
     assert np.abs(runtime.encode_text(ids[4:5]) - truncated[4:5]).max() <= 1e-6 * np.abs(full).max()
 
 
-@pytest.mark.parametrize("mode", ["fast", "exact"])
+@pytest.mark.parametrize("mode", ["fast", "exact", "bf16"])
 def test_last_block_on_the_pooled_tokens_only_gives_the_same_embeddings(ternary_file, mode):
     _, path = ternary_file
     runtime = ternaryclip.load(path, mode=mode, batch_size=4)

@@ -27,7 +27,7 @@ compile() {  # output source flags...
   shift 2
   "$CXX" "${BASE[@]}" "$@" -c "$src" -o "$OUT/$out.o" &
 }
-for f in ref dispatch cpu_features pool neon avx2 avx2_exact avx512 avx512_exact amx; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
+for f in ref dispatch cpu_features pool neon avx2 avx2_exact avx512 avx512_exact amx amx_bf16; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
 compile neon_dotprod "$SRC/neon_dotprod.cpp" "${EXACT[@]}"
 compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
 compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic

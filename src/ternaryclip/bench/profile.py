@@ -3,7 +3,8 @@
 The kernel entry points the runtime calls are wrapped with timers for the run (GEMM, attention,
 norms, activation); what the wall clock holds beyond them is the numpy glue (embedding, reshapes,
 residual adds, pooling).  Where the fast GEMM applies the MLP's activation in its epilogue (AMX),
-that time is the GEMM's and ``activation`` is zero.  One process, fast or exact mode, median over repeats.
+that time is the GEMM's and ``activation`` is zero; so are the norms fused with its quantization.  One
+process, one runtime mode (fast, exact or bf16), median over repeats.
 """
 
 from __future__ import annotations

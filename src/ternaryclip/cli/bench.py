@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..bench.run import DEFAULT_ENGINES
+from ..choices import MODES
 from .model_args import positive_int
 
 HELP = "speed, memory and size vs open_clip fp32 (ratios measured in one run)"
@@ -40,9 +41,9 @@ def add_parser(sub, name: str) -> None:
         "--profile",
         action="store_true",
         help="instead: where the runtime's time goes per op class (GEMM, attention, norms, activation, glue) "
-        "for both towers, in one process (--mode picks fast or exact)",
+        "for both towers, in one process (--mode picks the runtime mode)",
     )
-    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="runtime mode for --profile")
+    p.add_argument("--mode", choices=MODES, default="fast", help="runtime mode for --profile")
     p.add_argument(
         "--kernels",
         action="store_true",

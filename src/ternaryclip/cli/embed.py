@@ -28,7 +28,8 @@ def add_parser(sub, name: str) -> None:
         "--mode",
         choices=MODES,
         default="fast",
-        help="fast: int8 activations (W1.58-A8); exact: float activations (W1.58-A16)",
+        help="fast: int8 activations (W1.58-A8); exact: float activations (W1.58-A16); bf16: activations rounded "
+        "to bf16 (W1.58-A16 on AMX-BF16 tiles where the CPU has them, else exact mode's kernels)",
     )
     add_threads(p)
     p.add_argument("--batch-size", type=positive_int, default=32)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..choices import MODES
+
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(
@@ -18,7 +20,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="serve more models (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=3003, help="port (default 3003, Immich's machine-learning port)")
-    p.add_argument("--mode", choices=("fast", "exact"), default="fast", help="fast: int8 activations; exact: float")
+    p.add_argument(
+        "--mode", choices=MODES, default="fast", help="fast: int8 activations; exact: float; bf16: rounded to bf16"
+    )
     p.add_argument("--threads", type=int, help="CPU threads for the kernels (default: all)")
     p.add_argument(
         "--streams",

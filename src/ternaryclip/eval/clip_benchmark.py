@@ -7,8 +7,8 @@ module registers ``ternaryclip`` there and then runs CLIP_benchmark's own CLI:
         --pretrained fast --dataset cifar10 --task zeroshot_classification --no_amp --output out.json
     ternaryclip clip-benchmark eval ...            # the same
 
-``--model`` is a ``.tclip`` file (run by the torch-free runtime; ``--pretrained fast|exact`` picks the
-mode, anything else means fast) or ``bundled`` (the bundled float teacher).  Float open_clip
+``--model`` is a ``.tclip`` file (run by the torch-free runtime; ``--pretrained fast|exact|bf16`` picks
+the mode, anything else means fast) or ``bundled`` (the bundled float teacher).  Float open_clip
 teachers use CLIP_benchmark's own ``--model_type open_clip --model NAME --pretrained FILE``.
 
 CLIP_benchmark 1.6's ``accuracy`` calls ``float()`` on a one-element array, which NumPy 2 refuses;
@@ -20,6 +20,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+
+from ..choices import MODES
 
 MODEL_TYPE = "ternaryclip"
 
@@ -90,7 +92,7 @@ def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: 
         )
     from ..runtime import load
 
-    runtime = load(model_name, mode="exact" if pretrained == "exact" else "fast")
+    runtime = load(model_name, mode=pretrained if pretrained in MODES else "fast")
     return RuntimeModel(runtime), TorchTransform(runtime.preprocess), TorchTokenizer(runtime.arch.text.context_length)
 
 

@@ -74,7 +74,9 @@ def gemm(
 ) -> np.ndarray:
     """``y[M, N] = x[M, K] @ (scale * T[N, K]).T + bias`` with 2bit-packed ternary weights.
 
-    ``mode='fast'``: activations quantized per row to int8 (W1.58-A8); ``'exact'``: float activations.
+    ``mode='fast'``: activations quantized per row to int8 (W1.58-A8); ``'exact'``: float activations;
+    ``'bf16'``: activations rounded to bfloat16 (:func:`round_bf16`), float32 sums: the exact GEMM of the
+    rounded ``x`` up to the order of the sums, on AMX-BF16 tiles where the CPU has them.
     ``out``: an existing ``[M, N]`` float32 array to write into (returned).
     """
     if mode not in MODES:
@@ -92,9 +94,12 @@ def gemm(
     return out if out is not None else y
 
 
+PREPARED_MODES = ("fast", "bf16")  # the modes whose GEMMs read weights prepared at load
+
+
 @dataclass(frozen=True)
 class PreparedWeights:
-    """Ternary weights in the fast GEMM's load-time layout of one instruction set (``impl``).
+    """Ternary weights in the load-time layout of one instruction set (``impl``), for one ``mode``'s GEMM.
 
     Same 2 bits a weight as the file's layout, rearranged once so that no call unpacks or interleaves
     them; only the path that made them reads them.
@@ -104,15 +109,22 @@ class PreparedWeights:
     impl: str
     n: int
     k: int
+    mode: str = "fast"
 
 
-def prepare(packed: np.ndarray, k: int, scales: np.ndarray, group_size: int, impl: str = "auto"):
-    """The weights in the load-time layout of the fast path ``impl`` picks, or None where it has none."""
+def prepare(
+    packed: np.ndarray, k: int, scales: np.ndarray, group_size: int, impl: str = "auto", mode: str = "fast"
+) -> PreparedWeights | None:
+    """The weights in the load-time layout of the path ``impl`` picks for ``mode``'s GEMM, or None where it
+    reads the file layout (mode ``'bf16'``: where the CPU has no AMX-BF16, or for groups not on 64-column
+    boundaries, that mode runs the exact GEMM on the rounded activations)."""
+    if mode not in PREPARED_MODES:
+        raise ValueError(f"mode must be one of {PREPARED_MODES} (exact mode reads the file layout), got {mode!r}")
     impl = _impl(impl)
     packed = _as("packed", packed, np.uint8, 2)
     scales = _as("scales", scales, np.float32, 2)
-    made = _ext.prepare_weights(packed, int(k), scales, int(group_size), impl)
-    return None if made is None else PreparedWeights(made[0], made[1], packed.shape[0], int(k))
+    made = _ext.prepare_weights(packed, int(k), scales, int(group_size), impl, mode)
+    return None if made is None else PreparedWeights(made[0], made[1], packed.shape[0], int(k), mode)
 
 
 def gemm_prepared(
@@ -126,7 +138,8 @@ def gemm_prepared(
     activation: str = "",
     norm: tuple | None = None,
 ) -> np.ndarray:
-    """The fast ``gemm`` (int8 activations) over :func:`prepare`'s output: the same numbers, bit for bit.
+    """``gemm`` in the mode the weights were prepared for, over :func:`prepare`'s output: the same numbers as
+    ``gemm(..., mode=weights.mode, impl=weights.impl)``, bit for bit.
 
     ``norm`` ``(weight, bias, eps)``: of ``layer_norm(x, ...)`` instead, the normalization fused with the
     activations' quantization (the normalized rows are never written out), the same bits.
@@ -147,7 +160,19 @@ def gemm_prepared(
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], weights.n))
     y = _ext.gemm_prepared(
-        x, weights.data, weights.n, weights.k, scales, int(group_size), bias, weights.impl, out, add, activation, norm
+        x,
+        weights.data,
+        weights.n,
+        weights.k,
+        scales,
+        int(group_size),
+        bias,
+        weights.impl,
+        out,
+        add,
+        activation,
+        norm,
+        weights.mode,
     )
     return out if out is not None else y
 
@@ -167,9 +192,35 @@ def gemm_prepared_into(
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
     _ext.gemm_prepared(
-        x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation, norm
+        x,
+        weights.data,
+        weights.n,
+        weights.k,
+        scales,
+        group_size,
+        bias,
+        weights.impl,
+        out,
+        add,
+        activation,
+        norm,
+        weights.mode,
     )
     return out
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    """``x`` (float32, any shape) rounded to bfloat16 as mode ``'bf16'`` rounds activations, as float32.
+
+    Round to nearest, ties to even, as ``vcvtneps2bf16`` does: subnormals become zeros of their sign, NaNs
+    stay NaN (quiet), finite values past bf16's largest become infinities.
+
+    >>> round_bf16(np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8], np.float32)).tolist()
+    [1.0, 1.0, 1.015625]
+    """
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
+        raise ValueError("round_bf16 needs a float32 numpy array")
+    return _ext.round_bf16(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
 
 
 def quantize_rows(x: np.ndarray, group_size: int | None = None, impl: str = "auto"):
@@ -189,7 +240,10 @@ cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
-fuses_epilogue = _ext.fuses_epilogue  # else gemm_prepared's add and activation are separate passes
+fuses_epilogue = (
+    _ext.fuses_epilogue
+)  # (impl, mode="fast"); else gemm_prepared's norm and activation are separate passes
+adds_in_epilogue = _ext.adds_in_epilogue  # (impl, mode="fast"); else gemm_prepared(add=True) adds through scratch
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads
 max_threads = _ext.max_threads

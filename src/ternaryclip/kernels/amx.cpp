@@ -40,65 +40,12 @@ namespace {
 
 #include "panel_layout.h"
 
+#include "amx_tiles.h"
+
 constexpr int64_t kBlockBytes = int64_t(1) << 20;  // int8 activation bytes per token block (L2: 2 MB a core)
-constexpr int64_t kStreamBytes = int64_t(8) << 20;  // outputs from this size on bypass the caches (Output)
 
-// Tiles: 0-3 the accumulators (token half a x row half b at 2 a + b), 4-5 activations, 6-7 weights.
-struct alignas(64) TileConfig {
-    uint8_t palette = 1, start_row = 0;
-    uint8_t reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-};
-
-// `tokens` lines in the accumulator and activation tiles (fewer than 16 for a batch under 16 tokens: the
-// unit then neither loads the padding rows nor multiplies them), 16 in the weight tiles.
-void configure_tiles(int tokens) {
-    TileConfig config;
-    for (int t = 0; t < 8; ++t) {
-        config.rows[t] = uint8_t(t < 6 ? tokens : kTile);
-        config.colsb[t] = 64;
-    }
-    _tile_loadconfig(&config);
-}
-
-// The per-thread panel buffer, 64-byte aligned (tile loads of aligned lines), grown and never shrunk.
-uint8_t* panel_buffer(int64_t bytes) {
-    thread_local std::vector<uint8_t> storage;
-    if (int64_t(storage.size()) < bytes + 64) storage.resize(size_t(bytes + 64));
-    const auto address = reinterpret_cast<uintptr_t>(storage.data());
-    return storage.data() + ((64 - address % 64) % 64);
-}
-
-// Scales and biases of one row half of a panel for group g, zero past n.
-struct RowHalf {
-    alignas(64) float scale[kTile];
-    alignas(64) float bias[kTile];
-    int real = 0;  // output rows of the half that exist
-};
-
-RowHalf row_half(const TernaryWeights& w, int64_t n0, int64_t g) {
-    RowHalf h;
-    h.real = int(std::clamp<int64_t>(w.n - n0, 0, kTile));
-    for (int r = 0; r < kTile; ++r) {
-        h.scale[r] = r < h.real ? w.scale(n0 + r, g) : 0.0f;
-        h.bias[r] = r < h.real && w.bias ? w.bias[n0 + r] : 0.0f;
-    }
-    return h;
-}
-
-// Where the results go.  `stream`: whole 16-row vectors with non-temporal stores.  A large output
-// (a batch of images: 6304 x 3072 floats after fc1) cannot stay in cache anyway; ordinary stores first
-// read every line they write (1.5x the GEMM's time at 1576 x 768 x 3072 on one SPR core).
-// `add`: y += the result (a residual add in the epilogue: y + ((0 + s * dot) * xscale + bias), the
-// very sum a separate add would make).  `activation`: applied to the result first (fc1's GELU: the
-// bits of ops_avx512's pass over y, which would read and write all of y once more).
-struct Output {
-    float* y;
-    bool stream;
-    bool add = false;
-    Activation activation = Activation::none;
-};
+// Tiles (amx_tiles.h's configuration): 0-3 the accumulators (token half a x row half b at 2 a + b), 4-5
+// activations, 6-7 weights.
 
 // Writes the dots of one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running
 // sum over groups lives in y itself, exactly the reference's float sequence.
@@ -189,10 +136,8 @@ namespace {
 void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_, Fusion fusion) {
     const bool add = fusion.add;
     const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
-    // Streaming stores need 64-byte aligned rows; groups read y back (their running sum), so does add.
-    const bool aligned = reinterpret_cast<uintptr_t>(y_) % 64 == 0 && w.n % kTile == 0;
-    const bool big = x.m * w.n * int64_t(sizeof(float)) >= kStreamBytes;
-    const Output y{y_, aligned && w.scale_cols == 1 && !add && big, add, fusion.activation};
+    Output y = output_for(y_, x.m, w, add);
+    y.activation = fusion.activation;
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
     // items: (token block, panel), block-major

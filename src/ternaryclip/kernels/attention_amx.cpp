@@ -24,6 +24,7 @@
 #include "ops.h"
 #include "parallel.h"
 #include "pool.h"
+#include "ternary_gemm.h"  // amx_tiles.h names TernaryWeights
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
 #include <immintrin.h>
@@ -38,21 +39,7 @@ using avx512_math::exp16;
 constexpr int kTile = 16;     // lines of a tile; keys (scores) or dims (values) of a B tile
 constexpr int64_t kLine = 32;  // bf16 values in a 64-byte tile line
 
-struct alignas(64) TileConfig {
-    uint8_t palette = 1, start_row = 0;
-    uint8_t reserved[14] = {};
-    uint16_t colsb[16] = {};
-    uint8_t rows[16] = {};
-};
-
-void configure_tiles() {
-    TileConfig config;
-    for (int t = 0; t < 8; ++t) {
-        config.rows[t] = kTile;
-        config.colsb[t] = 64;
-    }
-    _tile_loadconfig(&config);
-}
+#include "amx_tiles.h"
 
 // 16 floats -> 16 bf16, round to nearest even.
 inline __m256i to_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
@@ -221,7 +208,7 @@ void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, i
     const float scale = 1.0f / std::sqrt(float(hd));
     Items items(batch * heads);
     run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
-        configure_tiles();
+        configure_tiles(kTile);
         thread_local Head h;
         h.size(t, hd);
         auto mine = items.join();

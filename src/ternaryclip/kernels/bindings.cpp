@@ -21,6 +21,7 @@
 #include "checked.h"
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "parallel.h"
 #include "peak.h"
 #include "pool.h"
 #include "ternary_gemm.h"
@@ -141,43 +142,76 @@ QuantizedRows quantize_into_scratch(const KernelTable& table, const float* x, in
     return QuantizedRows{scratch.q.data(), scratch.xscale.data(), scratch.qsum.data(), m, w.kp};
 }
 
+// x rounded to bf16 (ref::round_bf16) into scratch of the calling thread, grown and never shrunk.
+const float* round_into_scratch(const float* x, int64_t m, int64_t k) {
+    thread_local std::vector<float> rounded;
+    if (rounded.size() < size_t(m * k)) rounded.resize(size_t(m * k));
+    float* out = rounded.data();  // the caller's buffer: inside the workers `rounded` names their own
+    parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) { ref::round_bf16(x + i * k, k, out + i * k); });
+    return out;
+}
+
+// Mode "bf16" from the 2bit file layout: the bf16 GEMM of the table `bf16` over weights prepared for this
+// call (as amx::gemm_fast does for int8), or where there is none the exact GEMM of `exact` on the rounded
+// activations.
+void gemm_bf16(const KernelTable& exact, const KernelTable* bf16, const float* x, int64_t m, const TernaryWeights& w,
+               float* y) {
+    if (bf16 == nullptr) return exact.gemm_exact(round_into_scratch(x, m, w.k), m, w, y);
+    std::vector<uint8_t> prepared(size_t(bf16->prepared_bytes(w)));
+    bf16->prepare(w, prepared.data());
+    bf16->gemm_bf16_prepared(x, m, w, prepared.data(), y, false);
+}
+
 nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
                 int64_t group_size, const std::optional<In1D>& bias, const std::string& mode, const std::string& impl,
                 const OutArg& out) {
     TernaryWeights w = make_weights(packed, k, scales, group_size, bias);
     require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
             std::to_string(k));
-    require(mode == "fast" || mode == "exact", "mode must be 'fast' or 'exact'");
+    require(mode == "fast" || mode == "exact" || mode == "bf16", "mode must be 'fast', 'exact' or 'bf16'");
     const int64_t m = dim(x.shape(0));
     const KernelTable& table = pick(impl, mode == "fast" ? Op::gemm_fast : Op::gemm_exact, &w);
+    const KernelTable* bf16 = mode == "bf16" ? pick_bf16(impl, w) : nullptr;
     const QuantSizes sizes = quant_sizes(m, w);
     nb::capsule owner;
     float* y = output(out, checked_mul(m, w.n, "the output"), owner);
     {
         nb::gil_scoped_release release;
         if (mode == "exact") table.gemm_exact(x.data(), m, w, y);
+        else if (mode == "bf16") gemm_bf16(table, bf16, x.data(), m, w, y);
         else if (m > 0) table.gemm_fast(quantize_into_scratch(table, x.data(), m, w, sizes), w, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner));
 }
 
-// The weights in the load-time layout of the table `impl` picks for the fast GEMM, and that table's
-// name (to pass back to gemm_prepared); None when that table reads the 2bit file layout directly.
+void require_prepared_mode(const std::string& mode) {
+    require(mode == "fast" || mode == "bf16", "prepared weights run mode 'fast' or 'bf16', got '" + mode + "'");
+}
+
+// The table whose GEMM over prepared weights runs `mode` for impl; nullptr where mode "bf16" has none.
+const KernelTable* prepared_table(const std::string& impl, const std::string& mode, const TernaryWeights& w) {
+    return mode == "bf16" ? pick_bf16(impl, w) : &pick(impl, Op::gemm_fast, &w);
+}
+
+// The weights in the load-time layout of the table `impl` picks for `mode`'s GEMM, and that table's
+// name (to pass back to gemm_prepared); None when that table reads the 2bit file layout directly (for
+// mode "bf16": when the exact GEMM runs it).
 nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
-                           const std::string& impl) {
+                           const std::string& impl, const std::string& mode) {
+    require_prepared_mode(mode);
     const TernaryWeights w = make_weights(packed, k, scales, group_size, std::nullopt);
-    const KernelTable& table = pick(impl, Op::gemm_fast, &w);
-    if (table.prepare == nullptr) return nb::none();
+    const KernelTable* table = prepared_table(impl, mode, w);
+    if (table == nullptr || table->prepare == nullptr) return nb::none();
     checked_mul(checked_add(w.n, 64, "the row count"), w.kp / 4, "the prepared weights");
-    const int64_t bytes = table.prepared_bytes(w);
+    const int64_t bytes = table->prepared_bytes(w);
     nb::capsule owner;
     uint8_t* out = alloc<uint8_t>(bytes, owner);
     {
         nb::gil_scoped_release release;
-        table.prepare(w, out);
+        table->prepare(w, out);
     }
-    return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table.name));
+    return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table->name));
 }
 
 Activation parse_activation(const std::string& name) {
@@ -194,15 +228,17 @@ void activate(const std::string& impl, Activation activation, float* y, int64_t 
     if (activation == Activation::quick_gelu) ops.quick_gelu(y, count);
 }
 
-// The fast GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  Then the
+// `mode`'s GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  Then the
 // activation, if any, and with `add` out += the result (out required): y = act(x W^T + b) [+ out], in
 // the epilogue where the table can, else as separate passes (the same bits).  `norm` (weight, bias,
-// eps): x goes through `impl`'s LayerNorm first, fused with the quantization.
+// eps): x goes through `impl`'s LayerNorm first (in mode "fast" fused with the quantization).
 using NormArg = std::optional<std::tuple<In1D, In1D, float>>;
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out, bool add, const std::string& activation_name, const NormArg& norm_arg) {
+                         const OutArg& out, bool add, const std::string& activation_name, const NormArg& norm_arg,
+                         const std::string& mode) {
+    require_prepared_mode(mode);
     require(!add || out, "add needs out (the array to add to)");
     const Activation activation = parse_activation(activation_name);
     require(n >= 0, "n must be >= 0");
@@ -218,11 +254,11 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
                            bias ? bias->data() : nullptr};
     require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
             std::to_string(k));
-    const KernelTable& table = pick(impl, Op::gemm_fast, &w);
-    require(impl == table.name && table.gemm_fast_prepared != nullptr,
-            "weights prepared for impl='" + impl + "' cannot run here");
-    require(dim(prepared.shape(0)) == table.prepared_bytes(w), "prepared weights have " +
-            std::to_string(prepared.shape(0)) + " bytes, expected " + std::to_string(table.prepared_bytes(w)));
+    const KernelTable* table = prepared_table(impl, mode, w);
+    require(table != nullptr && impl == table->name && table->prepare != nullptr,
+            "weights prepared for impl='" + impl + "' cannot run mode '" + mode + "' here");
+    require(dim(prepared.shape(0)) == table->prepared_bytes(w), "prepared weights have " +
+            std::to_string(prepared.shape(0)) + " bytes, expected " + std::to_string(table->prepared_bytes(w)));
     std::optional<Norm> norm;
     if (norm_arg) {
         const auto& [weight, bias_, eps] = *norm_arg;
@@ -235,17 +271,32 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
     float* y = output(out, checked_mul(m, n, "the output"), owner);
     if (m > 0) {
         nb::gil_scoped_release release;
-        const QuantizedRows q = quantize_into_scratch(table, x.data(), m, w, sizes, norm ? &*norm : nullptr);
-        if (!add && activation == Activation::none) {
-            table.gemm_fast_prepared(q, w, prepared.data(), y);
-        } else if (table.gemm_fast_prepared_fused != nullptr && w.scale_cols == 1) {
-            table.gemm_fast_prepared_fused(q, w, prepared.data(), y, Fusion{add, activation});
+        const bool bf16 = mode == "bf16";
+        std::vector<float> normalized;  // mode "bf16" with a norm: LayerNorm's pass, then the GEMM
+        if (bf16 && norm) {
+            normalized.resize(size_t(m * k));
+            norm->ops.layer_norm(x.data(), m, k, norm->weight, norm->bias, norm->eps, normalized.data());
+        }
+        const float* xs = normalized.empty() ? x.data() : normalized.data();
+        // The GEMM into dst; `fusion` in the epilogue (per-row or per-tensor scales only).
+        auto run = [&](float* dst, Fusion fusion) {
+            if (bf16) return table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add);
+            const QuantizedRows q = quantize_into_scratch(*table, xs, m, w, sizes, norm ? &*norm : nullptr);
+            if (fusion.add || fusion.activation != Activation::none)
+                table->gemm_fast_prepared_fused(q, w, prepared.data(), dst, fusion);
+            else
+                table->gemm_fast_prepared(q, w, prepared.data(), dst);
+        };
+        const bool fuses = w.scale_cols == 1 && !bf16 && table->gemm_fast_prepared_fused != nullptr;
+        const bool adds = w.scale_cols == 1 && (bf16 || table->gemm_fast_prepared_fused != nullptr);
+        if (fuses || (activation == Activation::none && (!add || adds))) {
+            run(y, Fusion{add, activation});
         } else if (!add) {
-            table.gemm_fast_prepared(q, w, prepared.data(), y);
+            run(y, Fusion{});
             activate(impl, activation, y, m * n);
         } else {
             std::vector<float> result(size_t(m * n));
-            table.gemm_fast_prepared(q, w, prepared.data(), result.data());
+            run(result.data(), Fusion{});
             activate(impl, activation, result.data(), m * n);
             parallel_for(m, m * n >= (int64_t(1) << 15), [&](int64_t i) {
                 for (int64_t j = 0; j < n; ++j) y[i * n + j] += result[size_t(i * n + j)];
@@ -254,6 +305,17 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(n)}, owner));
+}
+
+Out<float, 1> round_bf16(const In1D& x) {
+    const int64_t count = dim(x.shape(0));
+    nb::capsule owner;
+    float* out = alloc<float>(count, owner);
+    {
+        nb::gil_scoped_release release;
+        ref::round_bf16(x.data(), count, out);
+    }
+    return Out<float, 1>(out, {size_t(count)}, owner);
 }
 
 std::tuple<Out<int8_t, 2>, Out<float, 1>, Out<int32_t, 2>> quantize_rows(const In2D<float>& x, int64_t group_size,
@@ -401,16 +463,20 @@ NB_MODULE(_ext, m) {
     m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
           nb::arg("out").none() = nb::none(),
-          "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations) or 'exact' (float)");
+          "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations), 'exact' (float) or 'bf16' "
+          "(activations rounded to bf16)");
     m.def("prepare_weights", &prepare_weights, nb::arg("packed"), nb::arg("k"), nb::arg("scales"),
-          nb::arg("group_size"), nb::arg("impl") = "auto",
-          "(the weights in the fast GEMM's load-time layout, the impl name that reads them), or None");
+          nb::arg("group_size"), nb::arg("impl") = "auto", nb::arg("mode") = "fast",
+          "(the weights in the load-time layout of mode's GEMM ('fast' or 'bf16'), the impl name that reads them), "
+          "or None");
     m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
           nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
           nb::arg("out").none() = nb::none(), nb::arg("add") = false, nb::arg("activation") = "",
-          nb::arg("norm").none() = nb::none(),
-          "the fast GEMM over prepare_weights' output (of LayerNorm(x) with norm = (weight, bias, eps)), then the "
+          nb::arg("norm").none() = nb::none(), nb::arg("mode") = "fast",
+          "mode's GEMM over prepare_weights' output (of LayerNorm(x) with norm = (weight, bias, eps)), then the "
           "activation ('', 'gelu', 'quick_gelu'); add: out += it");
+    m.def("round_bf16", &round_bf16, nb::arg("x"),
+          "x [N] rounded to bfloat16 (to nearest even, as mode 'bf16' rounds activations), as float32");
     m.def("quantize_rows", &quantize_rows, nb::arg("x"), nb::arg("group_size"), nb::arg("impl") = "auto",
           "per-row absmax int8 quantization: (q [M, Kp], xscale [M], qsum [M, groups])");
     m.def("int_dot", &int_dot, nb::arg("q"), nb::arg("packed"), nb::arg("k"), nb::arg("group_size"),
@@ -430,8 +496,23 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
     m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
-        "fuses_epilogue", [](const std::string& impl) { return pick(impl, Op::gemm_fast).gemm_fast_prepared_fused != nullptr; },
-        nb::arg("impl"), "whether gemm_prepared's add and activation run in the GEMM's epilogue for weights prepared for impl");
+        "fuses_epilogue",
+        [](const std::string& impl, const std::string& mode) {
+            require_prepared_mode(mode);
+            const KernelTable& table = pick(impl, Op::gemm_fast);
+            return mode == "fast" && table.gemm_fast_prepared_fused != nullptr;
+        },
+        nb::arg("impl"), nb::arg("mode") = "fast",
+        "whether gemm_prepared's norm, activation and add run inside the GEMM for weights prepared for impl and mode");
+    m.def(
+        "adds_in_epilogue",
+        [](const std::string& impl, const std::string& mode) {
+            require_prepared_mode(mode);
+            const KernelTable& table = pick(impl, Op::gemm_fast);
+            return mode == "bf16" ? table.gemm_bf16_prepared != nullptr : table.gemm_fast_prepared_fused != nullptr;
+        },
+        nb::arg("impl"), nb::arg("mode") = "fast",
+        "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl and mode");
     m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");

@@ -21,14 +21,14 @@ const KernelTable ref_table = {
     "ref", always, always, nullptr,
     ref::quantize_rows, ref::int_dot, ref::gemm_fast, ref::gemm_exact,
     ops_generic::layer_norm, ops_generic::gelu, ops_generic::quick_gelu, ops_generic::attention,
-    nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 const KernelTable avx2_table = {
     "avx2", has_avx2, has_avx2, avx2::supports,
     avx2::quantize_rows, avx2::int_dot, avx2::gemm_fast, avx2::gemm_exact,
     ops_avx2::layer_norm, ops_avx2::gelu, ops_avx2::quick_gelu, ops_avx2::attention,
-    avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr, nullptr,
+    avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr, nullptr, nullptr,
 };
 
 // AVX-512: quantization, the fast GEMM (VNNI), exact mode and the float ops.
@@ -36,17 +36,17 @@ const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
     avx512::quantize_rows, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
-    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr, nullptr,
+    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, nullptr, nullptr, nullptr,
 };
 
-// AMX: the fast GEMM (INT8) over its own layout and the fast mode's attention (BF16); the other float
-// ops, quantization and exact mode AVX-512's.
+// AMX: the fast GEMM (INT8) over its own layout, the fast mode's attention and mode "bf16"'s GEMM over the
+// same layout (BF16); the other float ops, quantization and exact mode AVX-512's.
 const KernelTable amx_table = {
     "amx", has_amx_int8, has_amx_int8, amx::supports,
     nullptr, nullptr, amx::gemm_fast, nullptr,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
     amx::prepared_bytes, amx::prepare, amx::gemm_fast_prepared, ops_amx::attention_bf16,
-    amx::gemm_fast_prepared_fused,
+    amx::gemm_fast_prepared_fused, amx_bf16::gemm_prepared,
 };
 
 // ---- aarch64 slot -------------------------------------------------------------------------------
@@ -126,6 +126,12 @@ bool usable(size_t i, Op op, const TernaryWeights* w) {
     return cpu && (!ternary || w == nullptr || t.supports == nullptr || t.supports(*w));
 }
 
+[[noreturn]] void unknown_impl(const std::string& impl) {
+    std::string names;
+    for (const auto* t : kTables) names += std::string(names.empty() ? "" : ", ") + "'" + t->name + "'";
+    throw std::invalid_argument("impl must be 'auto' or one of " + names + ", got '" + impl + "'");
+}
+
 }  // namespace
 
 const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w) {
@@ -141,9 +147,20 @@ const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w)
         require(usable(runs, op, w), "impl='" + impl + "' is not available on this CPU, for this group size or this operation");
         return tables[runs];
     }
-    std::string names;
-    for (const auto* t : kTables) names += std::string(names.empty() ? "" : ", ") + "'" + t->name + "'";
-    throw std::invalid_argument("impl must be 'auto' or one of " + names + ", got '" + impl + "'");
+    unknown_impl(impl);
+}
+
+const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w) {
+    const auto& tables = resolved();
+    for (size_t i = kCount; i-- > 0;) {
+        if (impl != "auto" && impl != kTables[i]->name) continue;
+        // the one bf16 GEMM (AMX's) needs AMX-BF16 besides the AMX-INT8 of its table's gemm_ok
+        if (kTables[i]->gemm_bf16_prepared != nullptr && cpu_features().amx_bf16 && usable(i, Op::gemm_fast, &w))
+            return &tables[i];
+        if (impl != "auto") return nullptr;
+    }
+    if (impl != "auto") unknown_impl(impl);
+    return nullptr;
 }
 
 std::vector<std::string> impl_names() {

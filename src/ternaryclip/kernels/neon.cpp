@@ -122,7 +122,7 @@ extern const KernelTable neon_table = {
     "neon", has_neon, has_neon, neon::supports,
     neon::quantize_rows, neon::int_dot, neon::gemm_fast, nullptr,
     ops_neon::layer_norm, ops_neon::gelu, ops_neon::quick_gelu, ops_neon::attention,
-    nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 // dotprod and i8mm: their own integer dots; quantization and the float ops come from "neon".
@@ -130,14 +130,14 @@ extern const KernelTable neon_dotprod_table = {
     "dotprod", has_dotprod, has_dotprod, neon::supports,
     nullptr, neon_dotprod::int_dot, neon_dotprod::gemm_fast, nullptr,
     nullptr, nullptr, nullptr, nullptr,
-    nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 extern const KernelTable neon_i8mm_table = {
     "i8mm", has_i8mm, has_i8mm, neon::supports,
     nullptr, neon_i8mm::int_dot, neon_i8mm::gemm_fast, nullptr,
     nullptr, nullptr, nullptr, nullptr,
-    nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 }  // namespace tclip

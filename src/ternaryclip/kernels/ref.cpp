@@ -1,6 +1,8 @@
 // Scalar reference kernels: the definition every SIMD path is tested against.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "ternary_gemm.h"
 
@@ -82,6 +84,29 @@ void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
             y[i * w.n + n] = acc + (w.bias ? w.bias[n] : 0.0f);
         }
     }
+}
+
+float round_bf16(float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    // selects rather than branches, so that the loop below vectorizes (mode "bf16"'s fallback rounds every
+    // activation with it); an infinity goes through the rounding add unchanged
+    const bool nan = (bits & 0x7fffffffu) > 0x7f800000u, subnormal = (bits & 0x7f800000u) == 0;
+    bits = nan ? bits | 0x00400000u : subnormal ? bits & 0x80000000u : bits + 0x7fffu + ((bits >> 16) & 1u);
+    bits &= 0xffff0000u;  // nearest, ties to even; NaNs quiet, payload truncated; zeros of the subnormals' sign
+    float out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
+void round_bf16(const float* x, int64_t count, float* out) {
+    for (int64_t i = 0; i < count; ++i) out[i] = round_bf16(x[i]);
+}
+
+void gemm_bf16(const float* x, int64_t m, const TernaryWeights& w, float* y) {
+    std::vector<float> rounded(size_t(m * w.k));
+    round_bf16(x, m * w.k, rounded.data());
+    gemm_exact(rounded.data(), m, w, y);
 }
 
 }  // namespace tclip::ref

@@ -65,6 +65,15 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
+// x rounded to bfloat16 (8-bit mantissa), as the float32 it stands for (the low 16 bits zero): round to
+// nearest even, as vcvtneps2bf16 does, so that the reference and the AMX path see the same activations:
+// subnormals become zeros of their sign (|x| < 2^-126, far below any activation), NaNs stay NaN, made
+// quiet; a finite value past bf16's largest becomes infinity.
+float round_bf16(float x);
+void round_bf16(const float* x, int64_t count, float* out);
+// Mode "bf16" (W1.58-A16 with bf16 activations): gemm_exact on x rounded to bf16.  Every product t x is
+// exact in float32, so any path computes these numbers up to the order of its float32 sums.
+void gemm_bf16(const float* x, int64_t m, const TernaryWeights& w, float* y);
 }  // namespace ref
 
 namespace avx2 {
@@ -111,5 +120,11 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);  // p
 void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
                               Fusion fusion);
 }  // namespace amx
+
+namespace amx_bf16 {  // AMX-BF16 (amx_bf16.cpp): mode "bf16" over amx's load-time layout, for the weights amx::supports
+// y = ref::gemm_bf16's numbers up to the order of the float32 sums; `add`: y += them instead (per-row or
+// per-tensor scales only).  Called only where the CPU has AMX-BF16 (cpu_features().amx_bf16).
+void gemm_prepared(const float* x, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y, bool add);
+}  // namespace amx_bf16
 
 }  // namespace tclip

@@ -2,7 +2,9 @@
 
 Reads like open_clip's model: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))`` for both towers, with
 every ternary linear layer going through the ternary GEMM (``fast``: int8 activations, W1.58-A8;
-``exact``: float activations, W1.58-A16) and LayerNorm, GELU and attention in float32 kernels.
+``exact``: float activations, W1.58-A16; ``bf16``: activations rounded to bf16, W1.58-A16 on AMX-BF16)
+and LayerNorm, GELU and attention in float32 kernels (the fast and bf16 modes' attention products in
+bf16 on AMX).
 """
 
 from __future__ import annotations
@@ -83,15 +85,20 @@ class Linear:
         self.weight, self.mode, self.buffers, self.role = weight, mode, buffers, role
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         self.prepared = None
-        self.fused = False  # the residual add and the activation run in the GEMM's epilogue
+        self.fused = False  # the norm runs with the quantization, the activation and add in the epilogue
+        self.fused_add = False  # the residual add runs in the GEMM's epilogue
         if isinstance(weight, TernaryTensor):
             self.scales = np.ascontiguousarray(weight.scales, dtype=np.float32)
             self.out_features, self.in_features = weight.shape
-            if mode == "fast":  # once, into the kernel's own layout: no unpacking or interleaving per call
-                self.prepared = kernels.prepare(weight.packed, weight.shape[1], self.scales, weight.group_size)
+            if mode in kernels.PREPARED_MODES:  # once, into the kernel's own layout: no unpacking per call
+                self.prepared = kernels.prepare(
+                    weight.packed, weight.shape[1], self.scales, weight.group_size, mode=mode
+                )
                 if self.prepared is not None:
                     release_file_pages(weight.packed)
-                    self.fused = weight.scales.shape[1] == 1 and kernels.fuses_epilogue(self.prepared.impl)
+                    one_scale = weight.scales.shape[1] == 1
+                    self.fused = one_scale and kernels.fuses_epilogue(self.prepared.impl, mode)
+                    self.fused_add = one_scale and kernels.adds_in_epilogue(self.prepared.impl, mode)
         else:
             self.weight_t = np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)
             self.in_features, self.out_features = self.weight_t.shape
@@ -132,7 +139,7 @@ class Linear:
         (the same sums either way, bit for bit), which saves a pass over ``target``.  Elsewhere the
         shared output buffer and numpy's add, not the extension's per-call scratch."""
         if (
-            self.fused
+            self.fused_add
             and self.prepared is not None
             and x.dtype == np.float32
             and x.flags.c_contiguous
@@ -191,7 +198,7 @@ class Block:
     heads: int
     activation: str
     buffers: Buffers
-    fast_attention: bool = False  # the fast mode: bf16 attention products where the CPU has them
+    fast_attention: bool = False  # the fast and bf16 modes: bf16 attention products where the CPU has them
 
     def __call__(self, x: np.ndarray, batch: int, causal: bool, rows: np.ndarray | None = None) -> np.ndarray:
         """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it).
@@ -289,7 +296,7 @@ class TernaryCLIP:
             heads=heads,
             activation=activation,
             buffers=self._buffers,
-            fast_attention=self.mode == "fast",
+            fast_attention=self.mode != "exact",
         )
 
     # ------------------------------------------------------------ image tower
