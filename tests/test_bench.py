@@ -43,6 +43,7 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
         "onnxruntime_2bit",
         "ternaryclip_exact",
         "ternaryclip_fast",
+        "ternaryclip_bf16",
     }
     for r in engines.values():
         for key in ("image_b1", "image_b2", "text_b1", "text_b2"):
@@ -53,6 +54,8 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert engines["onnxruntime_fp32"]["text_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_exact"]["image_cosine_vs_fp32"] >= 0.9999
     assert engines["ternaryclip_exact"]["text_cosine_vs_fp32"] >= 0.9999
+    assert engines["ternaryclip_bf16"]["image_cosine_vs_fp32"] >= 0.999
+    assert engines["ternaryclip_bf16"]["text_cosine_vs_fp32"] >= 0.999
     assert engines["ternaryclip_fast"]["size_ratio_vs_fp32"] > 3
     assert engines["torch_int8_dynamic"]["text_cosine_vs_fp32"] > 0.9  # text tower runs despite int8 Linears
     assert report["tclip_base3_bytes"] < engines["ternaryclip_fast"]["file_bytes"]

@@ -134,6 +134,7 @@ ENGINES = {
     "onnxruntime_2bit": lambda files, threads: OnnxRuntimeFP32(files, threads, "onnx2bit"),
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
+    "ternaryclip_bf16": lambda files, threads: TernaryRuntime(files, threads, "bf16"),
     "ternaryclip_fast_baseline": lambda files, threads: TernaryRuntimeBaseline(files, threads),
     # OpenVINO's CPU plugin on IRs the parent converted (openvino_engine.py): f32 forced, its default
     # precision (bf16 where the CPU has it), and NNCF post-training int8

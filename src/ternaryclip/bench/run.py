@@ -29,6 +29,7 @@ DEFAULT_ENGINES = (
     "onnxruntime_2bit",
     "ternaryclip_exact",
     "ternaryclip_fast",
+    "ternaryclip_bf16",
 )
 
 

@@ -30,7 +30,8 @@ def add_parser(sub, name: str) -> None:
         "--engines",
         default=",".join(DEFAULT_ENGINES),
         help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
-        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast "
+        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast, "
+        "ternaryclip_bf16 (bf16 activations: AMX-BF16 where the CPU has it) "
         "(torch_int8_dynamic loads the fp32 weights; its file size is theirs); with the openvino extra also "
         "openvino_fp32 (f32 forced), openvino_bf16 (OpenVINO's default; only on CPUs with bf16) and "
         "openvino_int8 (NNCF post-training quantization)",
