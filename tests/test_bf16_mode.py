@@ -224,7 +224,7 @@ def test_no_tokens_give_an_empty_result():
 def test_bad_modes_and_foreign_weights_are_refused():
     codes, packed, scales, bias, x, gs = make_case(2, 9, 200, None, 0)
     with pytest.raises(ValueError, match="mode"):
-        kernels.prepare(packed, 200, scales, gs, mode="exact")
+        kernels.prepare(packed, 200, scales, gs, mode="int4")
     with pytest.raises(ValueError, match="mode must be"):
         kernels.gemm(x, packed, 200, scales, gs, bias, "bf8")
     if kernels.cpu_has_avx2():  # AVX2's layout has no bf16 GEMM
@@ -232,6 +232,52 @@ def test_bad_modes_and_foreign_weights_are_refused():
         foreign = kernels.PreparedWeights(avx2.data, "avx2", 9, 200, "bf16")
         with pytest.raises(ValueError, match="prepared for impl='avx2' cannot run mode 'bf16'"):
             kernels.gemm_prepared(x, foreign, scales, gs)
+
+
+# ------------------------------------------------------------------------------ exact mode on AMX-BF16
+def exact_reference(x, codes, scales, gs, bias):
+    """y in float64 from the float32 activations themselves, and sum |x| |s t| + |b| (the error bound's scale)."""
+    weights = codes.astype(np.float64) * np.repeat(scales.astype(np.float64), gs, axis=1)[:, : codes.shape[1]]
+    x64, bias = x.astype(np.float64), 0.0 if bias is None else bias.astype(np.float64)
+    return x64 @ weights.T + bias, np.abs(x64) @ np.abs(weights).T + np.abs(bias)
+
+
+@pytest.mark.parametrize("shape", RAGGED)
+def test_exact_mode_on_amx_is_the_reference_up_to_the_order_of_float32_sums(shape):
+    """Three exact bf16 terms per activation: float32-summation error only (1e-5 of sum |x||w|), where
+    one term (mode bf16) is off by ~1e-3 of it; the FMA path is bitwise the reference, AMX is not."""
+    n, k, group = shape
+    for m in (1, 5, 16, 17, 33):
+        codes, packed, scales, bias, x, gs = make_case(m, n, k, group, m * 31 + n + k)
+        weights = kernels.prepare(packed, k, scales, gs, mode="exact")
+        if not bf16_runs_on_amx(packed, k, scales, gs):
+            assert weights is None  # the FMA GEMM on the file layout: bitwise the reference (test_kernels)
+            continue
+        assert weights.impl == "amx" and weights.mode == "exact"
+        want, bound = exact_reference(x, codes, scales, gs, bias)
+        got = kernels.gemm_prepared(x, weights, scales, gs, bias)
+        assert np.all(np.abs(got - want) <= 1e-5 * bound), m
+        rounded = kernels.gemm_prepared(x, kernels.prepare(packed, k, scales, gs, mode="bf16"), scales, gs, bias)
+        assert np.abs(rounded - want).max() > 10 * np.abs(got - want).max()
+        residual = np.random.default_rng(m).standard_normal((m, n)).astype(np.float32)
+        added = residual.copy()
+        kernels.gemm_prepared(x, weights, scales, gs, bias, out=added, add=True)
+        assert np.array_equal(added, residual + got)
+
+
+@pytest.mark.parametrize("m", [1, 16, 400])
+def test_exact_mode_on_amx_with_identity_weights_returns_the_activations_bit_for_bit(m):
+    """h + m + l = x exactly, and the unit adds the three in order into a zero accumulator."""
+    if not HAS_AMX_BF16:
+        pytest.skip(NO_AMX_BF16)
+    rng = np.random.default_rng(m)
+    k = 3000 if m == 400 else 200
+    x = (rng.standard_normal((m, k)) * np.exp(rng.uniform(-20, 20, (m, k)))).astype(np.float32)
+    n = min(k, 64)
+    codes = np.eye(n, k, dtype=np.int8)
+    ones = np.ones((n, 1), np.float32)
+    weights = kernels.prepare(pack_2bit(codes), k, ones, k, "amx", mode="exact")
+    assert np.array_equal(kernels.gemm_prepared(x, weights, ones, k), x[:, :n])
 
 
 # ---------------------------------------------------------------------------------------------- runtime
@@ -270,6 +316,18 @@ def test_runtime_bf16_mode_stays_within_cosine_0_9995_of_exact_mode(tiny_file):
     _, img, txt = embeddings(path, "bf16")
     assert cosine(img, exact_img).min() >= 0.9995 and cosine(txt, exact_txt).min() >= 0.9995
     assert not np.array_equal(img, exact_img)  # the activations were rounded
+
+
+def test_runtime_exact_mode_on_amx_equals_the_fma_path_up_to_float32_rounding(tiny_file, monkeypatch):
+    path, on_amx = tiny_file
+    runtime, img, txt = embeddings(path, "exact")
+    prepared = [lin.prepared for b in runtime.visual_blocks for lin in (b.in_proj, b.c_fc)]
+    assert all((p is not None and p.mode == "exact") if on_amx else p is None for p in prepared)
+    monkeypatch.setenv(kernels.IMPL_VARIABLE, "avx512" if kernels.cpu_has_avx512_vnni() else "ref")
+    _, fma_img, fma_txt = embeddings(path, "exact")
+    for got, want in [(img, fma_img), (txt, fma_txt)]:
+        assert np.allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+        assert cosine(got, want).min() >= 0.99999
 
 
 @pytest.mark.parametrize("forced", ["avx512", "avx2"])

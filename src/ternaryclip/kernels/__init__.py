@@ -94,7 +94,7 @@ def gemm(
     return out if out is not None else y
 
 
-PREPARED_MODES = ("fast", "bf16")  # the modes whose GEMMs read weights prepared at load
+PREPARED_MODES = ("fast", "bf16", "exact")  # the modes whose GEMMs may read weights prepared at load
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,12 @@ def prepare(
     packed: np.ndarray, k: int, scales: np.ndarray, group_size: int, impl: str = "auto", mode: str = "fast"
 ) -> PreparedWeights | None:
     """The weights in the load-time layout of the path ``impl`` picks for ``mode``'s GEMM, or None where it
-    reads the file layout (mode ``'bf16'``: where the CPU has no AMX-BF16, or for groups not on 64-column
-    boundaries, that mode runs the exact GEMM on the rounded activations)."""
+    reads the file layout.  Modes ``'bf16'`` and ``'exact'`` have one on AMX-BF16 only (for groups on
+    64-column boundaries); elsewhere both run the exact GEMM on the file layout (``'bf16'`` on the rounded
+    activations), bit for bit the reference.  Exact mode on AMX-BF16 splits each activation exactly into
+    three bf16: the reference's numbers up to the order of the float32 sums."""
     if mode not in PREPARED_MODES:
-        raise ValueError(f"mode must be one of {PREPARED_MODES} (exact mode reads the file layout), got {mode!r}")
+        raise ValueError(f"mode must be one of {PREPARED_MODES}, got {mode!r}")
     impl = _impl(impl)
     packed = _as("packed", packed, np.uint8, 2)
     scales = _as("scales", scales, np.float32, 2)

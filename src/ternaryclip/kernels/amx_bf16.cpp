@@ -15,7 +15,14 @@
 // of 4 slots that L1 holds, as amx.cpp does.
 //
 // Activations: rows rounded by vcvtneps2bf16 (the rounding ref::round_bf16 defines), zero padded to kp
-// columns and whole token tiles, in a per-call buffer.  Then as amx.cpp: token blocks x panels spread over
+// columns and whole token tiles, in a per-call buffer.
+//
+// Exact mode (terms = 3) runs here too: a float32 x is exactly h + m + l, three bf16 (h = bf16(x),
+// m = bf16(x - h), l = x - h - m, each difference exact in float32: 24 significant bits in three pieces
+// of 8), so with t in {-1, 0, 1} every product is exact and only the order of the float32 sums differs
+// from the FMA reference (the unit also flushes subnormal inputs and sums, below 1.2e-38).  Each weight
+// tile then meets three activation tiles: 3 x the bf16 mode's multiplies, still ~5x an AVX-512 FMA
+// core's rate per cycle.  Then as amx.cpp: token blocks x panels spread over
 // the threads, 32 tokens x 32 rows at a time in four float32 accumulator tiles; the epilogue is the
 // reference's: (0 + s * acc) + bias, or for groups (which start on 64-column boundaries, amx::supports)
 // acc += s_g * acc_g in increasing g, then + bias.
@@ -77,29 +84,36 @@ void expand_panel_bf16(const uint8_t* src, int64_t tiles, uint16_t* dst) {
     }
 }
 
-// The activations rounded to bf16: rows of kp columns (zeros past k), m rounded up to whole token tiles.
+// The activations rounded to bf16: rows of kp columns (zeros past k), m rounded up to whole token tiles;
+// with terms = 3 the exact split, term j of the rows `term_words` after term j - 1.
 struct Rows {
     const uint16_t* a;
-    int64_t m, kp;
+    int64_t m, kp, terms, term_words;
 };
+
+inline __m512 from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 // x rounded into a buffer of the calling thread, grown and never shrunk (fresh megabytes every call would
 // cost page faults), 64-byte aligned for the tile loads.
-Rows round_rows(const float* x, int64_t m, const TernaryWeights& w) {
+Rows round_rows(const float* x, int64_t m, const TernaryWeights& w, int64_t terms) {
     thread_local std::vector<uint16_t> storage;
-    const int64_t rows = (m + kTile - 1) / kTile * kTile, words = rows * w.kp + 32;
+    const int64_t rows = (m + kTile - 1) / kTile * kTile, term_words = rows * w.kp;
+    const int64_t words = terms * term_words + 32;
     if (int64_t(storage.size()) < words) storage.resize(size_t(words));
     uint16_t* a = storage.data() + (64 - reinterpret_cast<uintptr_t>(storage.data()) % 64) % 64 / 2;
     parallel_for(rows, m * w.k >= kParallelMinElements, [&](int64_t i) {
-        uint16_t* ar = a + i * w.kp;
         const float* xr = x + std::min(i, m - 1) * w.k;
         for (int64_t j = 0; j < w.kp; j += 16) {  // rows past m and columns past k: zeros
             const int64_t left = i < m ? std::clamp<int64_t>(w.k - j, 0, 16) : 0;
-            const __m512 v = _mm512_maskz_loadu_ps(__mmask16((1u << left) - 1u), xr + j);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(ar + j), (__m256i)_mm512_cvtneps_pbh(v));
+            __m512 v = _mm512_maskz_loadu_ps(__mmask16((1u << left) - 1u), xr + j);
+            for (int64_t term = 0; term < terms; ++term) {  // x, then what it leaves, exactly
+                const __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+                _mm256_store_si256(reinterpret_cast<__m256i*>(a + term * term_words + i * w.kp + j), h);
+                v = _mm512_sub_ps(v, from_bf16(h));
+            }
         }
     });
-    return Rows{a, m, w.kp};
+    return Rows{a, m, w.kp, terms, term_words};
 }
 
 // Writes one accumulator tile (16 tokens from i x 16 rows from n0) into y: the running sum over groups
@@ -142,15 +156,18 @@ void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed,
         uint16_t* b = tiles + (Streamed ? c % 4 : c) * kChunkWords;
         if constexpr (Streamed) expand_panel_bf16(packed + c * 2 * kPackedTileBytes, 2, b);
         for (int64_t half = 0; half < 2; ++half) {  // columns [32 half, 32 half + 32) of the chunk
-            _tile_loadd(4, a + c * kChunk + half * kHalfChunk, stride);
             _tile_loadd(6, b + half * kBf16TileWords, 64);
             _tile_loadd(7, b + 2 * kBf16TileWords + half * kBf16TileWords, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(1, 4, 7);
-            if constexpr (TokenTiles == 2) {
-                _tile_loadd(5, a + kTile * x.kp + c * kChunk + half * kHalfChunk, stride);
-                _tile_dpbf16ps(2, 5, 6);
-                _tile_dpbf16ps(3, 5, 7);
+            for (int64_t term = 0; term < x.terms; ++term) {
+                const uint16_t* at = a + term * x.term_words + c * kChunk + half * kHalfChunk;
+                _tile_loadd(4, at, stride);
+                _tile_dpbf16ps(0, 4, 6);
+                _tile_dpbf16ps(1, 4, 7);
+                if constexpr (TokenTiles == 2) {
+                    _tile_loadd(5, at + kTile * x.kp, stride);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
             }
         }
     }
@@ -167,9 +184,10 @@ void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed,
 
 }  // namespace
 
-void gemm_prepared(const float* x_, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add) {
+void gemm_prepared(const float* x_, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add,
+                   int terms) {
     if (m == 0) return;
-    const Rows x = round_rows(x_, m, w);
+    const Rows x = round_rows(x_, m, w, terms);
     const int64_t token_tiles = (m + kTile - 1) / kTile, chunks = w.kp / kChunk;
     const Output y = output_for(y_, m, w, add);
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
@@ -213,9 +231,9 @@ void gemm_prepared(const float* x_, int64_t m, const TernaryWeights& w, const ui
 #else  // not x86-64 Linux: never called (no table holds it there); the reference, on the 2bit file layout
 
 namespace tclip::amx_bf16 {
-void gemm_prepared(const float* x, int64_t m, const TernaryWeights& w, const uint8_t*, float* y, bool add) {
+void gemm_prepared(const float* x, int64_t m, const TernaryWeights& w, const uint8_t*, float* y, bool add, int terms) {
     std::vector<float> t(size_t(m * w.n));
-    ref::gemm_bf16(x, m, w, t.data());
+    (terms == 1 ? ref::gemm_bf16 : ref::gemm_exact)(x, m, w, t.data());
     for (size_t i = 0; i < t.size(); ++i) y[i] = add ? y[i] + t[i] : t[i];
 }
 }  // namespace tclip::amx_bf16

@@ -159,7 +159,7 @@ void gemm_bf16(const KernelTable& exact, const KernelTable* bf16, const float* x
     if (bf16 == nullptr) return exact.gemm_exact(round_into_scratch(x, m, w.k), m, w, y);
     std::vector<uint8_t> prepared(size_t(bf16->prepared_bytes(w)));
     bf16->prepare(w, prepared.data());
-    bf16->gemm_bf16_prepared(x, m, w, prepared.data(), y, false);
+    bf16->gemm_bf16_prepared(x, m, w, prepared.data(), y, false, 1);
 }
 
 nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
@@ -186,12 +186,14 @@ nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, co
 }
 
 void require_prepared_mode(const std::string& mode) {
-    require(mode == "fast" || mode == "bf16", "prepared weights run mode 'fast' or 'bf16', got '" + mode + "'");
+    require(mode == "fast" || mode == "bf16" || mode == "exact",
+            "prepared weights run mode 'fast', 'bf16' or 'exact', got '" + mode + "'");
 }
 
-// The table whose GEMM over prepared weights runs `mode` for impl; nullptr where mode "bf16" has none.
+// The table whose GEMM over prepared weights runs `mode` for impl; nullptr where modes "bf16" and "exact"
+// have none (they run the exact GEMM on the file layout there).
 const KernelTable* prepared_table(const std::string& impl, const std::string& mode, const TernaryWeights& w) {
-    return mode == "bf16" ? pick_bf16(impl, w) : &pick(impl, Op::gemm_fast, &w);
+    return mode == "fast" ? &pick(impl, Op::gemm_fast, &w) : pick_bf16(impl, w);
 }
 
 // The weights in the load-time layout of the table `impl` picks for `mode`'s GEMM, and that table's
@@ -271,8 +273,8 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
     float* y = output(out, checked_mul(m, n, "the output"), owner);
     if (m > 0) {
         nb::gil_scoped_release release;
-        const bool bf16 = mode == "bf16";
-        std::vector<float> normalized;  // mode "bf16" with a norm: LayerNorm's pass, then the GEMM
+        const bool bf16 = mode != "fast";  // the bf16 unit's GEMM: "bf16", and "exact" split in three terms
+        std::vector<float> normalized;  // with a norm: LayerNorm's pass, then the GEMM
         if (bf16 && norm) {
             normalized.resize(size_t(m * k));
             norm->ops.layer_norm(x.data(), m, k, norm->weight, norm->bias, norm->eps, normalized.data());
@@ -280,7 +282,7 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
         const float* xs = normalized.empty() ? x.data() : normalized.data();
         // The GEMM into dst; `fusion` in the epilogue (per-row or per-tensor scales only).
         auto run = [&](float* dst, Fusion fusion) {
-            if (bf16) return table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add);
+            if (bf16) return table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add, mode == "exact" ? 3 : 1);
             const QuantizedRows q = quantize_into_scratch(*table, xs, m, w, sizes, norm ? &*norm : nullptr);
             if (fusion.add || fusion.activation != Activation::none)
                 table->gemm_fast_prepared_fused(q, w, prepared.data(), dst, fusion);
@@ -509,7 +511,7 @@ NB_MODULE(_ext, m) {
         [](const std::string& impl, const std::string& mode) {
             require_prepared_mode(mode);
             const KernelTable& table = pick(impl, Op::gemm_fast);
-            return mode == "bf16" ? table.gemm_bf16_prepared != nullptr : table.gemm_fast_prepared_fused != nullptr;
+            return mode != "fast" ? table.gemm_bf16_prepared != nullptr : table.gemm_fast_prepared_fused != nullptr;
         },
         nb::arg("impl"), nb::arg("mode") = "fast",
         "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl and mode");

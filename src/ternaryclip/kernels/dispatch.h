@@ -57,12 +57,13 @@ struct KernelTable {
     void (*gemm_fast_prepared_fused)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared,
                                      float* y, Fusion fusion);
 
-    // Mode "bf16" (ref::gemm_bf16: activations rounded to bf16, float32 sums) over this table's prepared
-    // layout, where the CPU has the unit for it (see pick_bf16); `add`: y += the result (per-row or
-    // per-tensor scales only).  nullptr: mode "bf16" is gemm_exact on the rounded activations.  Never
-    // inherited.
+    // Mode "bf16" (ref::gemm_bf16: activations rounded to bf16, float32 sums; terms = 1) and mode "exact"
+    // (activations split exactly into three bf16; terms = 3) over this table's prepared layout, where the
+    // CPU has the unit for it (see pick_bf16); `add`: y += the result (per-row or per-tensor scales only).
+    // nullptr: both modes run gemm_exact on the file layout (mode "bf16" on the rounded activations).
+    // Never inherited.
     void (*gemm_bf16_prepared)(const float* x, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y,
-                               bool add);
+                               bool add, int terms);
 };
 
 // Which entry a caller needs: the table is picked for it (availability and fallback are per op).
@@ -72,9 +73,9 @@ enum class Op { quantize, int_dot, gemm_fast, gemm_exact, float_ops };
 // a named one must be available, else std::invalid_argument.  Every entry of the result is non-null.
 const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w = nullptr);
 
-// Mode "bf16": the table whose gemm_bf16_prepared runs for `impl` and these weights, or nullptr where none
-// does (no such entry in the table `impl` names or, for "auto", in any; a CPU without AMX-BF16; weights the
-// table does not support): there mode "bf16" is the exact GEMM on the rounded activations.
+// Modes "bf16" and "exact": the table whose gemm_bf16_prepared runs for `impl` and these weights, or nullptr
+// where none does (no such entry in the table `impl` names or, for "auto", in any; a CPU without AMX-BF16;
+// weights the table does not support): there both run the exact GEMM on the file layout.
 const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w);
 
 // The `impl=` names compiled into this build, narrowest first ("ref" first).

@@ -121,10 +121,12 @@ void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, c
                               Fusion fusion);
 }  // namespace amx
 
-namespace amx_bf16 {  // AMX-BF16 (amx_bf16.cpp): mode "bf16" over amx's load-time layout, for the weights amx::supports
-// y = ref::gemm_bf16's numbers up to the order of the float32 sums; `add`: y += them instead (per-row or
-// per-tensor scales only).  Called only where the CPU has AMX-BF16 (cpu_features().amx_bf16).
-void gemm_prepared(const float* x, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y, bool add);
+namespace amx_bf16 {  // AMX-BF16 (amx_bf16.cpp): modes "bf16" and "exact" over amx's load-time layout (amx::supports)
+// terms = 1: ref::gemm_bf16's numbers; terms = 3 (x split exactly into three bf16): ref::gemm_exact's; both
+// up to the order of the float32 sums.  `add`: y += them instead (per-row or per-tensor scales only).
+// Called only where the CPU has AMX-BF16 (cpu_features().amx_bf16).
+void gemm_prepared(const float* x, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y, bool add,
+                   int terms);
 }  // namespace amx_bf16
 
 }  // namespace tclip
