@@ -187,17 +187,20 @@ def test_one_prepared_layout_serves_the_fast_and_the_bf16_gemm():
 
 
 @pytest.mark.parametrize("m", [1, 16, 400])  # 400 tokens of K = 3000: several token blocks, pairs of tiles and one
-def test_token_blocks_and_identity_weights(m):
-    """Identity weights return the activations the unit multiplied: vcvtneps2bf16 rounds as round_bf16 does."""
+@pytest.mark.parametrize("mode", ["bf16", "exact"])
+def test_token_blocks_and_identity_weights(m, mode):
+    """Identity weights return the activations the unit multiplied: in mode bf16 rounded as round_bf16 rounds
+    (vcvtneps2bf16), in exact mode x itself, bit for bit (h + m + l = x, added in order into a zero sum)."""
     if not HAS_AMX_BF16:
         pytest.skip(NO_AMX_BF16)
     rng = np.random.default_rng(m)
     k = 3000 if m == 400 else 200
     x = (rng.standard_normal((m, k)) * np.exp(rng.uniform(-20, 20, (m, k)))).astype(np.float32)
     n = min(k, 64)
-    codes = np.eye(n, k, dtype=np.int8)
-    got = kernels.gemm(x, pack_2bit(codes), k, np.ones((n, 1), np.float32), k, None, "bf16", "amx")
-    assert np.array_equal(got, kernels.round_bf16(x[:, :n]))
+    ones = np.ones((n, 1), np.float32)
+    weights = kernels.prepare(pack_2bit(np.eye(n, k, dtype=np.int8)), k, ones, k, "amx", mode=mode)
+    want = kernels.round_bf16(x[:, :n]) if mode == "bf16" else x[:, :n]
+    assert np.array_equal(kernels.gemm_prepared(x, weights, ones, k), want)
 
 
 def test_large_outputs_streamed_past_the_caches_are_the_same_numbers():
@@ -263,21 +266,6 @@ def test_exact_mode_on_amx_is_the_reference_up_to_the_order_of_float32_sums(shap
         added = residual.copy()
         kernels.gemm_prepared(x, weights, scales, gs, bias, out=added, add=True)
         assert np.array_equal(added, residual + got)
-
-
-@pytest.mark.parametrize("m", [1, 16, 400])
-def test_exact_mode_on_amx_with_identity_weights_returns_the_activations_bit_for_bit(m):
-    """h + m + l = x exactly, and the unit adds the three in order into a zero accumulator."""
-    if not HAS_AMX_BF16:
-        pytest.skip(NO_AMX_BF16)
-    rng = np.random.default_rng(m)
-    k = 3000 if m == 400 else 200
-    x = (rng.standard_normal((m, k)) * np.exp(rng.uniform(-20, 20, (m, k)))).astype(np.float32)
-    n = min(k, 64)
-    codes = np.eye(n, k, dtype=np.int8)
-    ones = np.ones((n, 1), np.float32)
-    weights = kernels.prepare(pack_2bit(codes), k, ones, k, "amx", mode="exact")
-    assert np.array_equal(kernels.gemm_prepared(x, weights, ones, k), x[:, :n])
 
 
 # ---------------------------------------------------------------------------------------------- runtime

@@ -129,6 +129,13 @@ def prepare(
     return None if made is None else PreparedWeights(made[0], made[1], packed.shape[0], int(k), mode)
 
 
+def _run_prepared(x, weights: PreparedWeights, scales, group_size, bias, out, add, activation, norm):
+    return _ext.gemm_prepared(
+        x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation, norm,
+        weights.mode,
+    )  # fmt: skip
+
+
 def gemm_prepared(
     x: np.ndarray,
     weights: PreparedWeights,
@@ -161,21 +168,7 @@ def gemm_prepared(
     if bias is not None:
         bias = _as("bias", bias, np.float32, 1)
     out = _out(out, (x.shape[0], weights.n))
-    y = _ext.gemm_prepared(
-        x,
-        weights.data,
-        weights.n,
-        weights.k,
-        scales,
-        int(group_size),
-        bias,
-        weights.impl,
-        out,
-        add,
-        activation,
-        norm,
-        weights.mode,
-    )
+    y = _run_prepared(x, weights, scales, int(group_size), bias, out, add, activation, norm)
     return out if out is not None else y
 
 
@@ -193,21 +186,7 @@ def gemm_prepared_into(
     """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
     ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
     above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
-    _ext.gemm_prepared(
-        x,
-        weights.data,
-        weights.n,
-        weights.k,
-        scales,
-        group_size,
-        bias,
-        weights.impl,
-        out,
-        add,
-        activation,
-        norm,
-        weights.mode,
-    )
+    _run_prepared(x, weights, scales, group_size, bias, out, add, activation, norm)
     return out
 
 

@@ -42,6 +42,8 @@ namespace {
 
 #include "amx_tiles.h"
 
+#include "amx_panels.h"
+
 constexpr int64_t kBlockBytes = int64_t(1) << 20;  // int8 activation bytes per token block (L2: 2 MB a core)
 
 // Tiles (amx_tiles.h's configuration): 0-3 the accumulators (token half a x row half b at 2 a + b), 4-5
@@ -133,45 +135,26 @@ void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
 namespace {
 
+// The int8 GEMM's pieces for run_panels.
+struct Int8Panel {
+    using Word = uint8_t;
+    const QuantizedRows& x;
+    const TernaryWeights& w;
+    Output y;
+    void expand(const uint8_t* packed, int64_t tiles, uint8_t* dst) const { expand_panel(packed, tiles, dst); }
+    template <int TokenTiles, bool Streamed>
+    void tokens(const uint8_t* packed, uint8_t* tiles, int64_t i, int64_t n0, int64_t c0, int64_t c1, int64_t g,
+                const RowHalf* halves) const {
+        panel_tokens<TokenTiles, Streamed>(x, w, packed, tiles, i, n0, c0, c1, g, halves, y);
+    }
+};
+
 void gemm(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y_, Fusion fusion) {
-    const bool add = fusion.add;
-    const int64_t token_tiles = (x.m + kTile - 1) / kTile, chunks = w.kp / kChunk;
-    Output y = output_for(y_, x.m, w, add);
+    Output y = output_for(y_, x.m, w, fusion.add);
     y.activation = fusion.activation;
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / w.kp / kTile / 2 * 2);
-    // items: (token block, panel), block-major
-    const int64_t blocks = (token_tiles + block - 1) / block;
-    Items items(blocks * panels(w));
-    run_parallel(true, [&] {
-        configure_tiles(int(std::min<int64_t>(kTile, x.m)));
-        uint8_t* tiles = panel_buffer(chunks * 2 * kTileBytes);
-        auto mine = items.join();
-        for (int64_t item; mine.next(item);) {
-            const int64_t b0 = item / panels(w) * block, p = item % panels(w);
-            const int64_t b1 = std::min(token_tiles, b0 + block);
-            const bool streamed = b1 - b0 <= 2;
-            const int64_t n0 = p * kPanel;
-            const uint8_t* packed = prepared + p * panel_bytes(w);
-            if (!streamed) expand_panel(packed, chunks * 2, tiles);
-            for (int64_t g = 0; g < w.scale_cols; ++g) {
-                const RowHalf halves[2] = {row_half(w, n0, g), row_half(w, n0 + kTile, g)};
-                const int64_t c0 = w.group_begin(g) / kChunk, c1 = (w.group_end(g) + kChunk - 1) / kChunk;
-                if (streamed && b1 - b0 == 2)
-                    panel_tokens<2, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                else if (streamed)
-                    panel_tokens<1, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                else {
-                    int64_t t = b0;
-                    for (; t + 2 <= b1; t += 2)
-                        panel_tokens<2, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                    if (t < b1) panel_tokens<1, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                }
-            }
-        }
-        if (y.stream) _mm_sfence();  // the streamed stores before the region's end (pool.cpp's atomics)
-        _tile_release();
-    });
+    run_panels(Int8Panel{x, w, y}, x.m, w, prepared, block, w.kp / kChunk * 2 * kTileBytes, y.stream);
 }
 
 }  // namespace

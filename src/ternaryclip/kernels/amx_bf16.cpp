@@ -47,6 +47,8 @@ namespace {
 
 #include "amx_tiles.h"
 
+#include "amx_panels.h"
+
 constexpr int64_t kHalfChunk = kChunk / 2;          // columns of a bf16 tile line: 32 (16 pairs)
 constexpr int64_t kBf16TileWords = 512;             // a bf16 B tile: 16 lines x 32 bf16
 constexpr int64_t kChunkWords = 4 * kBf16TileWords;  // a chunk of a panel: 2 row halves x 2 column halves
@@ -182,48 +184,30 @@ void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed,
         for (int r = 0; r < 2; ++r) finish(x, w, acc[2 * t + r], i + t * kTile, n0 + r * kTile, halves[r], g, y);
 }
 
+// The bf16 GEMM's pieces for run_panels.
+struct Bf16Panel {
+    using Word = uint16_t;
+    const Rows& x;
+    const TernaryWeights& w;
+    Output y;
+    void expand(const uint8_t* packed, int64_t tiles, uint16_t* dst) const { expand_panel_bf16(packed, tiles, dst); }
+    template <int TokenTiles, bool Streamed>
+    void tokens(const uint8_t* packed, uint16_t* tiles, int64_t i, int64_t n0, int64_t c0, int64_t c1, int64_t g,
+                const RowHalf* halves) const {
+        panel_tokens<TokenTiles, Streamed>(x, w, packed, tiles, i, n0, c0, c1, g, halves, y);
+    }
+};
+
 }  // namespace
 
 void gemm_prepared(const float* x_, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add,
                    int terms) {
     if (m == 0) return;
     const Rows x = round_rows(x_, m, w, terms);
-    const int64_t token_tiles = (m + kTile - 1) / kTile, chunks = w.kp / kChunk;
     const Output y = output_for(y_, m, w, add);
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
     const int64_t block = std::max<int64_t>(2, kBlockBytes / (w.kp * int64_t(sizeof(uint16_t))) / kTile / 2 * 2);
-    // items: (token block, panel), block-major
-    const int64_t blocks = (token_tiles + block - 1) / block;
-    Items items(blocks * panels(w));
-    run_parallel(true, [&] {
-        configure_tiles(int(std::min<int64_t>(kTile, m)));
-        auto* tiles = reinterpret_cast<uint16_t*>(panel_buffer(chunks * kChunkWords * int64_t(sizeof(uint16_t))));
-        auto mine = items.join();
-        for (int64_t item; mine.next(item);) {
-            const int64_t b0 = item / panels(w) * block, p = item % panels(w);
-            const int64_t b1 = std::min(token_tiles, b0 + block);
-            const bool streamed = b1 - b0 <= 2;
-            const int64_t n0 = p * kPanel;
-            const uint8_t* packed = prepared + p * panel_bytes(w);
-            if (!streamed) expand_panel_bf16(packed, chunks * 2, tiles);
-            for (int64_t g = 0; g < w.scale_cols; ++g) {
-                const RowHalf halves[2] = {row_half(w, n0, g), row_half(w, n0 + kTile, g)};
-                const int64_t c0 = w.group_begin(g) / kChunk, c1 = (w.group_end(g) + kChunk - 1) / kChunk;
-                if (streamed && b1 - b0 == 2)
-                    panel_tokens<2, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                else if (streamed)
-                    panel_tokens<1, true>(x, w, packed, tiles, b0 * kTile, n0, c0, c1, g, halves, y);
-                else {
-                    int64_t t = b0;
-                    for (; t + 2 <= b1; t += 2)
-                        panel_tokens<2, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                    if (t < b1) panel_tokens<1, false>(x, w, packed, tiles, t * kTile, n0, c0, c1, g, halves, y);
-                }
-            }
-        }
-        if (y.stream) _mm_sfence();  // the streamed stores before the region's end (pool.cpp's atomics)
-        _tile_release();
-    });
+    run_panels(Bf16Panel{x, w, y}, m, w, prepared, block, w.kp / kChunk * kChunkWords, y.stream);
 }
 
 }  // namespace tclip::amx_bf16

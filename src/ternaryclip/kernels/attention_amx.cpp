@@ -24,7 +24,6 @@
 #include "ops.h"
 #include "parallel.h"
 #include "pool.h"
-#include "ternary_gemm.h"  // amx_tiles.h names TernaryWeights
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__)
 #include <immintrin.h>
