@@ -186,7 +186,8 @@ def test_one_prepared_layout_serves_the_fast_and_the_bf16_gemm():
     assert kernels.adds_in_epilogue("amx", "bf16")
 
 
-@pytest.mark.parametrize("m", [1, 16, 400])  # 400 tokens of K = 3000: several token blocks, pairs of tiles and one
+# 400 tokens of K = 3000: several token blocks, pairs of tiles and one; 1000: exact mode's terms in two passes
+@pytest.mark.parametrize("m", [1, 16, 400, 1000])
 @pytest.mark.parametrize("mode", ["bf16", "exact"])
 def test_token_blocks_and_identity_weights(m, mode):
     """Identity weights return the activations the unit multiplied: in mode bf16 rounded as round_bf16 rounds
@@ -194,7 +195,7 @@ def test_token_blocks_and_identity_weights(m, mode):
     if not HAS_AMX_BF16:
         pytest.skip(NO_AMX_BF16)
     rng = np.random.default_rng(m)
-    k = 3000 if m == 400 else 200
+    k = 3000 if m >= 400 else 200
     x = (rng.standard_normal((m, k)) * np.exp(rng.uniform(-20, 20, (m, k)))).astype(np.float32)
     n = min(k, 64)
     ones = np.ones((n, 1), np.float32)

@@ -52,7 +52,7 @@ namespace {
 constexpr int64_t kHalfChunk = kChunk / 2;          // columns of a bf16 tile line: 32 (16 pairs)
 constexpr int64_t kBf16TileWords = 512;             // a bf16 B tile: 16 lines x 32 bf16
 constexpr int64_t kChunkWords = 4 * kBf16TileWords;  // a chunk of a panel: 2 row halves x 2 column halves
-constexpr int64_t kBlockBytes = int64_t(1) << 20;   // bf16 activation bytes per token block (L2: 2 MB a core)
+constexpr int64_t kBlockBytes = int64_t(1) << 20;   // bf16 activation bytes (all terms) per token block (L2: 2 MB)
 
 // Tiles (amx_tiles.h's configuration): 0-3 the accumulators (token tile a x row half b at 2 a + b), 4-5
 // activations, 6-7 weights.
@@ -200,14 +200,22 @@ struct Bf16Panel {
 
 }  // namespace
 
+// Rows of x a pass rounds: its bf16 rows (terms x kp x 2 bytes each) stay under ~16 MB of scratch.  A batch
+// of 32 images at K = 3072 would otherwise hold 116 MB of exact-mode terms for the process's lifetime.
+constexpr int64_t kPassBytes = int64_t(16) << 20;
+
 void gemm_prepared(const float* x_, int64_t m, const TernaryWeights& w, const uint8_t* prepared, float* y_, bool add,
                    int terms) {
-    if (m == 0) return;
-    const Rows x = round_rows(x_, m, w, terms);
-    const Output y = output_for(y_, m, w, add);
+    const int64_t row_bytes = terms * w.kp * int64_t(sizeof(uint16_t));
+    const int64_t pass = std::max<int64_t>(2 * kTile, kPassBytes / row_bytes / (2 * kTile) * (2 * kTile));
     // tiles of tokens per block, even: pairs of token tiles share each weight tile load
-    const int64_t block = std::max<int64_t>(2, kBlockBytes / (w.kp * int64_t(sizeof(uint16_t))) / kTile / 2 * 2);
-    run_panels(Bf16Panel{x, w, y}, m, w, prepared, block, w.kp / kChunk * kChunkWords, y.stream);
+    const int64_t block = std::max<int64_t>(2, kBlockBytes / row_bytes / kTile / 2 * 2);
+    for (int64_t r0 = 0; r0 < m; r0 += pass) {
+        const int64_t rows = std::min(pass, m - r0);
+        const Rows x = round_rows(x_ + r0 * w.k, rows, w, terms);
+        const Output y = output_for(y_ + r0 * w.n, rows, w, add);
+        run_panels(Bf16Panel{x, w, y}, rows, w, prepared, block, w.kp / kChunk * kChunkWords, y.stream);
+    }
 }
 
 }  // namespace tclip::amx_bf16
