@@ -221,9 +221,8 @@ cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
-fuses_epilogue = (
-    _ext.fuses_epilogue
-)  # (impl, mode="fast"); else gemm_prepared's norm and activation are separate passes
+# (impl, mode="fast"); else gemm_prepared's norm and activation are separate passes
+fuses_epilogue = _ext.fuses_epilogue
 adds_in_epilogue = _ext.adds_in_epilogue  # (impl, mode="fast"); else gemm_prepared(add=True) adds through scratch
 set_num_threads = _ext.set_num_threads  # ValueError outside [1, max_threads()]
 get_num_threads = _ext.get_num_threads

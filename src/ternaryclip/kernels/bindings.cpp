@@ -280,30 +280,29 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
             norm->ops.layer_norm(x.data(), m, k, norm->weight, norm->bias, norm->eps, normalized.data());
         }
         const float* xs = normalized.empty() ? x.data() : normalized.data();
-        // The GEMM into dst; `fusion` in the epilogue (per-row or per-tensor scales only).
-        auto run = [&](float* dst, Fusion fusion) {
-            if (bf16) return table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add, mode == "exact" ? 3 : 1);
+        // What the epilogue does (per-row or per-tensor scales only): the int8 GEMM's fused entry both, the
+        // bf16 GEMM the add, and that only where no activation must come before it.
+        const bool fused = w.scale_cols == 1 && (bf16 || table->gemm_fast_prepared_fused != nullptr);
+        const bool act_in_epilogue = fused && !bf16 && activation != Activation::none;
+        const bool add_in_epilogue = add && fused && (activation == Activation::none || act_in_epilogue);
+        std::vector<float> result;  // the GEMM's output where out += it is a separate pass
+        if (add && !add_in_epilogue) result.resize(size_t(m * n));
+        float* dst = result.empty() ? y : result.data();
+        const Fusion fusion{add_in_epilogue, act_in_epilogue ? activation : Activation::none};
+        if (bf16) {
+            table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add, mode == "exact" ? 3 : 1);
+        } else {
             const QuantizedRows q = quantize_into_scratch(*table, xs, m, w, sizes, norm ? &*norm : nullptr);
             if (fusion.add || fusion.activation != Activation::none)
                 table->gemm_fast_prepared_fused(q, w, prepared.data(), dst, fusion);
             else
                 table->gemm_fast_prepared(q, w, prepared.data(), dst);
-        };
-        const bool fuses = w.scale_cols == 1 && !bf16 && table->gemm_fast_prepared_fused != nullptr;
-        const bool adds = w.scale_cols == 1 && (bf16 || table->gemm_fast_prepared_fused != nullptr);
-        if (fuses || (activation == Activation::none && (!add || adds))) {
-            run(y, Fusion{add, activation});
-        } else if (!add) {
-            run(y, Fusion{});
-            activate(impl, activation, y, m * n);
-        } else {
-            std::vector<float> result(size_t(m * n));
-            run(result.data(), Fusion{});
-            activate(impl, activation, result.data(), m * n);
+        }
+        if (activation != Activation::none && !act_in_epilogue) activate(impl, activation, dst, m * n);
+        if (!result.empty())
             parallel_for(m, m * n >= (int64_t(1) << 15), [&](int64_t i) {
                 for (int64_t j = 0; j < n; ++j) y[i * n + j] += result[size_t(i * n + j)];
             });
-        }
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(n)}, owner));
