@@ -321,8 +321,9 @@ def test_runtime_exact_mode_on_amx_equals_the_fma_path_up_to_float32_rounding(ti
 
 @pytest.mark.parametrize("forced", ["avx512", "avx2"])
 def test_runtime_bf16_mode_equals_its_fallback(tiny_file, forced, monkeypatch):
-    """AMX-BF16 GEMMs (and bf16 attention) against the exact GEMMs of the rounded activations (float32
-    attention) that the same mode runs where TERNARYCLIP_IMPL forces an older instruction set."""
+    """AMX-BF16 GEMMs (and AMX bf16 attention) against the exact GEMMs of the rounded activations (and the
+    attention of that path: vdpbf16ps where the CPU has AVX512-BF16, else float32) that the same mode runs
+    where TERNARYCLIP_IMPL forces an older instruction set."""
     if not (kernels.cpu_has_avx512_vnni() if forced == "avx512" else kernels.cpu_has_avx2()):
         pytest.skip(f"this CPU has no {forced}")
     path, on_amx = tiny_file
@@ -335,11 +336,13 @@ def test_runtime_bf16_mode_equals_its_fallback(tiny_file, forced, monkeypatch):
         assert all(p is None for p in prepared)
     monkeypatch.setenv(kernels.IMPL_VARIABLE, forced)
     fallback, fallback_img, fallback_txt = embeddings(path, "bf16")
+    _, fallback_img_f32_attention, fallback_txt_f32_attention = embeddings(path, "bf16", fast_attention=False)
     assert all(lin.prepared is None for b in fallback.visual_blocks for lin in (b.in_proj, b.c_fc))
     # the GEMMs alone: float32 attention on both sides, the same numbers up to the order of float32 sums
-    for got, want in [(img_f32_attention, fallback_img), (txt_f32_attention, fallback_txt)]:
+    pairs = [(img_f32_attention, fallback_img_f32_attention), (txt_f32_attention, fallback_txt_f32_attention)]
+    for got, want in pairs:
         assert np.allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
-    # as the modes run: bf16 attention products on AMX
+    # as the modes run: bf16 attention products on both where the CPU has them
     assert cosine(img, fallback_img).min() >= 0.9999 and cosine(txt, fallback_txt).min() >= 0.9999
 
 

@@ -220,6 +220,7 @@ def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = 
 cpu_has_avx2 = _ext.cpu_has_avx2
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
+cpu_has_avx512_bf16 = _ext.cpu_has_avx512_bf16
 cpu_has_amx_bf16 = _ext.cpu_has_amx_bf16
 # (impl, mode="fast"); else gemm_prepared's norm and activation are separate passes
 fuses_epilogue = _ext.fuses_epilogue
@@ -256,8 +257,9 @@ def attention(
 ) -> np.ndarray:
     """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``.
 
-    ``fast``: the fast mode's precision, bf16 products (float32 sums and softmax) where the path has them
-    (``"amx"``: AMX-BF16 tiles, head widths a multiple of 32); float32 everywhere else.
+    ``fast``: the fast mode's precision, bf16 products (float32 sums and softmax) where the path has them,
+    for head widths a multiple of 32: ``"amx"`` on AMX-BF16 tiles, ``"avx512"`` (and ``"amx"`` without the
+    tiles) with AVX512-BF16 ``vdpbf16ps``; float32 everywhere else.
     """
     qkv = _as("qkv", qkv, np.float32, 3)
     out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))

@@ -1,6 +1,7 @@
 // Multi-head attention on AMX-BF16 tiles: the fast mode's attention where the CPU has them (x86-64
 // Linux; compiled with -mamx-tile -mamx-bf16 -mavx512bf16 and the AVX-512 flags: Sapphire Rapids and
-// later).  Elsewhere, and for head widths that are not a multiple of 32, the float32 attention runs.
+// later).  Elsewhere attention_avx512bf16.cpp's vdpbf16ps version runs, and for head widths that are not
+// a multiple of 32 (or without AVX512-BF16) the float32 attention.
 //
 // Why: once the GEMMs run on AMX-INT8, the two attention products are ~30% of a ViT-B/16 image.  One
 // tdpbf16ps does 16 x 16 x 32 multiply-adds in ~16 cycles, four times an AVX-512 FMA pair.  Q, K, V and
@@ -40,98 +41,7 @@ constexpr int64_t kLine = 32;  // bf16 values in a 64-byte tile line
 
 #include "amx_tiles.h"
 
-// 16 floats -> 16 bf16, round to nearest even.
-inline __m256i to_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
-
-// One (sample, head) in bf16 tiles; scratch grown once per thread.
-struct Head {
-    int64_t t, tp, hd;  // tokens, keys padded to 32, head width (a multiple of 32)
-    std::vector<uint16_t> q, k, v, p;  // Q rows [tq][hd]; K tiles; V tiles; P rows [16][tp]
-    std::vector<float> s, o;           // scores [16][tp]; output of a partial query tile [16][hd]
-
-    void size(int64_t tokens, int64_t width) {
-        t = tokens, hd = width, tp = (tokens + kLine - 1) / kLine * kLine;
-        const int64_t tq = (tokens + kTile - 1) / kTile * kTile;
-        q.assign(size_t(tq * hd), 0);
-        k.assign(size_t(tp * hd), 0);
-        v.assign(size_t(tp * hd), 0);
-        p.assign(size_t(kTile * tp), 0);
-        s.assign(size_t(kTile * tp), 0.0f);
-        o.assign(size_t(kTile * hd), 0.0f);
-    }
-    // The B tile of scores for key tile kt (16 keys) and dim step d (32 dims), and of values for key
-    // step ks (32 keys) and dim tile dt (16 dims): 512 bf16 each.
-    const uint16_t* k_tile(int64_t kt, int64_t d) const { return k.data() + (kt * (hd / kLine) + d) * 512; }
-    const uint16_t* v_tile(int64_t ks, int64_t dt) const { return v.data() + (ks * (hd / kTile) + dt) * 512; }
-
-    // Q scaled, K and V of one head from qkv rows 3 * width apart, as bf16 in the tile layouts above.
-    // One pass over pairs of tokens (a pair is one line of the V tiles), the pair kPrefetch ahead
-    // fetched meanwhile: a row of the head is 3 x 256 bytes every 9 KB at ViT-B, a new page each time,
-    // which neither the hardware prefetchers nor the page walker run ahead of on their own.
-    void gather(const float* base, int64_t width, float scale) {
-        constexpr int64_t kPrefetch = 4;  // pairs of rows ahead
-        const int64_t pairs = hd / 2;
-        auto* k32 = reinterpret_cast<uint32_t*>(k.data());
-        auto* v32 = reinterpret_cast<uint32_t*>(v.data());
-        alignas(64) uint16_t kr[512];
-        for (int64_t i = 0; i < t; i += 2) {
-            for (int64_t a = i + 2 * kPrefetch; a < std::min(t, i + 2 * kPrefetch + 2); ++a)
-                for (int part = 0; part < 3; ++part)
-                    for (int64_t c = 0; c < hd; c += kTile)
-                        _mm_prefetch(reinterpret_cast<const char*>(base + a * 3 * width + part * width + c), _MM_HINT_T0);
-            for (int64_t r = i; r < std::min(t, i + 2); ++r) {
-                const float* row = base + r * 3 * width;
-                for (int64_t c = 0; c < hd; c += kTile) {
-                    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.data() + r * hd + c),
-                                        to_bf16(_mm512_mul_ps(_mm512_loadu_ps(row + c), _mm512_set1_ps(scale))));
-                    _mm256_store_si256(reinterpret_cast<__m256i*>(kr + c), to_bf16(_mm512_loadu_ps(row + width + c)));
-                }
-                // key r, dim pair l -> tile (r / 16, l / 16), line l % 16, word r % 16
-                const auto* pair = reinterpret_cast<const uint32_t*>(kr);
-                for (int64_t l = 0; l < pairs; ++l)
-                    k32[((r / kTile * (hd / kLine) + l / kTile) * kTile + l % kTile) * kTile + r % kTile] = pair[l];
-            }
-            // keys i, i + 1 -> line (i % 32) / 2 of the V tiles of step i / 32
-            const float* even = base + i * 3 * width + 2 * width;
-            const float* odd = even + 3 * width;
-            for (int64_t dt = 0; dt < hd / kTile; ++dt) {
-                const __m512i lo = _mm512_cvtepu16_epi32(to_bf16(_mm512_loadu_ps(even + dt * kTile)));
-                const __m512i hi = i + 1 < t ? _mm512_cvtepu16_epi32(to_bf16(_mm512_loadu_ps(odd + dt * kTile)))
-                                             : _mm512_setzero_si512();
-                _mm512_storeu_si512(v32 + ((i / kLine) * (hd / kTile) + dt) * 256 + (i % kLine) / 2 * kTile,
-                                    _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-            }
-        }
-    }
-
-    // Softmax of query q0 + r's scores over its keys into P row r (bf16, zero up to `seen`).
-    void softmax_row(int r, int64_t keys, int64_t seen) {
-        float* sr = s.data() + r * tp;
-        uint16_t* pr = p.data() + r * tp;
-        if (keys == 0) {
-            std::memset(pr, 0, size_t(seen) * sizeof(uint16_t));
-            return;
-        }
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        int64_t j = 0;
-        for (; j + kTile <= keys; j += kTile) mx = _mm512_max_ps(mx, _mm512_loadu_ps(sr + j));
-        const __mmask16 tail = __mmask16((1u << (keys - j)) - 1u);
-        mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_maskz_loadu_ps(tail, sr + j));
-        const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-        __m512 sum = _mm512_setzero_ps();
-        for (j = 0; j < keys; j += kTile) {  // masked lanes past the keys become 0
-            const __mmask16 m = keys - j >= kTile ? __mmask16(0xffff) : __mmask16((1u << (keys - j)) - 1u);
-            const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_loadu_ps(sr + j), top)));
-            _mm512_storeu_ps(sr + j, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-        for (j = 0; j < seen; j += kTile) {
-            const __m512 w = j < keys ? _mm512_mul_ps(_mm512_loadu_ps(sr + j), inv) : _mm512_setzero_ps();
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(pr + j), to_bf16(w));
-        }
-    }
-};
+#include "attention_bf16_head.h"
 
 // out rows of 16 queries from q0 (stride ldo floats) = P V over key steps [0, steps), dim tiles [dt, dt + Tiles).
 template <int Tiles>
@@ -203,7 +113,7 @@ void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
 void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     const int64_t hd = width / heads;
     if (!cpu_features().amx_bf16 || hd % kLine != 0)
-        return ops_avx512::attention(qkv, batch, t, width, heads, causal, out);
+        return ops_avx512bf16::attention_bf16(qkv, batch, t, width, heads, causal, out);
     const float scale = 1.0f / std::sqrt(float(hd));
     Items items(batch * heads);
     run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {

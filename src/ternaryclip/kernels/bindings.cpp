@@ -495,6 +495,7 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
+    m.def("cpu_has_avx512_bf16", [] { return cpu_features().avx512_bf16; });
     m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
         "fuses_epilogue",

@@ -48,6 +48,7 @@ CpuFeatures detect() {
     f.avx2 = avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");
     f.avx512_vnni = f.avx512 && avx512::compiled() && __builtin_cpu_supports("avx512vnni");
     f.amx_int8 = f.avx512_vnni && amx::compiled() && __builtin_cpu_supports("amx-tile") &&
                  __builtin_cpu_supports("amx-int8") && amx::request_tile_state();

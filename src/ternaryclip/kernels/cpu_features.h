@@ -10,6 +10,7 @@ struct CpuFeatures {
     bool avx512 = false;       // AVX-512 F + BW + VL + DQ (the float ops)
     bool avx512_vnni = false;  // ... + VNNI (the ternary GEMM's vpdpbusd)
     bool amx_int8 = false;     // ... + AMX tiles with int8 dots, and the kernel let this process use them
+    bool avx512_bf16 = false;  // AVX-512 F + BW + VL + DQ + BF16 (the fast attention's vdpbf16ps)
     bool amx_bf16 = false;     // ... + AMX bf16 dots and AVX-512 bf16 conversions (the fast attention)
     // aarch64 slot: NEON / dotprod / i8mm flags are filled in by the aarch64 detection (getauxval on
     // Linux, sysctlbyname on macOS) next to the x86 one in cpu_features.cpp.

@@ -15,7 +15,12 @@ namespace tclip::ops_avx2 { TCLIP_DECLARE_OPS }
 namespace tclip::ops_avx512 { TCLIP_DECLARE_OPS }
 namespace tclip::ops_neon { TCLIP_DECLARE_OPS }  // aarch64 builds only
 
-// attention_amx.cpp: the fast mode's attention on AMX-BF16 tiles (float32 where the CPU lacks them).
+// The fast mode's attention with bf16 products (the same definition, attention_amx.cpp's header):
+// attention_amx.cpp on AMX-BF16 tiles, falling back to attention_avx512bf16.cpp's vdpbf16ps, falling back to
+// ops_avx512's float32 where the CPU lacks the instruction.
 namespace tclip::ops_amx {
+void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out);
+}
+namespace tclip::ops_avx512bf16 {
 void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out);
 }
