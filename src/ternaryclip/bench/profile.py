@@ -2,7 +2,7 @@
 
 The kernel entry points the runtime calls are wrapped with timers for the run (GEMM, attention,
 norms, activation); what the wall clock holds beyond them is the numpy glue (embedding, reshapes,
-residual adds, pooling).  Where the fast GEMM applies the MLP's activation in its epilogue (AMX),
+residual adds, pooling).  Where the fast GEMM applies the MLP's activation in its epilogue (AMX, AVX-512),
 that time is the GEMM's and ``activation`` is zero; so are the norms fused with its quantization.  One
 process, one runtime mode (fast, exact or bf16), median over repeats.
 """

@@ -153,8 +153,8 @@ def gemm_prepared(
     ``norm`` ``(weight, bias, eps)``: of ``layer_norm(x, ...)`` instead, the normalization fused with the
     activations' quantization (the normalized rows are never written out), the same bits.
     ``activation`` (``"gelu"`` or ``"quick_gelu"``): applied to the result, as :func:`activation_` would.
-    ``add``: ``out += ...`` instead (``out`` required), the same sums as a separate add.  On AMX both
-    happen in the GEMM's epilogue (:func:`fuses_epilogue`), which saves passes over the output.
+    ``add``: ``out += ...`` instead (``out`` required), the same sums as a separate add.  On AMX and
+    AVX-512 VNNI both happen in the GEMM's epilogue (:func:`fuses_epilogue`), which saves passes over the output.
     """
     if add and out is None:
         raise ValueError("add needs out (the array to add to)")

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -26,6 +27,8 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+
+#include "activation_avx512.h"
 
 namespace tclip::avx512 {
 namespace {
@@ -143,11 +146,14 @@ struct Avx512PanelTile : Avx512Tile {
     }
 };
 
-// The float epilogue of a 16-row tile: the reference's operations in its order.
+// The float epilogue of a 16-row tile: the reference's operations in its order.  With a fusion (one scale
+// column only), then the activation (activation_avx512.h: ops_avx512's own pass) and y + the result, the
+// bits of the separate passes without their trips over y.
 struct Epilogue {
     const QuantizedRows& x;
     const TernaryWeights& w;
     float* y;
+    Fusion fusion{};
 
     void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m512i* acc) const {
         alignas(64) float scale[kRows], bias[kRows];
@@ -163,7 +169,12 @@ struct Epilogue {
             // running sum over groups lives in y itself: exactly the reference's float sequence
             const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
             __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc[t])));
-            if (last) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+            if (last) {
+                v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(x.xscale[i + t])), vb);
+                if (fusion.activation == Activation::gelu) v = avx512_math::gelu16(v);
+                if (fusion.activation == Activation::quick_gelu) v = avx512_math::quick_gelu16(v);
+                if (fusion.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows_mask, yr), v);
+            }
             _mm512_mask_storeu_ps(yr, rows_mask, v);
         }
     }
@@ -250,10 +261,11 @@ int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes
 
 void prepare(const TernaryWeights& w, uint8_t* out) { prepare_panels(w, out); }
 
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
+                              Fusion fusion) {
     TernaryWeights wp = w;
     wp.packed = prepared;
-    const Epilogue finish{x, wp, y};
+    const Epilogue finish{x, wp, y, fusion};
     if (x.m >= kRows || (w.scale_cols > 1 && w.group_size % kChunk != 0)) {
         drive<Avx512PanelTile>(x, wp, finish);
         return;
@@ -265,6 +277,10 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
         for (int64_t h; mine.next(h);)
             kSmallM[x.m](x, wp, prepared + h / 2 * panel_bytes(w), int(h % 2), h * kRows, finish);
     });
+}
+
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
+    gemm_fast_prepared_fused(x, w, prepared, y, Fusion{});
 }
 
 }  // namespace tclip::avx512
@@ -283,6 +299,9 @@ void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref:
 int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast_prepared_fused(const QuantizedRows&, const TernaryWeights&, const uint8_t*, float*, Fusion) {
+    throw std::logic_error("the AVX-512 GEMM is not compiled into this build");  // never in a table here
+}
 }  // namespace tclip::avx512
 
 #endif

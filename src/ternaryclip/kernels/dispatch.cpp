@@ -31,14 +31,15 @@ const KernelTable avx2_table = {
     avx2::prepared_bytes, avx2::prepare, avx2::gemm_fast_prepared, nullptr, nullptr, nullptr,
 };
 
-// AVX-512: quantization, the fast GEMM (VNNI), exact mode and the float ops; the fast mode's attention with
-// vdpbf16ps where the CPU has AVX512-BF16 (float32 where it does not).
+// AVX-512: quantization, the fast GEMM (VNNI, with the activation and residual add in its epilogue), exact
+// mode and the float ops; the fast mode's attention with vdpbf16ps where the CPU has AVX512-BF16 (float32
+// where it does not).
 const KernelTable avx512_table = {
     "avx512", has_avx512, has_avx512_vnni, avx512::supports,
     avx512::quantize_rows, avx512::int_dot, avx512::gemm_fast, avx512::gemm_exact,
     ops_avx512::layer_norm, ops_avx512::gelu, ops_avx512::quick_gelu, ops_avx512::attention,
-    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, ops_avx512bf16::attention_bf16, nullptr,
-    nullptr,
+    avx512::prepared_bytes, avx512::prepare, avx512::gemm_fast_prepared, ops_avx512bf16::attention_bf16,
+    avx512::gemm_fast_prepared_fused, nullptr,
 };
 
 // AMX: the fast GEMM (INT8) over its own layout, the fast mode's attention and mode "bf16"'s GEMM over the

@@ -105,6 +105,10 @@ bool supports(const TernaryWeights& w);  // groups must start on 4-column bounda
 int64_t prepared_bytes(const TernaryWeights& w);
 void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+// y = act(x W^T + b) [+ y] in the epilogue, as amx::gemm_fast_prepared_fused (the same bits as the separate
+// passes of ops_avx512).  Per-row or per-tensor scales.
+void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
+                              Fusion fusion);
 }  // namespace avx512
 
 namespace amx {  // AMX-INT8 (amx.cpp): the fast GEMM only, over its own load-time layout

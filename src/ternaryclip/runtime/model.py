@@ -105,7 +105,7 @@ class Linear:
 
     def __call__(self, x: np.ndarray, activation: str = "", norm: LayerNorm | None = None) -> np.ndarray:
         """``self(norm(x))`` then ``activation`` (``"gelu"`` / ``"quick_gelu"``).  Where the kernel fuses
-        them (AMX), the norm runs with the activations' quantization and the activation in the GEMM's
+        them (AMX, AVX-512 VNNI), the norm runs with the activations' quantization and the activation in the GEMM's
         epilogue: the same bits as the separate passes, which it saves."""
         fused = self.fused and self.prepared is not None and x.dtype == np.float32 and x.flags.c_contiguous
         if norm is not None and not fused:
