@@ -237,3 +237,14 @@ def test_bench_refuses_an_unknown_engine(tmp_path, capsys):
     args = ["bench", "--arch", str(_tiny_bench_config(tmp_path)), "--engines", "open_clip_fp32,openvino_fp16"]
     assert main(args) == 2
     assert "unknown engine(s) openvino_fp16" in capsys.readouterr().err
+
+
+def test_an_engine_that_fails_in_its_process_is_one_line_and_a_non_zero_exit(tmp_path, capsys, monkeypatch):
+    """The engine's own process refuses (here: an instruction set name the kernels do not know, as
+    TERNARYCLIP_IMPL passes to every engine): no traceback, the engine named, the others stopped."""
+    monkeypatch.setenv("TERNARYCLIP_IMPL", "sse9")
+    args = ["bench", "--arch", str(_tiny_bench_config(tmp_path)), "--engines", "open_clip_fp32,ternaryclip_fast"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ternaryclip bench: error: ternaryclip_fast: ValueError: TERNARYCLIP_IMPL must be one of")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

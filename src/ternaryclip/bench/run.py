@@ -119,6 +119,10 @@ def prepare_files(
     return files
 
 
+class EngineError(RuntimeError):
+    """An engine failed in its own process (its model did not load or run there); the message names it."""
+
+
 def _start(engine: str, files: dict, threads: int):
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -126,14 +130,26 @@ def _start(engine: str, files: dict, threads: int):
     proc.start()
     reply = parent.recv()
     if reply[0] == "error":
-        raise RuntimeError(reply[1])
+        proc.join(timeout=30)
+        raise EngineError(reply[1])
     return proc, parent
+
+
+def _stop(workers) -> None:
+    """Stop the engine processes that are still serving (a failed one has exited already)."""
+    for proc, conn in workers:
+        if proc.is_alive():
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+        proc.join(timeout=30)
 
 
 def _ask(conn, request):
     reply = conn.recv() if conn.send(request) is None else None
     if isinstance(reply, tuple) and reply and reply[0] == "error":
-        raise RuntimeError(reply[1])
+        raise EngineError(reply[1])
     return reply
 
 
@@ -273,13 +289,13 @@ def run_bench(
             files.update(prepare_openvino(files, Path(tmp), model_arch, int8="openvino_int8" in engines))
         images, ids = bench_inputs(model_arch, batches)
         workers = {}
-        for name in engines:
-            progress(f"starting {name}")
-            workers[name] = _start(name, files, threads)
-        results, embeddings = time_engines(workers, {"image": images, "text": ids}, batches, repeats, progress)
-        for proc, conn in workers.values():
-            conn.send(("stop",))
-            proc.join(timeout=30)
+        try:
+            for name in engines:
+                progress(f"starting {name}")
+                workers[name] = _start(name, files, threads)
+            results, embeddings = time_engines(workers, {"image": images, "text": ids}, batches, repeats, progress)
+        finally:
+            _stop(workers.values())
         for name in engines:
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..bench.run import DEFAULT_ENGINES
+from ..bench.run import DEFAULT_ENGINES, EngineError
 from ..choices import MODES
 from .model_args import positive_int
 
@@ -76,14 +77,20 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             write_json(report, args.json)
         return 0
-    report = run_bench(
-        arch=None if args.model else args.arch,
-        model=args.model,
-        batches=batches,
-        threads=args.threads,
-        repeats=args.repeats,
-        engines=tuple(args.engines.split(",")),
-    )
+    try:
+        report = run_bench(
+            arch=None if args.model else args.arch,
+            model=args.model,
+            batches=batches,
+            threads=args.threads,
+            repeats=args.repeats,
+            engines=tuple(args.engines.split(",")),
+        )
+    except EngineError as err:  # e.g. an engine whose library refuses this CPU or environment
+        from . import one_line
+
+        print(f"ternaryclip bench: error: {one_line(err)}", file=sys.stderr)
+        return 1
     print(format_table(report))
     if args.json:
         write_json(report, args.json)
