@@ -349,18 +349,23 @@ def plot(report: dict, path: str) -> None:
 
     engines = report["engines"]
     workloads = [k for k in next(iter(engines.values())).get("speedup_vs_fp32", {})]
-    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [2, 1.4]})
+    many = len(engines) > 5  # eight engines: wider, labels turned so that they do not overlap
+    figsize = (16, 5.5) if many else (13, 4.5)
+    fig, (ax_speed, ax_mem) = plt.subplots(
+        1, 2, figsize=figsize, gridspec_kw={"width_ratios": [2.4 if many else 2, 1.4]}
+    )
     width = 0.8 / max(len(engines), 1)
     for e, (name, r) in enumerate(engines.items()):
         xs = [i + e * width for i in range(len(workloads))]
         bars = ax_speed.bar(xs, [r["speedup_vs_fp32"][w] for w in workloads], width, label=name)
-        ax_speed.bar_label(bars, fmt="%.2fx", fontsize=7)
+        ax_speed.bar_label(bars, fmt="%.2fx", fontsize=6 if many else 7, rotation=90 if many else 0, padding=2)
     ax_speed.axhline(1.0, color="gray", lw=0.8, ls="--")
     ax_speed.set_xticks([i + width * (len(engines) - 1) / 2 for i in range(len(workloads))], workloads)
     ax_speed.set_ylabel("speed vs open_clip fp32 (higher is better)")
     ax_speed.set_title(f"{report['arch']}, {report['threads']} threads")
-    ax_speed.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(engines))
-    ax_speed.set_ylim(0, max(r["speedup_vs_fp32"][w] for r in engines.values() for w in workloads) * 1.15)
+    ax_speed.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(engines), 4))
+    top = max(r["speedup_vs_fp32"][w] for r in engines.values() for w in workloads)
+    ax_speed.set_ylim(0, top * (1.25 if many else 1.15))
     names = list(engines)
     ax_mem.bar(
         [i - 0.2 for i in range(len(names))],
@@ -371,7 +376,9 @@ def plot(report: dict, path: str) -> None:
     ax_mem.bar(
         [i + 0.2 for i in range(len(names))], [engines[n]["file_bytes"] / 1e6 for n in names], 0.4, label="file (MB)"
     )
-    ax_mem.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
+    ax_mem.set_xticks(
+        range(len(names)), [n.replace("_", "\n", 1) for n in names], fontsize=7, rotation=45 if many else 0
+    )
     ax_mem.set_yscale("log")
     ax_mem.set_title("memory and size (log scale)")
     ax_mem.legend(fontsize=8, loc="upper right")
