@@ -111,26 +111,10 @@ void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
 }  // namespace
 
 void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
-    const int64_t hd = width / heads;
-    if (!cpu_features().amx_bf16 || hd % kLine != 0)
+    if (!cpu_features().amx_bf16 || (width / heads) % kLine != 0)
         return ops_avx512bf16::attention_bf16(qkv, batch, t, width, heads, causal, out);
-    const float scale = 1.0f / std::sqrt(float(hd));
-    Items items(batch * heads);
-    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
-        configure_tiles(kTile);
-        thread_local Head h;
-        h.size(t, hd);
-        auto mine = items.join();
-        for (int64_t bh; mine.next(bh);) {
-            const int64_t bi = bh / heads, head = bh % heads;
-            std::fill(h.k.begin(), h.k.end(), 0);
-            std::fill(h.v.begin(), h.v.end(), 0);
-            h.gather(qkv + bi * t * 3 * width + head * hd, width, scale);
-            for (int64_t q0 = 0; q0 < t; q0 += kTile) query_tile(h, q0, causal, out + bi * t * width + head * hd, width);
-        }
-        _mm_sfence();  // the streamed rows before the region's end (pool.cpp's atomics)
-        _tile_release();
-    });
+    run_heads(qkv, batch, t, width, heads, causal, out, query_tile, [] { configure_tiles(kTile); },
+              [] { _tile_release(); });
 }
 
 }  // namespace tclip::ops_amx

@@ -1,8 +1,8 @@
 // One (sample, head) of the fast mode's bf16 attention in the layout both bf16 attentions read: the
 // AMX-BF16 tiles of attention_amx.cpp and the AVX512-BF16 `vdpbf16ps` vectors of attention_avx512bf16.cpp
 // (a tile line is one 512-bit vector: 16 pairs of bf16).  Include it inside the file's anonymous
-// namespace, after <immintrin.h>, a kTile of 16, a kLine of 32 and avx512_math::exp16 as `exp16`; the
-// includer is compiled with AVX-512 F + BW + BF16.  Inside the anonymous namespace each file keeps its own
+// namespace, after <immintrin.h>, a kTile of 16, a kLine of 32 and avx512_math::exp16 as `exp16` (and
+// pool.h, parallel.h); the includer is compiled with AVX-512 F + BW + BF16.  Inside the anonymous namespace each file keeps its own
 // copy (see amx_tiles.h).
 //
 // Q (scaled) as bf16 rows; K as blocks of 16 keys x 32 dims in pair order (line l holds dims 2l, 2l + 1 of
@@ -102,3 +102,29 @@ struct Head {
     }
 };
 
+// The two bf16 attentions' driver: (sample, head) items spread over the threads, each head gathered into
+// the thread's Head, then `query(h, q0, causal, out_head, width)` for every 16 queries from q0, where row
+// i of the head's output is at out_head + i * width.  `enter` / `leave` run once a thread around its items
+// (the AMX tile configuration and its release).
+template <class Query, class Enter, class Leave>
+void run_heads(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out,
+               Query query, Enter enter, Leave leave) {
+    const int64_t hd = width / heads;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    Items items(batch * heads);
+    run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
+        enter();
+        thread_local Head h;
+        h.size(t, hd);
+        auto mine = items.join();
+        for (int64_t bh; mine.next(bh);) {
+            const int64_t bi = bh / heads, head = bh % heads;
+            std::fill(h.k.begin(), h.k.end(), 0);
+            std::fill(h.v.begin(), h.v.end(), 0);
+            h.gather(qkv + bi * t * 3 * width + head * hd, width, scale);
+            for (int64_t q0 = 0; q0 < t; q0 += kTile) query(h, q0, causal, out + bi * t * width + head * hd, width);
+        }
+        _mm_sfence();  // the streamed rows before the region's end (pool.cpp's atomics)
+        leave();
+    });
+}
