@@ -1,11 +1,14 @@
 """A smoke run of `ternaryclip bench` on a tiny model: the report's shape, never a speed assertion."""
 
 import json
+import os
+import platform
 
 import numpy as np
 import pytest
 
 from helpers import TINY_OPEN_CLIP
+from ternaryclip import kernels
 from ternaryclip.cli import main
 
 
@@ -60,6 +63,22 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert engines["torch_int8_dynamic"]["text_cosine_vs_fp32"] > 0.9  # text tower runs despite int8 Linears
     assert report["tclip_base3_bytes"] < engines["ternaryclip_fast"]["file_bytes"]
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    machine = report["machine"]  # what the numbers were measured on
+    assert machine["cpu"] and machine["cores"] == os.cpu_count()
+    assert machine["fast_gemm_impl"] == kernels.fast_gemm_impl()
+    assert machine["cpu_features"]["avx2"] == kernels.cpu_has_avx2()
+
+
+def test_the_cpu_model_is_read_from_cpuinfo_and_falls_back_to_the_platform(tmp_path, monkeypatch):
+    from ternaryclip.bench.machine import cpu_model, machine_info
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Example CPU @ 2.10GHz\n")
+    assert cpu_model(str(cpuinfo)) == "Example CPU @ 2.10GHz"
+    assert cpu_model(str(tmp_path / "missing")) == (platform.processor() or platform.machine())
+    monkeypatch.setenv("TERNARYCLIP_IMPL", "ref")
+    info = machine_info()
+    assert info["environment"]["TERNARYCLIP_IMPL"] == "ref" and info["fast_gemm_impl"] == "ref"
 
 
 def test_kernel_bench_reports_every_engine(tmp_path, capsys):

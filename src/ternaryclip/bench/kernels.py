@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from .machine import machine_info
+
 # (K, N) of ViT-B/16's and the text tower's linears: qkv, attention out, MLP in, MLP out
 CLIP_SHAPES = [(768, 2304), (768, 768), (768, 3072), (3072, 768), (512, 1536), (512, 512), (512, 2048), (2048, 512)]
 TOKENS = (1, 77, 197)
@@ -133,6 +135,7 @@ def run_kernel_bench(
         "int8_dot_peak_gops": peaks,
         "simd_impls": impls,
         "machine": platform.machine(),
+        "host": machine_info(),
         "rows": rows,
         "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound",
     }

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import ENGINES, worker
+from .machine import machine_info
 
 # What ``run_bench`` measures unless told otherwise: engines that need no extra beyond ``[bench]``.
 DEFAULT_ENGINES = (
@@ -310,6 +311,7 @@ def run_bench(
         "batches": list(batches),
         "engines": results,
         "note": "absolute times are machine-bound; compare the ratios",
+        "machine": machine_info(),
         **({"skipped": skipped} if skipped else {}),
         **extra,
     }
