@@ -75,17 +75,48 @@ void weighted_values(const Head& h, int64_t steps, int64_t dt, float* out, int64
 }
 
 // Queries [q0, q0 + 16) of one head into out (row i of the head at out + i * width).
+// Scores of queries [q0, q0 + 16) against key tiles [0, seen / 16) into h.s, for head widths of 32 or 64:
+// the query tiles (one per 32 dims) loaded once and held, two key tiles at a time into two accumulators.
+// Each score tile sums its dim steps in the same order as the general loop below: the same bits.
+template <int Steps>
+void scores_held(Head& h, int64_t q0, int64_t seen) {
+    const int64_t ldq = h.hd * 2, lds = h.tp * int64_t(sizeof(float));
+    _tile_loadd(4, h.q.data() + q0 * h.hd, ldq);
+    if constexpr (Steps == 2) _tile_loadd(5, h.q.data() + q0 * h.hd + kLine, ldq);
+    for (int64_t kt = 0; kt < seen / kTile; kt += 2) {  // seen is a multiple of 32 keys
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_loadd(6, h.k_tile(kt, 0), 64);
+        _tile_loadd(7, h.k_tile(kt + 1, 0), 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        if constexpr (Steps == 2) {
+            _tile_loadd(6, h.k_tile(kt, 1), 64);
+            _tile_loadd(7, h.k_tile(kt + 1, 1), 64);
+            _tile_dpbf16ps(0, 5, 6);
+            _tile_dpbf16ps(1, 5, 7);
+        }
+        _tile_stored(0, h.s.data() + kt * kTile, lds);
+        _tile_stored(1, h.s.data() + (kt + 1) * kTile, lds);
+    }
+}
+
 void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
     const int64_t seen = causal ? std::min(h.tp, (q0 + kTile + kLine - 1) / kLine * kLine) : h.tp;
-    for (int64_t kt = 0; kt < seen / kTile; ++kt) {
-        _tile_zero(0);
-        for (int64_t d = 0; d < h.hd / kLine; ++d) {
-            _tile_loadd(4, h.q.data() + q0 * h.hd + d * kLine, h.hd * 2);
-            _tile_loadd(5, h.k_tile(kt, d), 64);
-            _tile_dpbf16ps(0, 4, 5);
+    if (h.hd == kLine)
+        scores_held<1>(h, q0, seen);
+    else if (h.hd == 2 * kLine)
+        scores_held<2>(h, q0, seen);
+    else
+        for (int64_t kt = 0; kt < seen / kTile; ++kt) {
+            _tile_zero(0);
+            for (int64_t d = 0; d < h.hd / kLine; ++d) {
+                _tile_loadd(4, h.q.data() + q0 * h.hd + d * kLine, h.hd * 2);
+                _tile_loadd(5, h.k_tile(kt, d), 64);
+                _tile_dpbf16ps(0, 4, 5);
+            }
+            _tile_stored(0, h.s.data() + kt * kTile, h.tp * int64_t(sizeof(float)));
         }
-        _tile_stored(0, h.s.data() + kt * kTile, h.tp * int64_t(sizeof(float)));
-    }
     for (int r = 0; r < kTile; ++r) {
         const int64_t query = q0 + r, keys = query >= h.t ? 0 : causal ? query + 1 : h.t;
         h.softmax_row(r, keys, seen);
