@@ -78,8 +78,21 @@ def test_fast_attention_stays_within_the_fast_modes_bound(shape, causal, impl):
     assert np.abs(float32 - reference).max() < 1e-4
     assert row_cosines(fast, reference).min() > 0.9995
     assert np.abs(fast - reference).max() < 0.2  # bf16: ~3 significant digits on values of order 1
-    # the bf16 products ran exactly where they apply
+    # the bf16 products ran exactly where they apply, and the path says which
     assert np.array_equal(fast, float32) != runs_bf16_products(impl, hd)
+    assert (kernels.fast_attention_impl(impl) != "float32") == runs_bf16_products(impl, 64)
+
+
+def test_the_fast_attention_path_is_named_for_each_impl():
+    expected = {"ref": "float32", "avx2": "float32"}
+    if kernels.cpu_has_avx512_vnni():
+        expected["avx512"] = "avx512_bf16" if kernels.cpu_has_avx512_bf16() else "float32"
+    if kernels.cpu_has_amx_int8():
+        expected["amx"] = "amx_bf16" if kernels.cpu_has_amx_bf16() else expected["avx512"]
+    for impl, name in expected.items():
+        if impl in kernels.IMPLS and (impl != "avx2" or kernels.cpu_has_avx2()):
+            assert kernels.fast_attention_impl(impl) == name, impl
+    assert kernels.fast_attention_impl() in ("amx_bf16", "avx512_bf16", "float32")
 
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[3] % 32 == 0])

@@ -66,6 +66,7 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     machine = report["machine"]  # what the numbers were measured on
     assert machine["cpu"] and machine["cores"] == os.cpu_count()
     assert machine["fast_gemm_impl"] == kernels.fast_gemm_impl()
+    assert machine["fast_attention_impl"] == kernels.fast_attention_impl()
     assert machine["cpu_features"]["avx2"] == kernels.cpu_has_avx2()
 
 

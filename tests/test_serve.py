@@ -53,6 +53,7 @@ def test_ping_health_and_metrics(client):
     assert health["default_model"] == "tiny" and set(health["models"]) == {"tiny", "other"}
     assert health["models"]["tiny"] == {"mode": "fast", "dim": 32, "image_size": 32, "context_length": 16}
     assert health["kernel"] == kernels.fast_gemm_impl() and health["queue_depth"]["tiny/text"] == 0
+    assert health["attention"] == kernels.fast_attention_impl()
     client.post("/v1/embed/text", json={"texts": ["a cat", "a dog", "a cow"]})
     metrics = client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")

@@ -30,7 +30,8 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 
 def machine_info() -> dict:
-    """CPU model, cores, this build's CPU features, the fast GEMM's kernel path and the dispatch variables."""
+    """CPU model, cores, this build's CPU features, the fast GEMM's and attention's kernel paths and the
+    dispatch variables."""
     from .. import kernels
 
     return {
@@ -39,5 +40,6 @@ def machine_info() -> dict:
         "cores": os.cpu_count(),
         "cpu_features": {name: bool(getattr(kernels, f"cpu_has_{name}")()) for name in CPU_FEATURES},
         "fast_gemm_impl": kernels.fast_gemm_impl(),
+        "fast_attention_impl": kernels.fast_attention_impl(),
         "environment": {name: os.environ[name] for name in DISPATCH_VARIABLES if name in os.environ},
     }

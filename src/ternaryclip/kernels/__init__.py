@@ -39,6 +39,13 @@ def fast_gemm_impl(impl: str = "auto") -> str:
     return _ext.fast_gemm_impl(_impl(impl))
 
 
+def fast_attention_impl(impl: str = "auto") -> str:
+    """What the fast (and bf16) mode's attention multiplies with for ``impl`` on this CPU: ``"amx_bf16"``
+    (AMX tiles), ``"avx512_bf16"`` (``vdpbf16ps``) or ``"float32"``, for head widths a multiple of 32 (other
+    widths always run float32)."""
+    return _ext.fast_attention_impl(_impl(impl))
+
+
 def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")

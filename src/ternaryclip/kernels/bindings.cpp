@@ -518,6 +518,11 @@ NB_MODULE(_ext, m) {
     m.def(
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");
+    m.def(
+        "fast_attention_impl", [](const std::string& impl) { return std::string(fast_attention_name(impl)); },
+        nb::arg("impl") = "auto",
+        "what the fast mode's attention multiplies with for impl: 'amx_bf16', 'avx512_bf16' or 'float32' "
+        "(head widths a multiple of 32; others run float32)");
     m.def("set_num_threads", &set_threads, nb::arg("n"), "OpenMP threads of the calling thread's kernels");
     m.def("get_num_threads", &num_threads);
     m.def("max_threads", &thread_cap, "the largest thread count set_num_threads accepts");

@@ -166,6 +166,16 @@ const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w) {
     return nullptr;
 }
 
+const char* fast_attention_name(const std::string& impl) {
+    const KernelTable& table = pick(impl, Op::float_ops);
+    const CpuFeatures& cpu = cpu_features();
+    // the bf16 attentions fall back in this order (attention_amx.cpp, attention_avx512bf16.cpp)
+    if (table.attention_fast == ops_amx::attention_bf16 && cpu.amx_bf16) return "amx_bf16";
+    const bool avx512_bf16_path =
+        table.attention_fast == ops_amx::attention_bf16 || table.attention_fast == ops_avx512bf16::attention_bf16;
+    return avx512_bf16_path && cpu.avx512_bf16 ? "avx512_bf16" : "float32";
+}
+
 std::vector<std::string> impl_names() {
     std::vector<std::string> names;
     for (const auto* t : kTables) names.emplace_back(t->name);

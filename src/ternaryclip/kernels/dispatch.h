@@ -78,6 +78,10 @@ const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w 
 // weights the table does not support): there both run the exact GEMM on the file layout.
 const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w);
 
+// What the fast mode's attention multiplies with for `impl` on this CPU, for head widths a multiple of 32:
+// "amx_bf16" (tiles), "avx512_bf16" (vdpbf16ps) or "float32" (the float attention; other widths always).
+const char* fast_attention_name(const std::string& impl);
+
 // The `impl=` names compiled into this build, narrowest first ("ref" first).
 std::vector<std::string> impl_names();
 

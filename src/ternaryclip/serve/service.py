@@ -206,6 +206,7 @@ class EmbeddingService:
                 for name, m in self.models.items()
             },
             "kernel": kernel_path(),
+            "attention": kernels.fast_attention_impl(),
             "threads": kernels.get_num_threads(),
             "streams": self.streams,
             "threads_per_stream": self.stream_threads,
