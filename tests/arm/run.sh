@@ -33,6 +33,7 @@ compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
 compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic
 compile ops_neon "$SRC/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLIP_OPS_NEON
 compile attention_amx "$SRC/attention_amx.cpp" "${FLOAT_OPS[@]}"
+compile attention_avx512bf16 "$SRC/attention_avx512bf16.cpp" "${FLOAT_OPS[@]}"
 compile kernel_tests tests/arm/kernel_tests.cpp "${EXACT[@]}"
 wait
 "$CXX" -pthread "$OUT"/*.o -o "$OUT/kernel_tests"
