@@ -70,11 +70,7 @@ void finish(const QuantizedRows& x, const TernaryWeights& w, const int32_t* dots
             if (out.activation == Activation::gelu) v = avx512_math::gelu16(v);
             if (out.activation == Activation::quick_gelu) v = avx512_math::quick_gelu16(v);
         }
-        if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows_mask, yr), v);
-        if (out.stream && h.real == kTile)
-            _mm512_stream_ps(yr, v);
-        else
-            _mm512_mask_storeu_ps(yr, rows_mask, v);
+        put_row(out, yr, rows_mask, h.real == kTile, v);
     }
 }
 
@@ -87,12 +83,7 @@ void panel_tokens(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
                   int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, Output y) {
     const int8_t* q = x.q + i * x.kp;
     const int64_t stride = x.kp;
-    _tile_zero(0);
-    _tile_zero(1);
-    if constexpr (TokenTiles == 2) {
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    zero_accumulators<TokenTiles>();
     for (int64_t c = c0; c < c1; ++c) {
         const uint8_t* b = tiles + (Streamed ? c % 4 : c) * 2 * kTileBytes;
         if constexpr (Streamed) expand_panel(packed + c * 2 * kPackedTileBytes, 2, tiles + (c % 4) * 2 * kTileBytes);
@@ -108,12 +99,7 @@ void panel_tokens(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
         }
     }
     alignas(64) int32_t dots[4][kTile * kTile];
-    _tile_stored(0, dots[0], 64);
-    _tile_stored(1, dots[1], 64);
-    if constexpr (TokenTiles == 2) {
-        _tile_stored(2, dots[2], 64);
-        _tile_stored(3, dots[3], 64);
-    }
+    store_accumulators<TokenTiles>(dots);
     for (int a = 0; a < TokenTiles; ++a)
         for (int b = 0; b < 2; ++b) finish(x, w, dots[2 * a + b], i + a * kTile, n0 + b * kTile, halves[b], g, y);
 }

@@ -132,11 +132,7 @@ void finish(const Rows& x, const TernaryWeights& w, const float* acc, int64_t i,
         const __m512 before = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows_mask, yr);
         __m512 v = _mm512_add_ps(before, _mm512_mul_ps(vs, _mm512_load_ps(acc + t * kTile)));
         if (last) v = _mm512_add_ps(v, vb);
-        if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows_mask, yr), v);
-        if (out.stream && h.real == kTile)
-            _mm512_stream_ps(yr, v);
-        else
-            _mm512_mask_storeu_ps(yr, rows_mask, v);
+        put_row(out, yr, rows_mask, h.real == kTile, v);
     }
 }
 
@@ -148,12 +144,7 @@ void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed,
                   int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, Output y) {
     const uint16_t* a = x.a + i * x.kp;
     const int64_t stride = x.kp * int64_t(sizeof(uint16_t));
-    _tile_zero(0);
-    _tile_zero(1);
-    if constexpr (TokenTiles == 2) {
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    zero_accumulators<TokenTiles>();
     for (int64_t c = c0; c < c1; ++c) {
         uint16_t* b = tiles + (Streamed ? c % 4 : c) * kChunkWords;
         if constexpr (Streamed) expand_panel_bf16(packed + c * 2 * kPackedTileBytes, 2, b);
@@ -174,12 +165,7 @@ void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed,
         }
     }
     alignas(64) float acc[4][kTile * kTile];
-    _tile_stored(0, acc[0], 64);
-    _tile_stored(1, acc[1], 64);
-    if constexpr (TokenTiles == 2) {
-        _tile_stored(2, acc[2], 64);
-        _tile_stored(3, acc[3], 64);
-    }
+    store_accumulators<TokenTiles>(acc);
     for (int t = 0; t < TokenTiles; ++t)
         for (int r = 0; r < 2; ++r) finish(x, w, acc[2 * t + r], i + t * kTile, n0 + r * kTile, halves[r], g, y);
 }

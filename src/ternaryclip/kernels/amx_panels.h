@@ -43,6 +43,39 @@ struct Output {
     Activation activation = Activation::none;
 };
 
+// The end of one output row of 16 lanes (mask: the rows that exist; whole: all 16 do): y + v with `add`,
+// then stored, streamed where allowed.  Both GEMMs' epilogues end this way.
+inline void put_row(const Output& out, float* yr, __mmask16 mask, bool whole, __m512 v) {
+    if (out.add) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, yr), v);
+    if (out.stream && whole)
+        _mm512_stream_ps(yr, v);
+    else
+        _mm512_mask_storeu_ps(yr, mask, v);
+}
+
+// The accumulator tiles of a block of TokenTiles x 2 output tiles (tiles 0-3, token half a x row half b at
+// 2 a + b) zeroed, and stored to acc as 16 lines of 64 bytes each, whatever their lanes hold (int32 dots,
+// float sums).
+template <int TokenTiles>
+inline void zero_accumulators() {
+    _tile_zero(0);
+    _tile_zero(1);
+    if constexpr (TokenTiles == 2) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+}
+
+template <int TokenTiles, class Lane>
+inline void store_accumulators(Lane (*acc)[kTile * kTile]) {
+    _tile_stored(0, acc[0], 64);
+    _tile_stored(1, acc[1], 64);
+    if constexpr (TokenTiles == 2) {
+        _tile_stored(2, acc[2], 64);
+        _tile_stored(3, acc[3], 64);
+    }
+}
+
 // The output of an m-row GEMM into y: streamed where it is big and its rows 64-byte aligned, and where
 // nothing reads y back (groups keep their running sum in y, add reads what it adds to).
 inline Output output_for(float* y, int64_t m, const TernaryWeights& w, bool add) {
