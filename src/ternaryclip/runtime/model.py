@@ -4,7 +4,7 @@ Reads like open_clip's model: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))`` fo
 every ternary linear layer going through the ternary GEMM (``fast``: int8 activations, W1.58-A8;
 ``exact``: float activations, W1.58-A16; ``bf16``: activations rounded to bf16, W1.58-A16 on AMX-BF16)
 and LayerNorm, GELU and attention in float32 kernels (the fast and bf16 modes' attention products in
-bf16 on AMX).
+bf16 where the CPU has AMX-BF16 or AVX512-BF16).
 """
 
 from __future__ import annotations
@@ -105,8 +105,8 @@ class Linear:
 
     def __call__(self, x: np.ndarray, activation: str = "", norm: LayerNorm | None = None) -> np.ndarray:
         """``self(norm(x))`` then ``activation`` (``"gelu"`` / ``"quick_gelu"``).  Where the kernel fuses
-        them (AMX, AVX-512 VNNI), the norm runs with the activations' quantization and the activation in the GEMM's
-        epilogue: the same bits as the separate passes, which it saves."""
+        them (AMX, AVX-512 VNNI), the norm runs with the activations' quantization and the activation in
+        the GEMM's epilogue: the same bits as the separate passes, which it saves."""
         fused = self.fused and self.prepared is not None and x.dtype == np.float32 and x.flags.c_contiguous
         if norm is not None and not fused:
             x, norm = norm(x), None
