@@ -216,6 +216,20 @@ def test_float_ops_match_torch():
             assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5
 
 
+@pytest.mark.parametrize("t, causal", [(197, False), (197, True), (150, True)])
+def test_attention_over_many_keys_matches_torch(t, causal):
+    """Past a head whose K^T and V fit in L1 (ops.cpp), queries go in tiles of 16 and keys in chunks of 64,
+    the sums of P V carried from chunk to chunk: the same attention as torch's, causal or not."""
+    torch = pytest.importorskip("torch")
+    qkv = np.random.default_rng(3).standard_normal((2, t, 3 * 128)).astype(np.float32)
+    q, k, v = (
+        torch.from_numpy(qkv[..., i * 128 : (i + 1) * 128]).reshape(2, t, 2, 64).transpose(1, 2) for i in range(3)
+    )
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(2, t, 128)
+    for impl in IMPLS + (["avx512"] if kernels.cpu_has_avx512_vnni() else []):
+        assert np.abs(kernels.attention(qkv, 2, causal, impl) - ref.numpy()).max() < 1e-5, impl
+
+
 def test_float_ops_give_the_same_rows_run_serially_or_in_parallel():
     """Small inputs run on the calling thread (parallel.h), large ones across threads: same bits per row."""
     rng = np.random.default_rng(1)

@@ -141,73 +141,128 @@ void quick_gelu(float* x, int64_t n) {
 #if defined(__AVX512F__)
 struct Vec {
     using T = __m512;
-    static constexpr int kWidth = 16;
+    static constexpr int kWidth = 16, kWideVectors = 4;
     static T zero() { return _mm512_setzero_ps(); }
     static T load(const float* p) { return _mm512_loadu_ps(p); }
     static T broadcast(const float* p) { return _mm512_set1_ps(*p); }
     static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+    static T max(T a, T b) { return _mm512_max_ps(a, b); }
+    static T add(T a, T b) { return _mm512_add_ps(a, b); }
     static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
 #elif defined(__AVX2__) && defined(__FMA__)
 struct Vec {
     using T = __m256;
-    static constexpr int kWidth = 8;
+    static constexpr int kWidth = 8, kWideVectors = 2;
     static T zero() { return _mm256_setzero_ps(); }
     static T load(const float* p) { return _mm256_loadu_ps(p); }
     static T broadcast(const float* p) { return _mm256_broadcast_ss(p); }
     static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+    static T max(T a, T b) { return _mm256_max_ps(a, b); }
+    static T add(T a, T b) { return _mm256_add_ps(a, b); }
     static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
 #elif defined(__aarch64__) && defined(TCLIP_OPS_NEON)
 struct Vec {
     using T = float32x4_t;
-    static constexpr int kWidth = 4;
+    static constexpr int kWidth = 4, kWideVectors = 4;
     static T zero() { return vdupq_n_f32(0.0f); }
     static T load(const float* p) { return vld1q_f32(p); }
     static T broadcast(const float* p) { return vld1q_dup_f32(p); }
     static T fmadd(T a, T b, T c) { return vfmaq_f32(c, a, b); }
+    static T max(T a, T b) { return vmaxq_f32(a, b); }
+    static T add(T a, T b) { return vaddq_f32(a, b); }
     static void store(float* p, T v) { vst1q_f32(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
 #endif
 
 #if defined(TCLIP_HAVE_VEC)
-template <class V>
-static inline void rows4_times_panel(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
-                                     int64_t cols, float* out, int64_t ldo) {
+// One column block of NV vectors: 4 x NV accumulators, NV loads and 4 broadcasts per step.  With
+// Accumulate the sums go on from what out holds (a pass over the next steps, in the same order).
+template <class V, int NV, bool Accumulate>
+static inline void rows4_times_columns(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
+                                       float* out, int64_t ldo) {
     constexpr int W = V::kWidth;
-    for (int64_t j = 0; j < cols; j += 2 * W) {
-        typename V::T acc[4][2];
-        for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = V::zero();
-        for (int64_t c = 0; c < steps; ++c) {
-            const typename V::T b0 = V::load(b + c * ldb + j), b1 = V::load(b + c * ldb + j + W);
-            for (int r = 0; r < 4; ++r) {
-                const typename V::T x = V::broadcast(a + r * lda + c);
-                acc[r][0] = V::fmadd(x, b0, acc[r][0]);
-                acc[r][1] = V::fmadd(x, b1, acc[r][1]);
-            }
-        }
+    typename V::T acc[4][NV];
+    for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < NV; ++u) acc[r][u] = Accumulate ? V::load(out + r * ldo + u * W) : V::zero();
+    for (int64_t c = 0; c < steps; ++c) {
+        typename V::T bv[NV];
+        for (int u = 0; u < NV; ++u) bv[u] = V::load(b + c * ldb + u * W);
         for (int r = 0; r < 4; ++r) {
-            V::store(out + r * ldo + j, acc[r][0]);
-            V::store(out + r * ldo + j + W, acc[r][1]);
+            const typename V::T x = V::broadcast(a + r * lda + c);
+            for (int u = 0; u < NV; ++u) acc[r][u] = V::fmadd(x, bv[u], acc[r][u]);
         }
     }
+    for (int r = 0; r < 4; ++r)
+        for (int u = 0; u < NV; ++u) V::store(out + r * ldo + u * W, acc[r][u]);
 }
+
+// Columns [0, cols) in blocks of kWideVectors vectors, then of two (cols a multiple of two vectors).
+template <class V, bool Accumulate>
+static inline void rows4_times_panel(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
+                                     int64_t cols, float* out, int64_t ldo) {
+    constexpr int W = V::kWidth, Wide = V::kWideVectors;
+    int64_t j = 0;
+    if constexpr (Wide > 2)
+        for (; j + Wide * W <= cols; j += Wide * W)
+            rows4_times_columns<V, Wide, Accumulate>(a, lda, b + j, ldb, steps, out + j, ldo);
+    for (; j < cols; j += 2 * W) rows4_times_columns<V, 2, Accumulate>(a, lda, b + j, ldb, steps, out + j, ldo);
+}
+#endif
+
+// The maximum and the sum of a softmax row in vector partials (the compiler keeps max8's and sum8's
+// eight partials scalar), then the lanes in order and the tail.
+#if defined(TCLIP_HAVE_VEC)
+template <class V, bool Max>
+static inline float row_reduce(const float* x, int64_t n) {
+    constexpr int W = V::kWidth;
+    alignas(64) float lanes[W];
+    float result = Max ? -std::numeric_limits<float>::infinity() : 0.0f;
+    int64_t j = 0;
+    if (n >= W) {
+        typename V::T part = V::load(x);
+        for (j = W; j + W <= n; j += W) part = Max ? V::max(part, V::load(x + j)) : V::add(part, V::load(x + j));
+        V::store(lanes, part);
+        for (int l = 0; l < W; ++l) result = Max ? std::max(result, lanes[l]) : result + lanes[l];
+    }
+    for (; j < n; ++j) result = Max ? std::max(result, x[j]) : result + x[j];
+    return result;
+}
+static inline float row_max(const float* x, int64_t n) { return row_reduce<Vec, true>(x, n); }
+static inline float row_sum(const float* x, int64_t n) { return row_reduce<Vec, false>(x, n); }
+#else
+static inline float row_max(const float* x, int64_t n) { return max8(x, n); }
+static inline float row_sum(const float* x, int64_t n) { return sum8(x, n); }
 #endif
 
 // The same block in plain loops (the reference build, and shapes the vector block does not cover).
 static inline void rows4_times_panel_scalar(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
-                                            int64_t cols, float* out, int64_t ldo) {
+                                            int64_t cols, float* out, int64_t ldo, bool accumulate) {
     for (int r = 0; r < 4; ++r) {
         float* orow = out + r * ldo;
-        std::fill(orow, orow + cols, 0.0f);
+        if (!accumulate) std::fill(orow, orow + cols, 0.0f);
         for (int64_t c = 0; c < steps; ++c) {
             const float ac = a[r * lda + c];
             for (int64_t j = 0; j < cols; ++j) orow[j] += ac * b[c * ldb + j];
         }
     }
+}
+
+// Both attention products for 4 query rows: out[r, j] (+)= sum over c < steps of a[r * lda + c] *
+// b[c * ldb + j], j < cols; the vector block where cols is a multiple of two vectors.
+static void rows4_product(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps, int64_t cols,
+                          float* out, int64_t ldo, bool accumulate) {
+#if defined(TCLIP_HAVE_VEC)
+    if (cols % (2 * Vec::kWidth) == 0) {
+        if (accumulate) return rows4_times_panel<Vec, true>(a, lda, b, ldb, steps, cols, out, ldo);
+        return rows4_times_panel<Vec, false>(a, lda, b, ldb, steps, cols, out, ldo);
+    }
+#endif
+    rows4_times_panel_scalar(a, lda, b, ldb, steps, cols, out, ldo, accumulate);
 }
 
 // Keys are padded to a multiple of the vector block's width (two vectors), with zero keys and values.
@@ -216,25 +271,41 @@ constexpr int64_t kKeyBlock = 2 * Vec::kWidth;
 #else
 constexpr int64_t kKeyBlock = 4;
 #endif
+constexpr int64_t kQueryTile = 16;  // queries whose products share each chunk of K^T and V (at most)
+constexpr int64_t kKeyChunk = 64;   // keys per chunk (a multiple of kKeyBlock): 16 KB of K^T or V at hd 64
+constexpr int64_t kL1Bytes = 32 << 10;
 
-// Scores S[i, j] = sum_c Q[i, c] Kt[c, j] for 4 query rows i0..i0+3 and the first `keys` (padded)
-// keys.  Q rows are [hd] (pre-scaled), Kt is [hd, tp], S rows are [tp]; keys is a multiple of
-// kKeyBlock, at most tp.
-static void scores_4rows(const float* q, const float* kt, int64_t hd, int64_t tp, int64_t keys, float* s) {
-#if defined(TCLIP_HAVE_VEC)
-    rows4_times_panel<Vec>(q, hd, kt, tp, hd, keys, s, tp);
-#else
-    rows4_times_panel_scalar(q, hd, kt, tp, hd, keys, s, tp);
-#endif
+// Queries per tile: 16 where K^T and V of a head do not fit in L1 together (an image's 197 keys), so
+// that a chunk of them read from L2 serves four groups; otherwise 4, one group, whose scores, softmax
+// and P V follow each other on rows still in L1 (a caption's 77 keys: measured 0.87x with 16).
+inline int64_t query_tile(int64_t tp, int64_t hd) {
+    return 2 * tp * hd * int64_t(sizeof(float)) > kL1Bytes ? kQueryTile : 4;
 }
 
-// O[i, :] = sum_j P[i, j] V[j, :] over the first `keys` keys for 4 query rows; P rows [tp] (zero
-// past the real keys), V [tp, hd], hd a multiple of two vectors on the SIMD path.
-static void weighted_values_4rows(const float* p, const float* v, int64_t tp, int64_t keys, int64_t hd, float* o) {
-#if defined(TCLIP_HAVE_VEC)
-    if (hd % (2 * Vec::kWidth) == 0) return rows4_times_panel<Vec>(p, tp, v, hd, keys, hd, o, hd);
-#endif
-    rows4_times_panel_scalar(p, tp, v, hd, keys, hd, o, hd);
+// One head of qkv rows (3 * width apart from base) into the attention's scratch: Q scaled [tq][hd], K^T
+// [hd][tp] and V [tp][hd], zero past the t real tokens.  Q and V are row copies the compiler vectorizes;
+// K is transposed in blocks of 16 keys x 16 dims, so that the rows read and the lines written stay in L1
+// (K^T of a ViT head is 57 KB: transposed row by row, every store of a key went to another line).
+static void gather_head(const float* base, int64_t t, int64_t width, int64_t hd, int64_t tp, float scale, float* q,
+                        float* kt, float* v) {
+    constexpr int64_t kBlock = 16;
+    const int64_t tq = (t + 3) / 4 * 4;
+    constexpr int64_t kAhead = 8;  // rows: each one is on a new page, which no prefetcher runs ahead of
+    for (int64_t i = 0; i < t; ++i) {
+        const float* row = base + i * 3 * width;
+        if (i + kAhead < t)
+            for (int64_t part = 0; part < 3; ++part)
+                for (int64_t c = 0; c < hd; c += 16) __builtin_prefetch(row + kAhead * 3 * width + part * width + c);
+        for (int64_t c = 0; c < hd; ++c) q[i * hd + c] = row[c] * scale;
+        for (int64_t c = 0; c < hd; ++c) v[i * hd + c] = row[2 * width + c];
+    }
+    std::fill(q + t * hd, q + tq * hd, 0.0f);
+    std::fill(v + t * hd, v + tp * hd, 0.0f);
+    for (int64_t i0 = 0; i0 < t; i0 += kBlock)
+        for (int64_t c0 = 0; c0 < hd; c0 += kBlock)
+            for (int64_t c = c0; c < std::min(hd, c0 + kBlock); ++c)
+                for (int64_t i = i0; i < std::min(t, i0 + kBlock); ++i) kt[c * tp + i] = base[i * 3 * width + width + c];
+    for (int64_t c = 0; c < hd; ++c) std::fill(kt + c * tp + t, kt + (c + 1) * tp, 0.0f);
 }
 
 // qkv [batch, t, 3 * width] (q | k | v, heads split inside each) -> out [batch, t, width].
@@ -244,43 +315,49 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
     const int64_t hd = width / heads;
     const int64_t tp = (t + kKeyBlock - 1) / kKeyBlock * kKeyBlock, tq = (t + 3) / 4 * 4;
     const float scale = 1.0f / std::sqrt(float(hd));
+    const int64_t tile = query_tile(tp, hd);
     Items items(batch * heads);
     run_parallel(2 * batch * heads * t * t * hd >= kParallelMinFlops, [&] {
         std::vector<float> q(static_cast<size_t>(tq * hd)), kt(static_cast<size_t>(hd * tp));
-        std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(4 * tp)), o(static_cast<size_t>(4 * hd));
+        std::vector<float> v(static_cast<size_t>(tp * hd)), s(static_cast<size_t>(kQueryTile * tp)),
+            o(static_cast<size_t>(kQueryTile * hd));
         auto mine = items.join();
         for (int64_t bh; mine.next(bh);) {
             const int64_t bi = bh / heads, h = bh % heads;
             const float* base = qkv + bi * t * 3 * width + h * hd;
-            std::fill(q.begin(), q.end(), 0.0f);
-            std::fill(kt.begin(), kt.end(), 0.0f);
-            std::fill(v.begin(), v.end(), 0.0f);
-            for (int64_t i = 0; i < t; ++i) {
-                const float* row = base + i * 3 * width;
-                for (int64_t c = 0; c < hd; ++c) {
-                    q[size_t(i * hd + c)] = row[c] * scale;
-                    kt[size_t(c * tp + i)] = row[width + c];
-                    v[size_t(i * hd + c)] = row[2 * width + c];
-                }
-            }
-            for (int64_t i0 = 0; i0 < t; i0 += 4) {
-                // With a causal mask these 4 queries see keys up to i0 + 3 only: the products stop at
-                // the key block holding it (about half the work of a caption's attention).  Past the
-                // real keys the weights are exact zeros, so the sums are the same either way.
-                const int64_t seen = causal ? std::min(tp, (i0 + 4 + kKeyBlock - 1) / kKeyBlock * kKeyBlock) : tp;
-                scores_4rows(q.data() + i0 * hd, kt.data(), hd, tp, seen, s.data());
-                for (int r = 0; r < 4; ++r) {
+            gather_head(base, t, width, hd, tp, scale, q.data(), kt.data(), v.data());
+            for (int64_t i0 = 0; i0 < t; i0 += tile) {
+                // Groups of 4 queries.  With a causal mask a group sees keys up to its last query only:
+                // its products stop at the key block holding it (about half the work of a caption's
+                // attention).  Past the real keys the weights are exact zeros, so the sums are the same.
+                const int groups = int(std::min(tile, tq - i0) / 4);
+                int64_t seen[kQueryTile / 4];
+                for (int g = 0; g < groups; ++g)
+                    seen[g] = causal ? std::min(tp, (i0 + 4 * g + 4 + kKeyBlock - 1) / kKeyBlock * kKeyBlock) : tp;
+                // Scores and then P V a chunk of keys at a time, the chunk of K^T or V kept in L1 for
+                // every group of the tile (a whole K^T or V of a ViT head is 57 KB); P V's sums go on
+                // from chunk to chunk in the order of one pass.
+                for (int64_t j0 = 0; j0 < seen[groups - 1]; j0 += kKeyChunk)
+                    for (int g = 0; g < groups; ++g)
+                        if (j0 < seen[g])
+                            rows4_product(q.data() + (i0 + 4 * g) * hd, hd, kt.data() + j0, tp, hd,
+                                          std::min(kKeyChunk, seen[g] - j0), s.data() + 4 * g * tp + j0, tp, false);
+                for (int r = 0; r < 4 * groups; ++r) {
                     float* sr = s.data() + r * tp;
                     const int64_t keys = causal ? std::min(i0 + r + 1, t) : t;
-                    const float mx = max8(sr, keys);
+                    const float mx = row_max(sr, keys);
                     for (int64_t j = 0; j < keys; ++j) sr[j] = exp_approx(sr[j] - mx);
-                    const float sum = sum8(sr, keys);
+                    const float sum = row_sum(sr, keys);
                     const float inv = 1.0f / sum;
                     for (int64_t j = 0; j < keys; ++j) sr[j] *= inv;
-                    std::fill(sr + keys, sr + seen, 0.0f);
+                    std::fill(sr + keys, sr + seen[r / 4], 0.0f);
                 }
-                weighted_values_4rows(s.data(), v.data(), tp, seen, hd, o.data());
-                for (int r = 0; r < 4 && i0 + r < t; ++r)
+                for (int64_t j0 = 0; j0 < seen[groups - 1]; j0 += kKeyChunk)
+                    for (int g = 0; g < groups; ++g)
+                        if (j0 < seen[g])
+                            rows4_product(s.data() + 4 * g * tp + j0, tp, v.data() + j0 * hd, hd,
+                                          std::min(kKeyChunk, seen[g] - j0), hd, o.data() + 4 * g * hd, hd, j0 > 0);
+                for (int64_t r = 0; r < 4 * groups && i0 + r < t; ++r)
                     std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd, size_t(hd) * sizeof(float));
             }
         }
