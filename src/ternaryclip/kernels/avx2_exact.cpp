@@ -5,8 +5,9 @@
 // The register tile of an sgemm: the 8 float lanes of a vector are 8 output rows, a tile of 16 rows
 // is two vectors, and 6 tokens share them: per column, two weight loads and six broadcasts feed 12
 // FMAs into 12 accumulators (15 of the 16 ymm registers).  The tile's codes are turned into floats
-// t in {-1, 0, 1} once per block of tokens, column-major ([k][16 rows], 64 bytes a column), so the
-// weight loads stream from L1/L2 and the float weights never exist for the whole matrix.
+// t in {-1, 0, 1} once per block of tokens (tile_driver.h's exact_drive, the whole K as one chunk),
+// column-major ([k][16 rows], 64 bytes a column), so the weight loads stream from L1/L2 and the float
+// weights never exist for the whole matrix.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -51,12 +52,12 @@ inline void float_block_8x8(const uint8_t* codes, int64_t kp, float* out) {
     }
 }
 
-// Rows [n0, n0 + 16) as floats, column-major: out[c * 16 + r] = t[n0 + r, c] (0 past n and past k).
-void float_tile(const TernaryWeights& w, int64_t n0, uint8_t* codes, float* out) {
-    unpack_rows(w, n0, kRows, codes);
-    for (int64_t c = 0; c < w.kp; c += 8) {  // kp is a multiple of 128
-        float_block_8x8(codes + c, w.kp, out + c * kRows);
-        float_block_8x8(codes + 8 * w.kp + c, w.kp, out + c * kRows + 8);
+// Columns [c0, c1) of a tile's 16 rows of codes (kp apart) as floats, column-major: out[(c - c0) * 16 + r]
+// = t of row r, column c (0 past n and past k).  c0 and c1 are multiples of 8.
+void to_floats(const uint8_t* codes, int64_t kp, int64_t c0, int64_t c1, float* out) {
+    for (int64_t c = c0; c < c1; c += 8) {
+        float_block_8x8(codes + c, kp, out + (c - c0) * kRows);
+        float_block_8x8(codes + 8 * kp + c, kp, out + (c - c0) * kRows + 8);
     }
 }
 
@@ -75,9 +76,13 @@ inline void dots(const float* wt, const float* x, int64_t k, int64_t c0, int64_t
     }
 }
 
-// T tokens from row i through the tile at n0: y = sum over groups of s_g * dot_g, + bias.
+// T tokens from row i through the tile at n0: y = sum over groups of s_g * dot_g, + bias.  The whole K is
+// one chunk here (exact_drive's Chunk = 0): carrying the sums across chunks, as avx512_exact.cpp does,
+// made GCC store all 12 accumulators to the stack on every column of the loop (16 ymm registers hold the
+// 12, two weight vectors and a broadcast, and nothing more), 0.6x-0.8x this loop.
 template <int T>
-void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y) {
+void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y, int64_t,
+                int64_t) {
     const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
     alignas(32) int32_t lane_mask[kRows];
     alignas(32) float scale[kRows], bias[kRows];
@@ -112,14 +117,14 @@ void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float*
     }
 }
 
-using TokenTile = void (*)(const float*, int64_t, const TernaryWeights&, const float*, int64_t, float*);
+using TokenTile = void (*)(const float*, int64_t, const TernaryWeights&, const float*, int64_t, float*, int64_t, int64_t);
 constexpr TokenTile kTokenTiles[kTokens + 1] = {nullptr,        token_tile<1>, token_tile<2>, token_tile<3>,
                                                 token_tile<4>, token_tile<5>, token_tile<6>};
 
 }  // namespace
 
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) {
-    exact_drive<kRows, kTokens>(x, m, w, y, float_tile, kTokenTiles);
+    exact_drive<kRows, kTokens, 0, kTokenBlockBytes>(x, m, w, y, to_floats, kTokenTiles);
 }
 
 }  // namespace tclip::avx2

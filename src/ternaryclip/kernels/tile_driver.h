@@ -116,25 +116,34 @@ void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail 
     });
 }
 
-// The exact-mode loop nest (avx2_exact.cpp, avx512_exact.cpp): (token block, weight tile) items, tokens
-// in blocks whose float rows fit in L2 as the fast path's int8 rows do; per item the tile's codes turned
-// into floats once (float_tile(w, n0, codes, floats)), then tiles of up to Tokens tokens
-// (token_tiles[count](x, i, w, floats, n0, y)).
-template <int Rows, int Tokens, class FloatTile, class TokenTiles>
-void exact_drive(const float* x, int64_t m, const TernaryWeights& w, float* y, FloatTile float_tile,
+// The exact-mode loop nest (avx2_exact.cpp, avx512_exact.cpp), an sgemm's: (token block, weight tile)
+// items, tokens in blocks of BlockBytes of float rows (kept in L2); per item the tile's codes unpacked
+// once (Rows x kp bytes), then K in chunks of Chunk columns: the chunk's codes turned into floats
+// (to_floats(codes, kp, c0, c1, floats): columns [c0, c1) column-major, Rows floats a column), which stay
+// in L1 while every token tile of the block runs over them (token_tiles[count](x, i, w, floats, n0, y, c0,
+// c1)).  Without chunks a 32-row tile's floats at K = 3072 (384 KB) were streamed from L2 once per token
+// tile.  Between chunks a token tile's sums wait in y and go on in the same order, so chunks change no
+// bit.  Chunk = 0, or per-group scales: one chunk, the whole K.
+template <int Rows, int Tokens, int64_t Chunk, int64_t BlockBytes, class ToFloats, class TokenTiles>
+void exact_drive(const float* x, int64_t m, const TernaryWeights& w, float* y, ToFloats to_floats,
                  const TokenTiles& token_tiles) {
     const int64_t tiles = (w.n + Rows - 1) / Rows;
-    const int64_t block = std::max<int64_t>(Tokens, kTokenBlockBytes / (4 * std::max<int64_t>(w.k, 1)));
+    const int64_t block = std::max<int64_t>(Tokens, BlockBytes / (4 * std::max<int64_t>(w.k, 1)) / Tokens * Tokens);
+    const int64_t chunk = Chunk > 0 && w.scale_cols == 1 ? Chunk : w.kp;
     Items items((m + block - 1) / block * tiles);
     run_parallel(true, [&] {
         std::vector<uint8_t> codes(size_t(Rows * w.kp));
-        std::vector<float> floats(size_t(Rows * w.kp));
+        std::vector<float> floats(size_t(Rows * chunk));
         auto mine = items.join();
         for (int64_t item; mine.next(item);) {
             const int64_t m0 = item / tiles * block, m1 = std::min(m, m0 + block), n0 = item % tiles * Rows;
-            float_tile(w, n0, codes.data(), floats.data());
-            for (int64_t i = m0; i < m1; i += Tokens)
-                token_tiles[std::min<int64_t>(Tokens, m1 - i)](x, i, w, floats.data(), n0, y);
+            unpack_rows(w, n0, Rows, codes.data());
+            for (int64_t c0 = 0; c0 < w.k; c0 += chunk) {
+                to_floats(codes.data(), w.kp, c0, std::min(w.kp, c0 + chunk), floats.data());
+                const int64_t c1 = std::min(w.k, c0 + chunk);
+                for (int64_t i = m0; i < m1; i += Tokens)
+                    token_tiles[std::min<int64_t>(Tokens, m1 - i)](x, i, w, floats.data(), n0, y, c0, c1);
+            }
         }
     });
 }
