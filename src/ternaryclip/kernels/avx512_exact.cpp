@@ -27,7 +27,7 @@ namespace {
 constexpr int kRows = 32;    // output rows per tile: two vectors
 constexpr int kTokens = 12;  // tokens per register tile
 constexpr int64_t kChunk = 256;               // columns of K per chunk: 32 KB of float weights, in L1
-constexpr int64_t kBlockBytes = 384 << 10;    // float activation bytes per token block
+constexpr int64_t kBlockBytes = 768 << 10;    // float activation bytes per token block (Zen 4: 1 MB of L2)
 
 // 16 rows x 16 columns of codes u -> floats t = u - 1, transposed: out[j * 32 + r] = t of row r, column j.
 inline void float_block_16x16(const uint8_t* codes, int64_t kp, float* out) {
