@@ -78,8 +78,16 @@ def test_the_cpu_model_is_read_from_cpuinfo_and_falls_back_to_the_platform(tmp_p
     assert cpu_model(str(cpuinfo)) == "Example CPU @ 2.10GHz"
     assert cpu_model(str(tmp_path / "missing")) == (platform.processor() or platform.machine())
     monkeypatch.setenv("TERNARYCLIP_IMPL", "ref")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     info = machine_info()
     assert info["environment"]["TERNARYCLIP_IMPL"] == "ref" and info["fast_gemm_impl"] == "ref"
+    assert (
+        info["environment"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+        and info["environment"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    )
+    assert "ONEDNN_MAX_CPU_ISA" not in info["environment"]
 
 
 def test_kernel_bench_reports_every_engine(tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 Absolute times, and even ratios against a library that dispatches on the CPU, mean little without
 the CPU, the kernel path our runtime took and the variables that force one (``TERNARYCLIP_IMPL``,
-oneDNN's ``ONEDNN_MAX_CPU_ISA``).  The engines inherit this process's environment, so what is read
-here is what they ran with.
+oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's ``MKL_ENABLE_INSTRUCTIONS``, PyTorch's
+``ATEN_CPU_CAPABILITY``).  The engines inherit this process's environment, so what is read here is
+what they ran with.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import os
 import platform
 
 # Environment variables that change which kernels an engine runs.
-DISPATCH_VARIABLES = ("TERNARYCLIP_IMPL", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS")
+DISPATCH_VARIABLES = (
+    "TERNARYCLIP_IMPL",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+    "OMP_NUM_THREADS",
+)
 CPU_FEATURES = ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
