@@ -330,8 +330,8 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
                 // Groups of 4 queries.  With a causal mask a group sees keys up to its last query only:
                 // its products stop at the key block holding it (about half the work of a caption's
                 // attention).  Past the real keys the weights are exact zeros, so the sums are the same.
-                const int groups = int(std::min(tile, tq - i0) / 4);
-                int64_t seen[kQueryTile / 4];
+                const int groups = int(std::min(tile, tq - i0) / 4);  // at least one: i0 < t <= tq, both steps of 4
+                int64_t seen[kQueryTile / 4] = {};
                 for (int g = 0; g < groups; ++g)
                     seen[g] = causal ? std::min(tp, (i0 + 4 * g + 4 + kKeyBlock - 1) / kKeyBlock * kKeyBlock) : tp;
                 // Scores and then P V a chunk of keys at a time, the chunk of K^T or V kept in L1 for
