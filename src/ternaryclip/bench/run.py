@@ -2,7 +2,8 @@
 
 Same weights for every engine: a random-init open_clip architecture ternarized (scope ``all`` +
 token embedding), or a given ``.tclip``.  Latencies are interleaved across engines (one request to
-each engine in turn, every engine in its own process), reported as median / min / max; the headline
+each engine in turn, every engine in its own process, the order rotated by one each repeat), reported
+as median / min / max; the headline
 is each engine's speed *ratio* against open_clip fp32 measured in the same run.  Peak RSS comes from
 a fresh process per engine that loads the model and encodes one image.
 """
@@ -188,6 +189,14 @@ def bench_inputs(arch, batches) -> tuple[np.ndarray, np.ndarray]:
 SETTLE_S = 0.1
 
 
+def rotated(names: list, turn: int) -> list:
+    """The engines in the order of repeat ``turn``: the list rotated by one a repeat, so that with as many
+    repeats as engines each engine runs once in every place.  A fixed order would give the engine after
+    a heavy one (or after the settle pause's end, first) the same neighbour every time."""
+    shift = turn % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
 def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -> tuple[dict, dict]:
     """Interleaved timings per engine and workload (median, min, max), and each engine's embeddings."""
     results = {name: {} for name in workers}
@@ -200,7 +209,8 @@ def time_engines(workers: dict, inputs: dict, batches, repeats: int, progress) -
                 _, out = _ask(conn, (kind, data[:batch]))
                 embeddings[(name, kind)] = out
             for r in range(repeats):
-                for name, (_, conn) in workers.items():
+                for name in rotated(list(workers), r):
+                    _, conn = workers[name]
                     time.sleep(SETTLE_S)
                     seconds, _ = _ask(conn, (kind, data[:batch]))
                     times[name].append(seconds)
@@ -333,7 +343,8 @@ def format_table(report: dict) -> str:
             + f"{r['peak_rss_bytes'] / 1e6:9.0f} MB{r['file_bytes'] / 1e6:7.1f} MB{cos:>14}"
         )
     lines.append(
-        "(median latency of interleaved repeats, speed ratio vs open_clip fp32; absolute times are machine-bound)"
+        "(median latency of interleaved repeats, the order rotated each repeat; speed ratio vs open_clip fp32; "
+        "absolute times are machine-bound)"
     )
     return "\n".join(lines)
 
