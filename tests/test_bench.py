@@ -116,6 +116,7 @@ def test_kernel_bench_reports_every_engine(tmp_path, capsys):
 
     report = run_kernel_bench(threads=1, repeats=1, shapes=[(64, 48)], tokens=(1, 5), progress=lambda *_: None)
     assert [(r["m"], r["k"], r["n"]) for r in report["rows"]] == [(1, 64, 48), (5, 64, 48)]
+    assert report["machine"]["arch"] == platform.machine() and "fast_gemm_impl" in report["machine"]
     for row in report["rows"]:
         assert row["ternary_auto_gops_per_core"] > 0 and row["torch_fp32_gops_per_core"] > 0
         assert row["torch_int8_dynamic_gops_per_core"] > 0

@@ -11,7 +11,6 @@ activation quantization included for the int8 engines.  First the peak of the in
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -134,8 +133,7 @@ def run_kernel_bench(
         "auto_impl": kernels.fast_gemm_impl(),
         "int8_dot_peak_gops": peaks,
         "simd_impls": impls,
-        "machine": platform.machine(),
-        "host": machine_info(),
+        "machine": machine_info(),  # as in run_bench's report: CPU, arch, features, paths, variables
         "rows": rows,
         "note": "GOPS per core, 2 ops a multiply-add; absolute numbers are machine-bound",
     }

@@ -123,13 +123,13 @@ void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail 
 // in L1 while every token tile of the block runs over them (token_tiles[count](x, i, w, floats, n0, y, c0,
 // c1)).  Without chunks a 32-row tile's floats at K = 3072 (384 KB) were streamed from L2 once per token
 // tile.  Between chunks a token tile's sums wait in y and go on in the same order, so chunks change no
-// bit.  Chunk = 0, or per-group scales: one chunk, the whole K.
+// bit.  With per-group scales one chunk is the whole K.
 template <int Rows, int Tokens, int64_t Chunk, int64_t BlockBytes, class ToFloats, class TokenTiles>
 void exact_drive(const float* x, int64_t m, const TernaryWeights& w, float* y, ToFloats to_floats,
                  const TokenTiles& token_tiles) {
     const int64_t tiles = (w.n + Rows - 1) / Rows;
     const int64_t block = std::max<int64_t>(Tokens, BlockBytes / (4 * std::max<int64_t>(w.k, 1)) / Tokens * Tokens);
-    const int64_t chunk = Chunk > 0 && w.scale_cols == 1 ? Chunk : w.kp;
+    const int64_t chunk = w.scale_cols == 1 ? Chunk : w.kp;
     Items items((m + block - 1) / block * tiles);
     run_parallel(true, [&] {
         std::vector<uint8_t> codes(size_t(Rows * w.kp));
