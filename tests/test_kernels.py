@@ -216,6 +216,21 @@ def test_float_ops_match_torch():
             assert np.abs(kernels.attention(qkv, 4, causal, impl) - ref).max() < 1e-5
 
 
+@pytest.mark.parametrize("d", [5, 16, 100, 771])
+def test_layer_norm_matches_torch_on_vector_tails_and_offset_rows(d):
+    """The vector LayerNorm (four partial sums, then a scalar tail): widths below, at and past the vector
+    blocks, and rows far from zero mean (a one-pass variance would cancel there)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((9, d)) * 2 + 300).astype(np.float32)
+    w, b = rng.standard_normal(d).astype(np.float32), rng.standard_normal(d).astype(np.float32)
+    ref = torch.nn.functional.layer_norm(
+        torch.from_numpy(x).double(), (d,), torch.from_numpy(w).double(), torch.from_numpy(b).double()
+    ).numpy()
+    for impl in IMPLS + (["avx512"] if kernels.cpu_has_avx512_vnni() else []):
+        assert np.abs(kernels.layer_norm(x, w, b, 1e-5, impl) - ref).max() < 2e-4, impl
+
+
 @pytest.mark.parametrize("t, causal", [(197, False), (197, True), (150, True)])
 def test_attention_over_many_keys_matches_torch(t, causal):
     """Past a head whose K^T and V fit in L1 (ops.cpp), queries go in tiles of 16 and keys in chunks of 64,

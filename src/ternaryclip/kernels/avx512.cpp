@@ -236,10 +236,14 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;
-        __m512 vmax = _mm512_setzero_ps();
+        // four partial maxima: one chain of vmaxps would wait on its latency at every vector (the max
+        // is the same in any order)
+        __m512 vmax[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         int64_t j = 0;
-        for (; j + 16 <= k; j += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + j)));
-        float absmax = _mm512_reduce_max_ps(vmax);
+        for (; j + 64 <= k; j += 64)
+            for (int u = 0; u < 4; ++u) vmax[u] = _mm512_max_ps(vmax[u], _mm512_abs_ps(_mm512_loadu_ps(xr + j + 16 * u)));
+        for (; j + 16 <= k; j += 16) vmax[0] = _mm512_max_ps(vmax[0], _mm512_abs_ps(_mm512_loadu_ps(xr + j)));
+        float absmax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3])));
         for (; j < k; ++j) absmax = std::max(absmax, std::fabs(xr[j]));
         const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
         xscale[i] = absmax / 127.0f;

@@ -93,18 +93,6 @@ static inline float max8(const float* x, int64_t n) {
     return best;
 }
 
-void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) {
-    parallel_for(m, m * d >= kParallelMinElements, [&](int64_t i) {
-        const float* xr = x + i * d;
-        float* yr = y + i * d;
-        const float mean = sum8(xr, d) / float(d);
-        float* centered = yr;  // reuse the output row as scratch
-        for (int64_t j = 0; j < d; ++j) centered[j] = (xr[j] - mean) * (xr[j] - mean);
-        const float var = sum8(centered, d);
-        const float inv = 1.0f / std::sqrt(var / float(d) + eps);
-        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
-    });
-}
 
 #if defined(__AVX512F__)
 // Explicit vectors (activation_avx512.h), the tail masked: every element goes through the very
@@ -148,6 +136,9 @@ struct Vec {
     static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
     static T max(T a, T b) { return _mm512_max_ps(a, b); }
     static T add(T a, T b) { return _mm512_add_ps(a, b); }
+    static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
+    static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
+    static T set1(float v) { return _mm512_set1_ps(v); }
     static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
@@ -161,6 +152,9 @@ struct Vec {
     static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
     static T max(T a, T b) { return _mm256_max_ps(a, b); }
     static T add(T a, T b) { return _mm256_add_ps(a, b); }
+    static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
+    static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+    static T set1(float v) { return _mm256_set1_ps(v); }
     static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
@@ -174,6 +168,9 @@ struct Vec {
     static T fmadd(T a, T b, T c) { return vfmaq_f32(c, a, b); }
     static T max(T a, T b) { return vmaxq_f32(a, b); }
     static T add(T a, T b) { return vaddq_f32(a, b); }
+    static T sub(T a, T b) { return vsubq_f32(a, b); }
+    static T mul(T a, T b) { return vmulq_f32(a, b); }
+    static T set1(float v) { return vdupq_n_f32(v); }
     static void store(float* p, T v) { vst1q_f32(p, v); }
 };
 #define TCLIP_HAVE_VEC 1
@@ -238,6 +235,58 @@ static inline float row_sum(const float* x, int64_t n) { return row_reduce<Vec, 
 static inline float row_max(const float* x, int64_t n) { return max8(x, n); }
 static inline float row_sum(const float* x, int64_t n) { return sum8(x, n); }
 #endif
+
+// LayerNorm, a row at a time: (x - mean) / sqrt(var + eps) * w + b, the mean and the variance summed in
+// four vector partials.  Why not plain loops: the compiler kept sum8's partials scalar, and the AVX-512
+// build of those loops took 180 us for an image's 197 x 768 rows (the AVX2 build 67 us, the reference 95).
+#if defined(TCLIP_HAVE_VEC)
+template <class V, bool Squares>
+static inline float row_sum4(const float* x, int64_t n, float center) {
+    constexpr int W = V::kWidth;
+    const typename V::T c = V::set1(center);
+    const auto term = [&](int64_t j) {
+        const typename V::T v = V::load(x + j);
+        return Squares ? V::mul(V::sub(v, c), V::sub(v, c)) : v;
+    };
+    typename V::T part[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    int64_t j = 0;
+    for (; j + 4 * W <= n; j += 4 * W)
+        for (int u = 0; u < 4; ++u) part[u] = V::add(part[u], term(j + u * W));
+    for (; j + W <= n; j += W) part[0] = V::add(part[0], term(j));
+    alignas(64) float lanes[W];
+    V::store(lanes, V::add(V::add(part[0], part[1]), V::add(part[2], part[3])));
+    float result = 0.0f;
+    for (int l = 0; l < W; ++l) result += lanes[l];
+    for (; j < n; ++j) result += Squares ? (x[j] - center) * (x[j] - center) : x[j];
+    return result;
+}
+
+static void layer_norm_row(const float* xr, int64_t d, const float* w, const float* b, float eps, float* yr) {
+    constexpr int W = Vec::kWidth;
+    const float mean = row_sum4<Vec, false>(xr, d, 0.0f) / float(d);
+    const float inv = 1.0f / std::sqrt(row_sum4<Vec, true>(xr, d, mean) / float(d) + eps);
+    const Vec::T vmean = Vec::set1(mean), vinv = Vec::set1(inv);
+    int64_t j = 0;
+    for (; j + W <= d; j += W)
+        Vec::store(yr + j, Vec::add(Vec::mul(Vec::mul(Vec::sub(Vec::load(xr + j), vmean), vinv), Vec::load(w + j)),
+                                    Vec::load(b + j)));
+    for (; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+}
+#else
+static void layer_norm_row(const float* xr, int64_t d, const float* w, const float* b, float eps, float* yr) {
+    const float mean = sum8(xr, d) / float(d);
+    float* centered = yr;  // reuse the output row as scratch
+    for (int64_t j = 0; j < d; ++j) centered[j] = (xr[j] - mean) * (xr[j] - mean);
+    const float var = sum8(centered, d);
+    const float inv = 1.0f / std::sqrt(var / float(d) + eps);
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+}
+#endif
+
+void layer_norm(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) {
+    parallel_for(m, m * d >= kParallelMinElements,
+                 [&](int64_t i) { layer_norm_row(x + i * d, d, w, b, eps, y + i * d); });
+}
 
 // The same block in plain loops (the reference build, and shapes the vector block does not cover).
 static inline void rows4_times_panel_scalar(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t steps,
