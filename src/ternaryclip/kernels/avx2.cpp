@@ -197,8 +197,13 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;
-        __m256 vmax = _mm256_setzero_ps();
+        // four partial maxima, as avx512.cpp's (one vmaxps chain waits on its latency; same maximum)
+        __m256 part[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
         int64_t j = 0;
+        for (; j + 32 <= k; j += 32)
+            for (int u = 0; u < 4; ++u)
+                part[u] = _mm256_max_ps(part[u], _mm256_and_ps(_mm256_loadu_ps(xr + j + 8 * u), abs_mask));
+        __m256 vmax = _mm256_max_ps(_mm256_max_ps(part[0], part[1]), _mm256_max_ps(part[2], part[3]));
         for (; j + 8 <= k; j += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(xr + j), abs_mask));
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
