@@ -112,14 +112,15 @@ def test_simd_fast_path_is_bitwise_equal_to_the_reference(shape):
 
 
 def test_token_blocks_of_a_large_batch_give_the_same_result():
-    # 700 tokens of K = 640 span several L2-sized token blocks in the SIMD drivers
-    codes, packed, scales, bias, x, gs = make_case(700, 9, 640, None, 5)
-    ref = kernels.gemm(x, packed, 640, scales, gs, bias, "fast", "ref")
-    for impl in impls_for(gs, 640):
-        assert np.array_equal(kernels.gemm(x, packed, 640, scales, gs, bias, "fast", impl), ref), impl
+    # 700 tokens of K = 2048 (1.4 MB of int8 rows) span several L2-sized token blocks in every SIMD driver
+    # (AVX2 192 KB, AVX-512 512 KB, AMX 1 MB a block)
+    codes, packed, scales, bias, x, gs = make_case(700, 9, 2048, None, 5)
+    ref = kernels.gemm(x, packed, 2048, scales, gs, bias, "fast", "ref")
+    for impl in impls_for(gs, 2048):
+        assert np.array_equal(kernels.gemm(x, packed, 2048, scales, gs, bias, "fast", impl), ref), impl
         assert np.allclose(
-            kernels.gemm(x, packed, 640, scales, gs, bias, "exact", impl),
-            kernels.gemm(x, packed, 640, scales, gs, bias, "exact", "ref"),
+            kernels.gemm(x, packed, 2048, scales, gs, bias, "exact", impl),
+            kernels.gemm(x, packed, 2048, scales, gs, bias, "exact", "ref"),
             rtol=1e-5,
             atol=1e-3,
         )

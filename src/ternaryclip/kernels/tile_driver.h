@@ -72,8 +72,18 @@ void unpack_rows(const TernaryWeights& w, int64_t n0, int rows, uint8_t* buf) {
 }
 #endif
 
-inline int64_t token_block(const TernaryWeights& w) {
-    const int64_t rows = kTokenBlockBytes / std::max<int64_t>(w.kp, 1);
+// Activation bytes per token block: Tile::kBlockBytes where the tile names its own, else kTokenBlockBytes.
+template <class Tile, class = void>
+struct BlockBytes {
+    static constexpr int64_t value = kTokenBlockBytes;
+};
+template <class Tile>
+struct BlockBytes<Tile, std::void_t<decltype(Tile::kBlockBytes)>> {
+    static constexpr int64_t value = Tile::kBlockBytes;
+};
+
+inline int64_t token_block(const TernaryWeights& w, int64_t bytes) {
+    const int64_t rows = bytes / std::max<int64_t>(w.kp, 1);
     return std::max<int64_t>(kTokenPad, rows / kTokenPad * kTokenPad);
 }
 
@@ -85,7 +95,7 @@ struct NoTail {};
 // (a kernel for a few tokens spends nothing on the padding rows of a tile).
 template <class Tile, class Finish, class Tail = NoTail>
 void drive(const QuantizedRows& x, const TernaryWeights& w, Finish finish, Tail tail = {}) {
-    const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w);
+    const int64_t tiles = (w.n + Tile::kRows - 1) / Tile::kRows, block = token_block(w, BlockBytes<Tile>::value);
     Items items((x.m + block - 1) / block * tiles);  // (token block, weight tile), block-major
     run_parallel(true, [&] {
         std::vector<uint8_t> rows(size_t(Tile::kRows * w.kp));
