@@ -94,7 +94,6 @@ static inline float max8(const float* x, int64_t n) {
     return best;
 }
 
-
 #if defined(__AVX512F__)
 // Explicit vectors (activation_avx512.h), the tail masked: every element goes through the very
 // instructions the AMX GEMM's epilogue uses when it applies the activation itself.
