@@ -237,40 +237,43 @@ static inline float row_sum(const float* x, int64_t n) { return sum8(x, n); }
 #endif
 
 // LayerNorm, a row at a time: (x - mean) / sqrt(var + eps) * w + b, the mean and the variance summed in
-// four vector partials.  Why not plain loops: the compiler kept sum8's partials scalar, and the AVX-512
-// build of those loops took 180 us for an image's 197 x 768 rows (the AVX2 build 67 us, the reference 95).
+// 32 partials (column j into partial j % 32), whatever the vector width, added up in one order, the
+// squares and the output with explicit fused multiply-adds: the AVX2, AVX-512 and NEON builds give the
+// same bits (the bf16 mode rounds LayerNorm's output to bf16, where one ulp of difference shows).  Why
+// not plain loops: the compiler kept sum8's partials scalar, and the AVX-512 build of those loops took
+// 180 us for an image's 197 x 768 rows (the AVX2 build 67 us, the reference 95).
 #if defined(TCLIP_HAVE_VEC)
+constexpr int kNormPartials = 32;
+
 template <class V, bool Squares>
-static inline float row_sum4(const float* x, int64_t n, float center) {
-    constexpr int W = V::kWidth;
+static inline float row_sum32(const float* x, int64_t n, float center) {
+    constexpr int W = V::kWidth, NV = kNormPartials / W;
     const typename V::T c = V::set1(center);
-    const auto term = [&](int64_t j) {
-        const typename V::T v = V::load(x + j);
-        return Squares ? V::mul(V::sub(v, c), V::sub(v, c)) : v;
-    };
-    typename V::T part[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+    typename V::T part[NV];
+    for (int u = 0; u < NV; ++u) part[u] = V::zero();
     int64_t j = 0;
-    for (; j + 4 * W <= n; j += 4 * W)
-        for (int u = 0; u < 4; ++u) part[u] = V::add(part[u], term(j + u * W));
-    for (; j + W <= n; j += W) part[0] = V::add(part[0], term(j));
-    alignas(64) float lanes[W];
-    V::store(lanes, V::add(V::add(part[0], part[1]), V::add(part[2], part[3])));
+    for (; j + kNormPartials <= n; j += kNormPartials)
+        for (int u = 0; u < NV; ++u) {
+            const typename V::T v = V::load(x + j + u * W);
+            part[u] = Squares ? V::fmadd(V::sub(v, c), V::sub(v, c), part[u]) : V::add(part[u], v);
+        }
+    alignas(64) float lanes[kNormPartials];
+    for (int u = 0; u < NV; ++u) V::store(lanes + u * W, part[u]);
     float result = 0.0f;
-    for (int l = 0; l < W; ++l) result += lanes[l];
-    for (; j < n; ++j) result += Squares ? (x[j] - center) * (x[j] - center) : x[j];
+    for (int l = 0; l < kNormPartials; ++l) result += lanes[l];
+    for (; j < n; ++j) result = Squares ? std::fma(x[j] - center, x[j] - center, result) : result + x[j];
     return result;
 }
 
 static void layer_norm_row(const float* xr, int64_t d, const float* w, const float* b, float eps, float* yr) {
     constexpr int W = Vec::kWidth;
-    const float mean = row_sum4<Vec, false>(xr, d, 0.0f) / float(d);
-    const float inv = 1.0f / std::sqrt(row_sum4<Vec, true>(xr, d, mean) / float(d) + eps);
+    const float mean = row_sum32<Vec, false>(xr, d, 0.0f) / float(d);
+    const float inv = 1.0f / std::sqrt(row_sum32<Vec, true>(xr, d, mean) / float(d) + eps);
     const Vec::T vmean = Vec::set1(mean), vinv = Vec::set1(inv);
     int64_t j = 0;
     for (; j + W <= d; j += W)
-        Vec::store(yr + j, Vec::add(Vec::mul(Vec::mul(Vec::sub(Vec::load(xr + j), vmean), vinv), Vec::load(w + j)),
-                                    Vec::load(b + j)));
-    for (; j < d; ++j) yr[j] = (xr[j] - mean) * inv * w[j] + b[j];
+        Vec::store(yr + j, Vec::fmadd(Vec::mul(Vec::sub(Vec::load(xr + j), vmean), vinv), Vec::load(w + j), Vec::load(b + j)));
+    for (; j < d; ++j) yr[j] = std::fma((xr[j] - mean) * inv, w[j], b[j]);
 }
 #else
 static void layer_norm_row(const float* xr, int64_t d, const float* w, const float* b, float eps, float* yr) {
