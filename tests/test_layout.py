@@ -19,12 +19,10 @@ RANKS = {
     "ternaryclip.assets": 0,
     "ternaryclip.kernels": 1,
     "ternaryclip.data": 1,
-    "ternaryclip.quant": 1,
-    "ternaryclip.torch_clip.describe": 2,
-    "ternaryclip.torch_clip.loading": 2,
+    "ternaryclip.torch_clip": 1,  # loading, describing and calling torch CLIPs; never the runtime
+    "ternaryclip.quant": 2,
     "ternaryclip.pack": 3,
     "ternaryclip.runtime": 4,
-    "ternaryclip.torch_clip": 5,
     "ternaryclip.protocols": 0,  # imports only for type checking
     "ternaryclip.eval": 6,
     "ternaryclip.distill": 7,

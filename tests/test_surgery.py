@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import TINY_OPEN_CLIP, random_inputs
-from ternaryclip.quant import TernaryConfig, clip_family, materialize_, select_sites, ternarize_, ternary_sites
+from ternaryclip.quant import TernaryConfig, materialize_, select_sites, ternarize_, ternary_sites
+from ternaryclip.torch_clip import clip_family
 
 
 def manual_absmean(w: torch.Tensor, out_axis: int = 0) -> torch.Tensor:

@@ -9,8 +9,9 @@ import copy
 import torch
 from torch import nn
 
-from ..torch_clip.adapters import as_clip, embed_dim, model_preprocess
-from ..torch_clip.describe import model_arch
+from ..runtime.preprocess import Preprocess
+from ..torch_clip.adapters import as_clip, embed_dim
+from ..torch_clip.describe import model_arch, preprocess_meta
 from ..torch_clip.loading import load_float_clip
 
 # The torch_clip functions training uses, under the names the trainer imports from here.
@@ -25,6 +26,11 @@ __all__ = [
     "model_arch",
     "model_preprocess",
 ]
+
+
+def model_preprocess(model: nn.Module) -> Preprocess:
+    """The runtime's ``Preprocess`` (equal to open_clip's eval transform) for a torch CLIP."""
+    return Preprocess.from_meta(preprocess_meta(model, model_arch(model)))
 
 
 def freeze(model: nn.Module) -> nn.Module:

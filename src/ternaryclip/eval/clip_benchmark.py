@@ -79,12 +79,14 @@ class TorchTransform:
 def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: str | None = None, device="cpu"):
     """CLIP_benchmark loader: ``(model, transform, tokenizer)`` for a ``.tclip`` file or ``bundled``."""
     if model_name == "bundled":
-        from ..torch_clip.adapters import model_preprocess
-        from ..torch_clip.describe import model_arch
+        from ..runtime.preprocess import Preprocess
+        from ..torch_clip.describe import model_arch, preprocess_meta
         from ..torch_clip.loading import bundled_teacher
 
         model = bundled_teacher().to(device)
-        return model, TorchTransform(model_preprocess(model)), TorchTokenizer(model_arch(model).text.context_length)
+        arch = model_arch(model)
+        preprocess = Preprocess.from_meta(preprocess_meta(model, arch))
+        return model, TorchTransform(preprocess), TorchTokenizer(arch.text.context_length)
     if not model_name.endswith(".tclip"):
         raise ValueError(
             f"--model_type {MODEL_TYPE} takes a .tclip file or 'bundled', got {model_name!r}; "

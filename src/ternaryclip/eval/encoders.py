@@ -17,8 +17,9 @@ class TorchEncoder:
 
     def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
         from ..quant import materialize_, ternary_sites
-        from ..torch_clip.adapters import as_clip, model_preprocess
-        from ..torch_clip.describe import model_arch
+        from ..runtime.preprocess import Preprocess
+        from ..torch_clip.adapters import as_clip
+        from ..torch_clip.describe import model_arch, preprocess_meta
 
         if any(True for _ in ternary_sites(model)):
             # A ternarized model re-quantizes every weight on every forward; its materialized copy holds
@@ -28,7 +29,8 @@ class TorchEncoder:
             model = materialize_(copy.deepcopy(model))
         self.model = model.eval()
         self.clip = as_clip(model)
-        self.arch, self.preprocess = model_arch(model), model_preprocess(model)
+        self.arch = model_arch(model)
+        self.preprocess = Preprocess.from_meta(preprocess_meta(model, self.arch))
         self.tokenizer = ClipTokenizer(context_length or self.arch.text.context_length)
         self.batch_size = batch_size
 

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..choices import GRANULARITIES, RULES, SCOPES
+from ..torch_clip.describe import clip_family
 from .rules import as_matrix, check_choice, check_group_size, fake_quant, ternary_quantize
 
 FilterFn = Callable[[nn.Module, str], bool]
@@ -98,18 +99,6 @@ class WeightSite:
     param_name: str
     kind: str  # linear | attn_in_proj | conv | projection | embedding
     out_axis: int = 0
-
-
-def clip_family(model: nn.Module) -> str:
-    """``"open_clip"`` or ``"hf"``; a ValueError for anything that is not a CLIP with two towers."""
-    if hasattr(model, "vision_model") and hasattr(model, "text_model") and hasattr(model, "get_image_features"):
-        return "hf"
-    if hasattr(model, "visual") and hasattr(model, "encode_image") and hasattr(model, "encode_text"):
-        return "open_clip"
-    raise ValueError(
-        f"model of type {type(model).__name__} is not a CLIP: expected an open_clip CLIP/CustomTextCLIP "
-        "(with .visual, encode_image, encode_text) or a transformers CLIPModel (with vision_model, text_model)"
-    )
 
 
 def weight_sites(model: nn.Module) -> Iterator[WeightSite]:

@@ -1,37 +1,31 @@
 """The torch side of CLIP models, in one home: loading, describing and calling open_clip / HF CLIPs.
 
 - :mod:`.loading`: :func:`load_float_clip`, the one loader every verb uses;
-- :mod:`.describe`: architecture and preprocessing of a torch CLIP, as data (used by ``pack.export``);
-- :mod:`.adapters`: open_clip's calling convention for Hugging Face models, the embedding width and
-  the runtime ``Preprocess`` of a torch model.
+- :mod:`.describe`: which family a model is, its architecture and preprocessing as data (used by
+  ``quant`` and ``pack.export``);
+- :mod:`.adapters`: open_clip's calling convention for Hugging Face models and the embedding width.
 
-Submodules load on first use, so ``pack.export`` can read :mod:`.describe` without the runtime.
+Nothing here reaches the runtime: the runtime ``Preprocess`` of a torch model is built by its users
+from :func:`preprocess_meta`.
 """
 
 from __future__ import annotations
 
-import importlib
+from .adapters import HFClipAdapter, as_clip, embed_dim
+from .describe import clip_family, model_arch, preprocess_meta
+from .loading import BUNDLED, bundled_teacher, create_open_clip, load_float_clip, load_hf_clip, load_openai_checkpoint
 
-_HOME = {
-    "load_float_clip": "loading",
-    "bundled_teacher": "loading",
-    "create_open_clip": "loading",
-    "load_hf_clip": "loading",
-    "load_openai_checkpoint": "loading",
-    "BUNDLED": "loading",
-    "model_arch": "describe",
-    "preprocess_meta": "describe",
-    "HFClipAdapter": "adapters",
-    "as_clip": "adapters",
-    "embed_dim": "adapters",
-    "model_preprocess": "adapters",
-}
-
-
-def __getattr__(name: str):
-    if name in _HOME:
-        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_HOME)
+__all__ = [
+    "BUNDLED",
+    "HFClipAdapter",
+    "as_clip",
+    "bundled_teacher",
+    "clip_family",
+    "create_open_clip",
+    "embed_dim",
+    "load_float_clip",
+    "load_hf_clip",
+    "load_openai_checkpoint",
+    "model_arch",
+    "preprocess_meta",
+]

@@ -12,9 +12,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ..quant.surgery import clip_family
-from ..runtime.preprocess import Preprocess
-from .describe import model_arch, preprocess_meta
+from .describe import clip_family
 
 
 class TorchClip(Protocol):
@@ -65,8 +63,3 @@ def embed_dim(model: nn.Module) -> int:
     if proj is None:
         raise ValueError(f"cannot tell the embedding width of {type(inner).__name__}")
     return int(proj)
-
-
-def model_preprocess(model: nn.Module) -> Preprocess:
-    """The runtime's ``Preprocess`` (equal to open_clip's eval transform) for a torch CLIP."""
-    return Preprocess.from_meta(preprocess_meta(model, model_arch(model)))

@@ -1,8 +1,8 @@
 """What a torch CLIP is, as data: its architecture (:class:`ClipArch`) and its eval preprocessing.
 
 Reads an open_clip ``CLIP`` or a Hugging Face ``CLIPModel`` and refuses the variants the runtime
-graph does not run.  Only ``arch`` and ``quant`` below it, so ``pack.export`` can describe the model
-it writes without reaching up to the runtime.
+graph does not run.  Only ``arch`` below it: ``quant`` asks :func:`clip_family` which naming a model
+uses, and ``pack.export`` describes the model it writes without reaching up to the runtime.
 """
 
 from __future__ import annotations
@@ -10,10 +10,21 @@ from __future__ import annotations
 from torch import nn
 
 from ..arch import ClipArch, TextArch, VisionArch
-from ..quant.surgery import clip_family
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_family(model: nn.Module) -> str:
+    """``"open_clip"`` or ``"hf"``; a ValueError for anything that is not a CLIP with two towers."""
+    if hasattr(model, "vision_model") and hasattr(model, "text_model") and hasattr(model, "get_image_features"):
+        return "hf"
+    if hasattr(model, "visual") and hasattr(model, "encode_image") and hasattr(model, "encode_text"):
+        return "open_clip"
+    raise ValueError(
+        f"model of type {type(model).__name__} is not a CLIP: expected an open_clip CLIP/CustomTextCLIP "
+        "(with .visual, encode_image, encode_text) or a transformers CLIPModel (with vision_model, text_model)"
+    )
 
 
 def _require(condition: bool, what: str) -> None:
