@@ -135,3 +135,62 @@ def test_normalize_equals_the_pil_path_at_model_size():
         np.testing.assert_array_equal(normalized, pre(Image.fromarray(image)))
     with pytest.raises(ValueError, match="uint8"):
         pre.normalize(images[:, :16])
+
+
+def test_every_merge_is_learned_after_its_parts():
+    """What lets BPE take pairs from a heap: no merge can create a pair of lower rank than its own."""
+    ours = ClipTokenizer(77)
+    made_at = {"".join(pair): rank for pair, rank in ours.ranks.items()}
+    for (a, b), rank in ours.ranks.items():
+        assert made_at.get(a, -1) < rank and made_at.get(b, -1) < rank, (a, b)
+
+
+def long_texts() -> list[str]:
+    rng = random.Random(1)
+    words = " ".join(varied_texts()).split(" ")
+    letters = "abcdefghijklmnopqrstuvwxyzéü🙂"
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(100, 1500))) for _ in range(40)]
+    for n in (100, 500, 3000):  # one pre-token of n characters, alone and between words
+        word = "".join(rng.choice(letters) for _ in range(n))
+        texts += [word, f"x {word} y", "&amp; " * 300 + word]
+    return texts
+
+
+@pytest.mark.parametrize("context", [16, 77])
+def test_long_texts_and_long_words_equal_open_clip(context):
+    texts = long_texts()
+    theirs = open_clip.get_tokenizer("ViT-B-32")
+    assert np.array_equal(ClipTokenizer(context)(texts), theirs(texts, context_length=context).numpy())
+
+
+def test_the_first_ids_of_a_long_text_are_the_whole_texts_first_ids():
+    """encode(max_tokens=n) reads growing prefixes of the text; its ids equal the whole text's first n."""
+    ours = ClipTokenizer(77)
+    for text in long_texts()[:40]:
+        whole = ours.encode(text)
+        for n in (0, 1, 7, 75, 300):
+            assert ours.encode(text, n) == whole[:n]
+
+
+def test_a_huge_caption_costs_what_the_context_can_hold(monkeypatch):
+    """5 MB of words, or one 5 MB word: cleaning and BPE see a few thousand characters, not the text."""
+    from ternaryclip.runtime import tokenizer
+
+    cleaned, merged = [], []
+    clean, bpe = tokenizer.clean, tokenizer.ClipTokenizer._bpe
+    monkeypatch.setattr(tokenizer, "clean", lambda text: cleaned.append(len(text)) or clean(text))
+    monkeypatch.setattr(
+        tokenizer.ClipTokenizer, "_bpe", lambda self, symbols: merged.append(len(symbols)) or bpe(self, symbols)
+    )
+    theirs = open_clip.get_tokenizer("ViT-B-32")
+    rng = random.Random(2)
+    words = " ".join(
+        rng.choice(["a", "photo", "of", "the", "red", "cat", "running", "naïve"]) for _ in range(1_000_000)
+    )
+    word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5_000_000))
+    for text, context in ((words, 77), (word, 16)):
+        cleaned.clear()
+        merged.clear()
+        ids = tokenizer.ClipTokenizer(context)([text])
+        assert np.array_equal(ids, theirs([text[:3000]], context_length=context).numpy())
+        assert sum(cleaned) < 10_000 and sum(merged) < 3_000, (sum(cleaned), sum(merged))
