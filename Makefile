@@ -5,8 +5,10 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 # The compiled kernels: rebuilt whenever a kernel source or the CMake file changes, so that a `.cpp`
 # edit followed by `make test` runs the new code.
-KERNEL_SOURCES := $(wildcard src/ternaryclip/kernels/*.cpp src/ternaryclip/kernels/*.h) CMakeLists.txt
+KERNEL_SOURCES := $(shell find src/ternaryclip/kernels -name "*.cpp" -o -name "*.h" -o -name "*.inc") CMakeLists.txt
 KERNELS_STAMP := $(VENV)/.kernels-built
+# WERROR=1: compiler warnings fail the kernels' build (CI sets it).
+WERROR ?=
 
 .PHONY: setup build test test-fast test-arm64 lint format quickstart constraints clean
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch -r $(STAMP) $(KERNELS_STAMP)
 
 $(KERNELS_STAMP): $(STAMP) $(KERNEL_SOURCES)
-	$(PIP) install --no-deps --no-build-isolation -e . -q
+	$(PIP) install --no-deps --no-build-isolation -e . -q $(if $(WERROR),--config-settings=cmake.define.TCLIP_WERROR=ON)
 	touch $(KERNELS_STAMP)
 
 setup: $(STAMP)

@@ -1,7 +1,7 @@
 # Cross-compiling for 64-bit ARM Linux from x86-64 with Debian's g++-aarch64-linux-gnu:
 #   cmake -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake ...
 # No -march here: the kernels are built for the armv8-a baseline and dispatch to dotprod / i8mm at
-# run time (CMakeLists.txt, kernels/neon.h).
+# run time (CMakeLists.txt, kernels/arm/arm.h).
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)

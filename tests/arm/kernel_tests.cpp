@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu_features.h"
-#include "dispatch.h"
-#include "ops.h"
-#include "ternary_gemm.h"
+#include "core/cpu_features.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ternary_gemm.h"
 
 using namespace tclip;
 

@@ -17,8 +17,8 @@ for tool in "$CXX" "$QEMU"; do
 done
 SRC=src/ternaryclip/kernels
 OUT=build/arm64-tests
-mkdir -p "$OUT"
-BASE=(-std=gnu++17 -O3 -march=armv8-a -pthread -DTCLIP_NEON_TABLES -I"$SRC" -Wall -Wextra -Werror=uninitialized)
+rm -rf "$OUT" && mkdir -p "$OUT"
+BASE=(-std=gnu++20 -O3 -march=armv8-a -pthread -DTCLIP_NEON_TABLES -I"$SRC" -Wall -Wextra -Werror=uninitialized)
 EXACT=(-ffp-contract=off)
 FLOAT_OPS=(-ffp-contract=fast -fno-math-errno -fno-trapping-math -fno-signed-zeros)
 
@@ -27,13 +27,14 @@ compile() {  # output source flags...
   shift 2
   "$CXX" "${BASE[@]}" "$@" -c "$src" -o "$OUT/$out.o" &
 }
-for f in ref dispatch cpu_features pool neon avx2 avx2_exact avx512 avx512_exact amx amx_bf16; do compile "$f" "$SRC/$f.cpp" "${EXACT[@]}"; done
-compile neon_dotprod "$SRC/neon_dotprod.cpp" "${EXACT[@]}"
-compile neon_i8mm "$SRC/neon_i8mm.cpp" "${EXACT[@]}"
-compile ops_generic "$SRC/ops.cpp" -DTCLIP_OPS_NS=ops_generic
-compile ops_neon "$SRC/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLIP_OPS_NEON
-compile attention_amx "$SRC/attention_amx.cpp" "${FLOAT_OPS[@]}"
-compile attention_avx512bf16 "$SRC/attention_avx512bf16.cpp" "${FLOAT_OPS[@]}"
+for f in core/ref core/dispatch core/cpu_features core/pool arm/neon arm/tables x86/avx2 x86/avx2_exact x86/avx512 \
+  x86/avx512_exact x86/amx x86/amx_bf16; do compile "${f//\//_}" "$SRC/$f.cpp" "${EXACT[@]}"; done
+compile arm_neon_dotprod "$SRC/arm/neon_dotprod.cpp" "${EXACT[@]}"
+compile arm_neon_i8mm "$SRC/arm/neon_i8mm.cpp" "${EXACT[@]}"
+compile ops_generic "$SRC/core/ops.cpp" -DTCLIP_OPS_NS=ops_generic
+compile ops_neon "$SRC/core/ops.cpp" "${FLOAT_OPS[@]}" -DTCLIP_OPS_NS=ops_neon -DTCLIP_OPS_NEON
+compile attention_amx "$SRC/x86/attention_amx.cpp" "${FLOAT_OPS[@]}"
+compile attention_avx512bf16 "$SRC/x86/attention_avx512bf16.cpp" "${FLOAT_OPS[@]}"
 compile kernel_tests tests/arm/kernel_tests.cpp "${EXACT[@]}"
 wait
 "$CXX" -pthread "$OUT"/*.o -o "$OUT/kernel_tests"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..choices import MODES
-from . import _ext  # the compiled kernels; their threads are their own (pool.h), not OpenMP's
+from . import _ext  # the compiled kernels; their threads are their own (core/pool.h), not OpenMP's
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
 IMPL_VARIABLE = "TERNARYCLIP_IMPL"
