@@ -143,6 +143,10 @@ def test_every_merge_is_learned_after_its_parts():
     made_at = {"".join(pair): rank for pair, rank in ours.ranks.items()}
     for (a, b), rank in ours.ranks.items():
         assert made_at.get(a, -1) < rank and made_at.get(b, -1) < rank, (a, b)
+    # and the bound a long word is cut by: no token covers more characters of a word
+    from ternaryclip.runtime import tokenizer
+
+    assert max(len(token.removesuffix("</w>")) for token in ours.encoder) == tokenizer._LONGEST_TOKEN
 
 
 def long_texts() -> list[str]:
