@@ -79,7 +79,7 @@ def main() -> int:
     args = p.parse_args()
 
     from ternaryclip import kernels
-    from ternaryclip.bench.run import prepare_files
+    from ternaryclip.bench.files import prepare_files
 
     with tempfile.TemporaryDirectory() as tmp:
         path = prepare_files(args.arch, None, Path(tmp))["tclip"]

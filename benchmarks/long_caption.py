@@ -34,7 +34,7 @@ def main() -> int:
     import torch
 
     import ternaryclip
-    from ternaryclip.bench.run import prepare_files
+    from ternaryclip.bench.files import prepare_files
     from ternaryclip.pack.export import to_torch
 
     torch.set_num_threads(args.threads)

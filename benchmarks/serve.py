@@ -215,7 +215,7 @@ SCENARIOS = {  # name: (clients, image fraction, malformed fraction)
 
 
 def run(args) -> dict:
-    from ternaryclip.bench.run import prepare_files
+    from ternaryclip.bench.files import prepare_files
 
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="serve-bench-"))
     files = prepare_files(args.arch, args.model, tmp)

@@ -93,7 +93,7 @@ def test_the_cpu_model_is_read_from_cpuinfo_and_falls_back_to_the_platform(tmp_p
 def test_each_engine_takes_every_place_in_the_order_over_as_many_repeats(monkeypatch):
     """The timed calls rotate: with three engines and three repeats, each one runs first, second and
     third once, and its times are its own."""
-    from ternaryclip.bench import run
+    from ternaryclip.bench import timing
 
     calls = []
 
@@ -101,14 +101,14 @@ def test_each_engine_takes_every_place_in_the_order_over_as_many_repeats(monkeyp
         calls.append(conn)
         return {"a": 1.0, "b": 2.0, "c": 3.0}[conn], np.zeros((len(request[1]), 2), np.float32)
 
-    monkeypatch.setattr(run, "_ask", fake_ask)
-    monkeypatch.setattr(run, "SETTLE_S", 0.0)
+    monkeypatch.setattr(timing, "ask", fake_ask)
+    monkeypatch.setattr(timing, "SETTLE_S", 0.0)
     workers = {name: (None, name) for name in "abc"}
-    results, _ = run.time_engines(workers, {"image": np.zeros((1, 3), np.float32)}, [1], 3, lambda *_: None)
+    results, _ = timing.time_engines(workers, {"image": np.zeros((1, 3), np.float32)}, [1], 3, lambda *_: None)
     timed = calls[3:]  # after one warm-up call each
     assert [timed[i : i + 3] for i in (0, 3, 6)] == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
     assert {name: r["image_b1"]["median_s"] for name, r in results.items()} == {"a": 1.0, "b": 2.0, "c": 3.0}
-    assert run.rotated([], 5) == []
+    assert timing.rotated([], 5) == []
 
 
 def test_kernel_bench_reports_every_engine(tmp_path, capsys):

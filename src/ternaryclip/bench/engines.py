@@ -1,30 +1,12 @@
 """Inference engines measured by ``ternaryclip bench``, each run in its own process.
 
 An engine loads a model from files prepared by the parent and encodes images (float32
-``[B, 3, H, W]``) and token ids.  Workers are separate processes so that each engine's thread pool
-has the CPU to itself while it is timed, and so that peak memory is that engine's alone.
+``[B, 3, H, W]``) and token ids; :mod:`.workers` runs each one in its own process.
 """
 
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (VmHWM), the figure a user sees in top."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class OpenClipFP32:
@@ -148,27 +130,3 @@ def _openvino(files: dict, threads: int, precision: str):
     from .openvino_engine import OpenVINOEngine
 
     return OpenVINOEngine(files, threads, precision)
-
-
-def worker(conn, engine: str, files: dict, threads: int) -> None:
-    """Serve timing requests: ("image"|"text", array) -> (seconds, embeddings); ("rss",) -> bytes."""
-    try:
-        model = ENGINES[engine](files, threads)
-        conn.send(("ready", peak_rss_bytes()))
-        while True:
-            request = conn.recv()
-            if request[0] == "stop":
-                break
-            if request[0] == "rss":
-                conn.send(peak_rss_bytes())
-                continue
-            kind, data = request
-            encode = model.encode_image if kind == "image" else model.encode_text
-            start = time.perf_counter()
-            out = encode(data)
-            conn.send((time.perf_counter() - start, out))
-    except Exception as err:  # report instead of hanging the parent
-        conn.send(("error", f"{engine}: {type(err).__name__}: {err}"))
-    finally:
-        conn.close()
-        os._exit(0)

@@ -93,7 +93,7 @@ def run_profile(
     progress=print,
 ) -> dict:
     from ..runtime import load
-    from .run import prepare_files
+    from .files import prepare_files
 
     with tempfile.TemporaryDirectory() as tmp:
         path = model or prepare_files(arch, None, Path(tmp))["tclip"]

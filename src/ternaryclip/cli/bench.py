@@ -55,7 +55,8 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.run import format_table, plot, run_bench, write_json
+    from ..bench.report import format_table, plot, write_json
+    from ..bench.run import run_bench
 
     if args.kernels:
         from ..bench.kernels import run_kernel_bench
