@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 # edit followed by `make test` runs the new code.
 KERNEL_SOURCES := $(shell find src/ternaryclip/kernels -name "*.cpp" -o -name "*.h" -o -name "*.inc") CMakeLists.txt
 KERNELS_STAMP := $(VENV)/.kernels-built
-# WERROR=1: compiler warnings fail the kernels' build (CI sets it).
+# WERROR=1: compiler warnings fail the kernels' build (CI exports it).
 WERROR ?=
+BUILD_FLAGS = $(if $(WERROR),--config-settings=cmake.define.TCLIP_WERROR=ON)
 
 .PHONY: setup build test test-fast test-arm64 lint format quickstart constraints clean
 
@@ -17,12 +18,12 @@ WERROR ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch torchvision scikit-build-core nanobind
-	$(PIP) install -c constraints.txt -e ".[all]"
+	$(PIP) install -c constraints.txt -e ".[all]" $(BUILD_FLAGS)
 	touch $(STAMP)
 	touch -r $(STAMP) $(KERNELS_STAMP)
 
 $(KERNELS_STAMP): $(STAMP) $(KERNEL_SOURCES)
-	$(PIP) install --no-deps --no-build-isolation -e . -q $(if $(WERROR),--config-settings=cmake.define.TCLIP_WERROR=ON)
+	$(PIP) install --no-deps --no-build-isolation -e . -q $(BUILD_FLAGS)
 	touch $(KERNELS_STAMP)
 
 setup: $(STAMP)
@@ -33,13 +34,18 @@ test: build
 	$(PY) -m pytest -q
 
 # ruff: lint and formatting, configured in pyproject.toml (CI runs this before the tests).
+# C++: clang-format (Debian's clang-format) against .clang-format, on the kernels and their aarch64 tests.
+CXX_SOURCES = $(shell find src/ternaryclip/kernels tests/arm -name "*.cpp" -o -name "*.h" -o -name "*.inc")
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	clang-format -i $(CXX_SOURCES)
 
 test-fast: build
 	$(PY) -m pytest -q -m "not slow"

@@ -107,7 +107,8 @@ void amx_loop(int64_t iters) {
 }
 #endif
 
-double timed(void (*loop)(int64_t), double ops_per_iter, double seconds) {
+// Unused where no peak loop is compiled (aarch64).
+[[maybe_unused]] double timed(void (*loop)(int64_t), double ops_per_iter, double seconds) {
     using clock = std::chrono::steady_clock;
     int64_t iters = 1 << 16;
     double best = 0.0, spent = 0.0;
