@@ -1,10 +1,10 @@
 // Float operations of the transformer around the ternary GEMMs: LayerNorm, GELU / QuickGELU,
 // multi-head attention.  Plain loops written so that the compiler vectorizes them, and explicit AVX2 /
 // AVX-512 / NEON vectors (one traits struct) for LayerNorm, the softmax's reductions and the two attention
-// products.  This file is compiled three times (see
-// CMakeLists.txt): generic into tclip::ops_generic (the reference, any CPU), with AVX2 + FMA into
-// tclip::ops_avx2 and with AVX-512 into tclip::ops_avx512 (on aarch64: NEON into tclip::ops_neon, with
-// TCLIP_OPS_NEON); the dispatcher picks one at run time.
+// products.  This file is compiled once per instruction set (see CMakeLists.txt): generic into
+// tclip::ops_generic (the reference, any CPU), with AVX2 + FMA into tclip::ops_avx2 and with AVX-512 into
+// tclip::ops_avx512 (on aarch64: NEON into tclip::ops_neon, with TCLIP_OPS_NEON); the dispatcher picks one at
+// run time.  Over 350 lines on purpose: one source for every width is what keeps their bits equal.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,6 @@
-// The kernels' thread teams (see pool.h).
+// The kernels' thread teams (see pool.h).  Over 350 lines on purpose: the team's states (wake-up, spin then
+// sleep, shutdown, fork), the busy-neighbour reading that decides spinning and the work-stealing item queues
+// depend on each other's invariants, which read best in one file.
 #include "core/pool.h"
 
 #include <pthread.h>
