@@ -95,7 +95,7 @@ def test_info_on_a_folder_says_it_is_a_folder(tmp_path):
         ("quickstart", "--batch-size", "-3"),
         ("quickstart", "--lr", "nan"),
         ("distill", "--threads", "-1"),
-        ("distill", "--workers", "0"),
+        ("distill", "--workers", "-1"),  # 0 is DataLoader's "decode on this thread"
         ("embed", "x.tclip", "--texts", "a", "--out", "o.npz", "--batch-size", "-1"),
         ("eval", "x.tclip", "--dataset", "synthetic", "--threads", "0"),
     ],

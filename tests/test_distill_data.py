@@ -270,7 +270,9 @@ def test_no_data_spec_in_a_config_reaches_a_shell(tiny_teacher_files, tmp_path):
 
 
 def test_cli_on_a_folder_of_corrupt_images_stops_with_one_line(tiny_teacher_files, tmp_path):
-    """The loop that never ended: a bounded subprocess must end by itself with the counts."""
+    """The loop that never ended: a bounded subprocess must end by itself with the counts.
+
+    ``--workers 0`` (decode on the training thread, DataLoader's meaning) is accepted on the way."""
     import subprocess
     import sys
 
@@ -283,9 +285,27 @@ def test_cli_on_a_folder_of_corrupt_images_stops_with_one_line(tiny_teacher_file
     result = subprocess.run(
         [sys.executable, "-m", "ternaryclip", "distill", "--teacher", str(config), "--teacher-pretrained",
          str(weights), "--data", str(data), "--steps", "1", "--batch-size", "2", "--threads", "1",
-         "--workers", "1", "--no-progress", "--out", str(tmp_path / "run")],
+         "--workers", "0", "--no-progress", "--out", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert "8 records in a row were unusable (8 cannot decode)" in result.stderr.strip().splitlines()[-1]
+
+
+def test_workers_0_decodes_on_the_calling_thread_with_the_same_batches(tmp_path, monkeypatch):
+    import threading
+
+    from ternaryclip.distill import batches
+
+    files = _write_images(tmp_path)
+    source = open_source(_csv(tmp_path, [(tmp_path / name, caption) for name, caption in files.items()]), seed=3)
+    threads, decode = set(), batches.model_pixels
+    monkeypatch.setattr(batches, "model_pixels", lambda *a: threads.add(threading.get_ident()) or decode(*a))
+    alone = BatchStream(source, PRE, ClipTokenizer(24), 4, workers=0)
+    pooled = BatchStream(source, PRE, ClipTokenizer(24), 4, workers=2)
+    for _ in range(3):
+        a, b = alone.next_batch(), pooled.next_batch()
+        assert np.array_equal(a.pixels, b.pixels) and np.array_equal(a.ids, b.ids)
+    assert alone.skipped.counts == pooled.skipped.counts and alone.skipped.counts["cannot decode"] >= 1
+    assert threading.get_ident() in threads and len(threads) >= 2  # the caller's thread, and the pool's

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from ..choices import GRANULARITIES, RULES
-from .model_args import positive_int
+from .model_args import non_negative_int, positive_int
 
 # flag -> (type, help); defaults come from DistillConfig so the file, the flags and the API agree.
 FLAGS = {
@@ -43,7 +43,7 @@ FLAGS = {
     "log_every": (int, "write metrics.jsonl every N steps"),
     "eval_every": (int, "zero-shot eval on the synthetic benchmark every N steps (0: off)"),
     "threads": (positive_int, "torch CPU threads"),
-    "workers": (positive_int, "image decoding threads"),
+    "workers": (non_negative_int, "image decoding threads (0: decode on the training thread, as DataLoader's 0)"),
     "packing": (str, "packing of the exported student: base3 (smallest) or 2bit"),
 }
 SWITCHES = {
@@ -94,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.synthetic import evaluate_synthetic
 
     config = config_from_args(args)
-    for key in ("threads", "workers"):  # a --config file bypasses the flags' checks
+    for key, least in (("threads", 1), ("workers", 0)):  # a --config file bypasses the flags' checks
         value = getattr(config, key)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+        if value is not None and (not isinstance(value, int) or value < least):
+            raise ValueError(f"{key} must be an integer >= {least}, got {value!r}")
     eval_fn = (
         (lambda model, step: evaluate_synthetic(model, quick=True)) if config.data.startswith("synthetic") else None
     )

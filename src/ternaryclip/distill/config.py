@@ -127,7 +127,7 @@ class DistillConfig:
             (self.log_every >= 1, "log_every must be >= 1"),
             (self.eval_every >= 0, "eval_every must be >= 0 (0: off)"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
-            (self.workers >= 1, "workers must be >= 1"),
+            (self.workers >= 0, "workers must be >= 0 (0: decode on the training thread)"),
             (0 <= self.float_warmup < 1, "float_warmup is a fraction of the steps in [0, 1)"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
             (self.packing in PACKINGS, f"packing must be one of {PACKINGS}"),
