@@ -383,6 +383,42 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     assert sorted(os.listdir(tmp_path)) == ["m.tclip"]
 
 
+def test_a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """``distill`` killed while writing ``student.tclip``: the next successful write removes the leftover,
+    and keeps the temp file of a writer still at work and files that only look alike."""
+    import fcntl
+    import signal
+    import textwrap
+
+    target = tmp_path / "student.tclip"
+    killed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, signal
+            from ternaryclip.files import atomic_write
+            def half(tmp):
+                with open(tmp, "wb") as f:
+                    f.write(b"half a file")
+                os.kill(os.getpid(), signal.SIGKILL)
+            atomic_write({str(target)!r}, half)
+        """)],
+        timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.iterdir()
+    assert leftover.name.startswith("student.tclip.") and leftover.suffix == ".tmp"
+    busy, alike = tmp_path / "student.tclip.0badc0de.tmp", tmp_path / "student.tclip.backup.tmp"
+    busy.write_bytes(b"a writer at work")
+    alike.write_bytes(b"the user's")
+    held = os.open(busy, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        write(build(), target)  # the .tclip writer that distill's export uses
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, busy.name, alike.name])
+    assert read(target) is not None
+
+
 @pytest.mark.parametrize("context", [0, -1, 10**6, True, 7.5])
 def test_tokenizer_context_lengths_out_of_bounds_are_refused(context):
     from ternaryclip.runtime import ClipTokenizer
