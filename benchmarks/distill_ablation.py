@@ -1,6 +1,6 @@
 """Which distillation settings keep the most of the bundled teacher? One variant per run, same budget.
 
-    python benchmarks/distill_ablation.py --steps 200 --batch-size 64 --json benchmarks/distill_ablation.json
+    python benchmarks/distill_ablation.py --steps 200 --batch-size 64 --json benchmarks/results/distill_ablation.json
 
 Each variant trains a ternary student from the bundled teacher on the synthetic stream and is
 evaluated on the bundled benchmark (zero-shot top-1 on held-out pairs, retrieval R@1); retention is

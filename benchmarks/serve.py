@@ -1,6 +1,6 @@
 """Bounded load test of ``ternaryclip serve`` on loopback, against batching off and a simple open_clip server.
 
-    python benchmarks/serve.py --json benchmarks/serve.json --plot benchmarks/serve.png
+    python benchmarks/serve.py --json benchmarks/results/serve.json --plot benchmarks/results/serve.png
 
 Three servers, each its own process on 127.0.0.1, all with the same ViT-B/32-shaped weights (random
 init, ternarized, scope ``all`` + token embedding):

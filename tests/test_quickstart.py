@@ -90,13 +90,13 @@ def test_short_quickstart_writes_a_well_formed_report(tmp_path):
 
 
 def test_the_reports_seed_note_quotes_the_committed_seeded_ablation():
-    """The one-seed caveat in the quickstart report must say what benchmarks/distill_seeds200.json says."""
+    """The one-seed caveat in the quickstart report must say what benchmarks/results/distill_seeds200.json says."""
     from pathlib import Path
 
     from ternaryclip.quickstart.goals import SEEDED_200_STEPS
     from ternaryclip.quickstart.render import seed_note
 
-    summary = json.loads((Path(__file__).parents[1] / "benchmarks" / "distill_seeds200.json").read_text())
+    summary = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "distill_seeds200.json").read_text())
     assert summary["settings"]["steps"] == 200
     arms = {"QAT": "QAT", "QAT + KD": "QAT+KD"}
     for name, arm in arms.items():

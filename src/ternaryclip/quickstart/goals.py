@@ -6,13 +6,13 @@ GOALS = {"zeroshot_retention": 0.97, "retrieval_retention": 0.95, "fast_vs_exact
 
 # The quickstart trains one seed; how far apart seeds land, from the seeded ablation at the quickstart's
 # recipe and budget (benchmarks/distill_seeds.py, 200 steps of batch 64, seeds 0-2, CPU; the table is
-# benchmarks/distill_seeds200.md).  Points; "sd" = standard deviation over seeds, "kd_minus_qat" = the
+# benchmarks/results/distill_seeds200.md).  Points; "sd" = standard deviation over seeds, "kd_minus_qat" = the
 # paired difference with its 95% Student-t interval.
 SEEDED_200_STEPS = {
     "seeds": 3,
     "sd": {"QAT": {"zs": 0.6, "R@1": 0.7}, "QAT + KD": {"zs": 0.6, "R@1": 0.2}},
     "kd_minus_qat": {"zs": (-1.9, -4.8, 1.0), "R@1": (1.1, -0.4, 2.5)},
-    "table": "benchmarks/README.md#seeded-ablation",
+    "table": "docs/distillation.md#seeded-ablation",
 }
 
 
