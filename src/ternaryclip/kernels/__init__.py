@@ -1,7 +1,9 @@
 """Ternary GEMM kernels (C++ extension ``_ext``): checked wrappers that take numpy arrays.
 
-Every argument is validated here (dtype, shape, contiguity) so that a mistake raises a ValueError
-naming the argument; the extension checks sizes again before it touches a pointer.
+A mistake raises a ValueError naming the argument.  The extension checks every size before it touches a
+pointer (the linear layer's in ``core/linear.cpp``); these wrappers convert arrays (dtype, contiguity) and
+check what only Python sees, and :func:`gemm_prepared`, the runtime's hot path, leaves all checks to the
+extension.
 """
 
 from __future__ import annotations
@@ -137,10 +139,27 @@ def prepare(
 
 
 def _run_prepared(x, weights: PreparedWeights, scales, group_size, bias, out, add, activation, norm):
+    """The extension's call as it is: it takes no array it would have to convert (TypeError) and checks
+    every size, the add, the activation and the norm itself (ValueError)."""
     return _ext.gemm_prepared(
         x, weights.data, weights.n, weights.k, scales, group_size, bias, weights.impl, out, add, activation, norm,
         weights.mode,
     )  # fmt: skip
+
+
+def _converted(x, scales, bias, out, norm):
+    """The arrays of a :func:`gemm_prepared` call the extension refused, converted where a copy serves (a
+    non-contiguous ``x``), else a ValueError naming the argument."""
+    if norm is not None:
+        weight, bias_, eps = norm
+        norm = (_as("norm weight", weight, np.float32, 1), _as("norm bias", bias_, np.float32, 1), float(eps))
+    x = _as("x", x, np.float32, 2)
+    scales = _as("scales", scales, np.float32, 2)
+    if bias is not None:
+        bias = _as("bias", bias, np.float32, 1)
+    if out is not None:
+        _out(out, out.shape if isinstance(out, np.ndarray) else ())
+    return x, scales, bias, norm
 
 
 def gemm_prepared(
@@ -162,20 +181,16 @@ def gemm_prepared(
     ``activation`` (``"gelu"`` or ``"quick_gelu"``): applied to the result, as :func:`activation_` would.
     ``add``: ``out += ...`` instead (``out`` required), the same sums as a separate add.  On AMX and
     AVX-512 VNNI both happen in the GEMM's epilogue (:func:`fuses_epilogue`), which saves passes over the output.
+
+    The extension checks the arguments (C++, ``core/linear.cpp``); arrays it cannot take as they are (not
+    float32, not C-contiguous) are converted here, or refused with a ValueError naming them.
     """
-    if add and out is None:
-        raise ValueError("add needs out (the array to add to)")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if norm is not None:
-        weight, bias_, eps = norm
-        norm = (_as("norm weight", weight, np.float32, 1), _as("norm bias", bias_, np.float32, 1), float(eps))
-    x = _as("x", x, np.float32, 2)
-    scales = _as("scales", scales, np.float32, 2)
-    if bias is not None:
-        bias = _as("bias", bias, np.float32, 1)
-    out = _out(out, (x.shape[0], weights.n))
-    y = _run_prepared(x, weights, scales, int(group_size), bias, out, add, activation, norm)
+    group_size = int(group_size)
+    try:
+        y = _run_prepared(x, weights, scales, group_size, bias, out, add, activation, norm)
+    except TypeError:  # an array the extension takes only as float32, C-contiguous, of its rank
+        x, scales, bias, norm = _converted(x, scales, bias, out, norm)
+        y = _run_prepared(x, weights, scales, group_size, bias, out, add, activation, norm)
     return out if out is not None else y
 
 
@@ -190,11 +205,9 @@ def gemm_prepared_into(
     activation: str = "",
     norm: tuple | None = None,
 ) -> np.ndarray:
-    """:func:`gemm_prepared` for arrays the caller made right: ``x`` float32 C-contiguous ``[M, K]``,
-    ``out`` ``[M, N]``, scales and bias as prepared.  The runtime's hot path: the argument checks
-    above cost ~5 us a call, a tenth of a caption's GEMM.  The extension still checks every size."""
-    _run_prepared(x, weights, scales, group_size, bias, out, add, activation, norm)
-    return out
+    """:func:`gemm_prepared` into ``out`` (returned), kept for its callers: now that the extension checks the
+    arguments, :func:`gemm_prepared` costs no more."""
+    return gemm_prepared(x, weights, scales, group_size, bias, out, add, activation, norm)
 
 
 def round_bf16(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
-// Python bindings (nanobind): argument marshalling only.  nanobind checks dtype, dimensionality and
-// contiguity; here sizes are checked for consistency and every product of sizes for overflow
-// (checked.h) before any pointer is used, then the op runs from the dispatch table (dispatch.h) with
-// the GIL released.  Errors raise ValueError / TypeError, never crash.
+// Python bindings (nanobind): numpy arrays in and out.  nanobind checks dtype, dimensionality and
+// contiguity (outputs are taken as they are, never converted); the linear layer (core/linear.h) checks its
+// sizes and runs its GEMM, fusion and scratch; the other ops' sizes are checked here, every product of them
+// for overflow (core/checked.h), before any pointer is used.  The ops run with the GIL released.  Errors
+// raise ValueError / TypeError, never crash.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <thread>
@@ -21,7 +23,7 @@
 #include "core/checked.h"
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
-#include "core/parallel.h"
+#include "core/linear.h"
 #include "bench/peak.h"
 #include "core/pool.h"
 #include "core/ternary_gemm.h"
@@ -39,9 +41,6 @@ using F32Array = nb::ndarray<float, nb::c_contig, nb::device::cpu>;
 
 namespace {
 
-// The widest K the int32 accumulators hold without overflow (avx512.cpp, avx2.cpp): 2^23 columns.
-constexpr int64_t kMaxK = int64_t(1) << 23;
-
 int64_t dim(size_t d) { return int64_t(d); }
 
 template <class T>
@@ -51,149 +50,56 @@ T* alloc(int64_t count, nb::capsule& owner) {
     return data;
 }
 
-// The output: `out` when the caller passes one (checked to hold exactly `count` floats), else new.
-float* output(const OutArg& out, int64_t count, nb::capsule& owner) {
+// The output: `out` when the caller passes one (checked to have exactly `shape`), else new.  `out` is taken
+// without conversion (noconvert): a converted copy would take the result and drop it.
+float* output(const OutArg& out, std::initializer_list<int64_t> shape, nb::capsule& owner) {
+    int64_t count = 1;
+    for (int64_t d : shape) count = checked_mul(count, d, "the output's size");
     if (!out) return alloc<float>(count, owner);
-    int64_t have = 1;
-    for (size_t i = 0; i < out->ndim(); ++i) have = checked_mul(have, dim(out->shape(i)), "out's size");
-    require(have == count, "out has " + std::to_string(have) + " elements, the result has " + std::to_string(count));
+    std::string have, want;
+    for (size_t i = 0; i < out->ndim(); ++i) have += (i ? ", " : "") + std::to_string(out->shape(i));
+    for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+    require(have == want, "out has shape [" + have + "], the result has [" + want + "]");
     return out->data();
 }
 
-int64_t checked_padded_k(int64_t k) {
-    require(k >= 1 && k <= kMaxK, "k must be in [1, " + std::to_string(kMaxK) + "], got " + std::to_string(k));
-    return padded_k(k);
+// The shapes of the weight arrays, for checked_weights (core/linear.h).
+WeightShapes shapes(int64_t n, int64_t k, const In2D<float>& scales, int64_t group_size,
+                    const std::optional<In1D>& bias) {
+    WeightShapes s{n, k, group_size, dim(scales.shape(0)), dim(scales.shape(1))};
+    if (bias) s.bias_size = dim(bias->shape(0));
+    return s;
 }
 
-TernaryWeights make_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
+// Weights in the 2bit file layout, checked.
+TernaryWeights file_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
                             const std::optional<In1D>& bias) {
-    const int64_t kp = checked_padded_k(k);
-    require(group_size >= 1, "group_size must be positive");
-    const int64_t n = dim(packed.shape(0));
-    require(dim(packed.shape(1)) == kp / 4, "packed weights have " + std::to_string(packed.shape(1)) +
-            " bytes a row; k = " + std::to_string(k) + " needs " + std::to_string(kp / 4));
-    const int64_t rows = dim(scales.shape(0)), cols = dim(scales.shape(1));
-    const int64_t groups = k / group_size + (k % group_size != 0);
-    require(rows == 1 || rows == n, "scales must have 1 or N rows");
-    require(cols == 1 || cols == groups, "scales must have 1 or ceil(k / group_size) columns");
-    if (bias) require(dim(bias->shape(0)) == n, "bias must have N elements");
-    return TernaryWeights{packed.data(), n, k, kp, scales.data(), rows, cols, cols == 1 ? k : group_size,
-                          bias ? bias->data() : nullptr};
+    WeightShapes s = shapes(dim(packed.shape(0)), k, scales, group_size, bias);
+    s.code_rows = dim(packed.shape(0));
+    s.code_bytes = dim(packed.shape(1));
+    return checked_weights(packed.data(), scales.data(), bias ? bias->data() : nullptr, s);
 }
 
-// Scratch for the int8 activations of one GEMM call, kept per calling thread and only ever grown:
-// fresh allocations of a few MB per call cost page faults that serialized the worker threads.
-struct Scratch {
-    std::vector<int8_t> q;
-    std::vector<float> xscale;
-    std::vector<int32_t> qsum;
-};
-
-// Sizes of the quantized activations of m rows (overflow-checked; zero rows up to kTokenPad).
-struct QuantSizes {
-    int64_t q, q_used, qsum;
-};
-
-QuantSizes quant_sizes(int64_t m, const TernaryWeights& w) {
-    checked_add(m, kTokenPad, "the token count");
-    return {checked_mul(padded_rows(m), w.kp, "the quantized activations"), m * w.kp,
-            checked_mul(m, w.scale_cols, "the activation group sums")};
-}
-
-// A LayerNorm in front of a GEMM (gemm_prepared's `norm`): the float ops table whose layer_norm the
-// separate pass would run, and its weight, bias and eps over the K columns.
-struct Norm {
-    const KernelTable& ops;
-    const float *weight, *bias;
-    float eps;
-};
-
-// LayerNorm then quantization, 16 rows at a time through a per-thread buffer that stays in L1: the
-// normalized rows are never written out and read back.  The same row-wise calls, so the same bits.
-void normalize_and_quantize(const KernelTable& table, const Norm& norm, const float* x, int64_t m,
-                            const TernaryWeights& w, int8_t* q, float* xscale, int32_t* qsum) {
-    constexpr int64_t kRows = 16;
-    Items blocks((m + kRows - 1) / kRows);
-    run_parallel(m * w.k >= (int64_t(1) << 15), [&] {
-        thread_local std::vector<float> rows;
-        if (rows.size() < size_t(kRows * w.k)) rows.resize(size_t(kRows * w.k));
-        auto mine = blocks.join();
-        for (int64_t b; mine.next(b);) {
-            const int64_t r0 = b * kRows, count = std::min(kRows, m - r0);
-            norm.ops.layer_norm(x + r0 * w.k, count, w.k, norm.weight, norm.bias, norm.eps, rows.data());
-            table.quantize_rows(rows.data(), count, w.k, w.kp, w.group_size, w.scale_cols, q + r0 * w.kp,
-                                xscale + r0, qsum + r0 * w.scale_cols);
-        }
-    });
-}
-
-QuantizedRows quantize_into_scratch(const KernelTable& table, const float* x, int64_t m, const TernaryWeights& w,
-                                    const QuantSizes& sizes, const Norm* norm = nullptr) {
-    thread_local Scratch scratch;
-    if (scratch.q.size() < size_t(sizes.q)) scratch.q.resize(size_t(sizes.q));
-    std::memset(scratch.q.data() + sizes.q_used, 0, size_t(sizes.q - sizes.q_used));
-    if (scratch.xscale.size() < size_t(m)) scratch.xscale.resize(size_t(m));
-    if (scratch.qsum.size() < size_t(sizes.qsum)) scratch.qsum.resize(size_t(sizes.qsum));
-    if (norm)
-        normalize_and_quantize(table, *norm, x, m, w, scratch.q.data(), scratch.xscale.data(), scratch.qsum.data());
-    else
-        table.quantize_rows(x, m, w.k, w.kp, w.group_size, w.scale_cols, scratch.q.data(), scratch.xscale.data(),
-                            scratch.qsum.data());
-    return QuantizedRows{scratch.q.data(), scratch.xscale.data(), scratch.qsum.data(), m, w.kp};
-}
-
-// x rounded to bf16 (ref::round_bf16) into scratch of the calling thread, grown and never shrunk.
-const float* round_into_scratch(const float* x, int64_t m, int64_t k) {
-    thread_local std::vector<float> rounded;
-    if (rounded.size() < size_t(m * k)) rounded.resize(size_t(m * k));
-    float* out = rounded.data();  // the caller's buffer: inside the workers `rounded` names their own
-    parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) { ref::round_bf16(x + i * k, k, out + i * k); });
-    return out;
-}
-
-// Mode "bf16" from the 2bit file layout: the bf16 GEMM of the table `bf16` over weights prepared for this
-// call (as amx::gemm_fast does for int8), or where there is none the exact GEMM of `exact` on the rounded
-// activations.
-void gemm_bf16(const KernelTable& exact, const KernelTable* bf16, const float* x, int64_t m, const TernaryWeights& w,
-               float* y) {
-    if (bf16 == nullptr) return exact.gemm_exact(round_into_scratch(x, m, w.k), m, w, y);
-    std::vector<uint8_t> prepared(size_t(bf16->prepared_bytes(w)));
-    bf16->prepare(w, prepared.data());
-    bf16->gemm_bf16_prepared(x, m, w, prepared.data(), y, false, 1);
+void require_columns(const In2D<float>& x, int64_t k) {
+    require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
+                                      std::to_string(k));
 }
 
 nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
                 int64_t group_size, const std::optional<In1D>& bias, const std::string& mode, const std::string& impl,
                 const OutArg& out) {
-    TernaryWeights w = make_weights(packed, k, scales, group_size, bias);
-    require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
-            std::to_string(k));
-    require(mode == "fast" || mode == "exact" || mode == "bf16", "mode must be 'fast', 'exact' or 'bf16'");
+    const TernaryWeights w = file_weights(packed, k, scales, group_size, bias);
+    require_columns(x, k);
+    const Linear layer = Linear::file_layout(w, impl, parse_mode(mode));
     const int64_t m = dim(x.shape(0));
-    const KernelTable& table = pick(impl, mode == "fast" ? Op::gemm_fast : Op::gemm_exact, &w);
-    const KernelTable* bf16 = mode == "bf16" ? pick_bf16(impl, w) : nullptr;
-    const QuantSizes sizes = quant_sizes(m, w);
     nb::capsule owner;
-    float* y = output(out, checked_mul(m, w.n, "the output"), owner);
+    float* y = output(out, {m, w.n}, owner);
     {
         nb::gil_scoped_release release;
-        if (mode == "exact") table.gemm_exact(x.data(), m, w, y);
-        else if (mode == "bf16") gemm_bf16(table, bf16, x.data(), m, w, y);
-        else if (m > 0) table.gemm_fast(quantize_into_scratch(table, x.data(), m, w, sizes), w, y);
+        layer.run(x.data(), m, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(w.n)}, owner));
-}
-
-void require_prepared_mode(const std::string& mode) {
-    require(mode == "fast" || mode == "bf16" || mode == "exact",
-            "prepared weights run mode 'fast', 'bf16' or 'exact', got '" + mode + "'");
-}
-
-// The table whose GEMM over prepared weights runs `mode` for impl; nullptr where modes "bf16" and "exact"
-// have none (they run the exact GEMM on the file layout there).
-const KernelTable* prepared_table(const std::string& impl, const std::string& mode, const TernaryWeights& w) {
-    return mode == "fast" ? &pick(impl, Op::gemm_fast, &w) : pick_bf16(impl, w);
 }
 
 // The weights in the load-time layout of the table `impl` picks for `mode`'s GEMM, and that table's
@@ -201,108 +107,50 @@ const KernelTable* prepared_table(const std::string& impl, const std::string& mo
 // mode "bf16": when the exact GEMM runs it).
 nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales, int64_t group_size,
                            const std::string& impl, const std::string& mode) {
-    require_prepared_mode(mode);
-    const TernaryWeights w = make_weights(packed, k, scales, group_size, std::nullopt);
-    const KernelTable* table = prepared_table(impl, mode, w);
-    if (table == nullptr || table->prepare == nullptr) return nb::none();
-    checked_mul(checked_add(w.n, 64, "the row count"), w.kp / 4, "the prepared weights");
-    const int64_t bytes = table->prepared_bytes(w);
-    nb::capsule owner;
-    uint8_t* out = alloc<uint8_t>(bytes, owner);
+    const Mode parsed = parse_mode(mode);
+    const TernaryWeights w = file_weights(packed, k, scales, group_size, std::nullopt);
+    std::vector<uint8_t>* bytes = nullptr;
+    std::string name;
     {
         nb::gil_scoped_release release;
-        table->prepare(w, out);
+        Linear layer = Linear::prepare(w, impl, parsed);
+        if (layer.prepared()) bytes = new std::vector<uint8_t>(layer.release_prepared());
+        name = layer.impl();
     }
-    return nb::make_tuple(Out<uint8_t, 1>(out, {size_t(bytes)}, owner), std::string(table->name));
+    if (bytes == nullptr) return nb::none();
+    nb::capsule owner(bytes, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+    return nb::make_tuple(Out<uint8_t, 1>(bytes->data(), {bytes->size()}, owner), name);
 }
 
-Activation parse_activation(const std::string& name) {
-    if (name.empty()) return Activation::none;
-    if (name == "gelu") return Activation::gelu;
-    if (name == "quick_gelu") return Activation::quick_gelu;
-    throw std::invalid_argument("activation must be '', 'gelu' or 'quick_gelu', got '" + name + "'");
-}
-
-// The activation pass of `impl`'s float ops over y[count]: what a fused epilogue must equal.
-void activate(const std::string& impl, Activation activation, float* y, int64_t count) {
-    const KernelTable& ops = pick(impl, Op::float_ops);
-    if (activation == Activation::gelu) ops.gelu(y, count);
-    if (activation == Activation::quick_gelu) ops.quick_gelu(y, count);
-}
-
-// `mode`'s GEMM over prepared weights (prepare_weights); `impl` is the name it returned.  Then the
-// activation, if any, and with `add` out += the result (out required): y = act(x W^T + b) [+ out], in
-// the epilogue where the table can, else as separate passes (the same bits).  `norm` (weight, bias,
-// eps): x goes through `impl`'s LayerNorm first (in mode "fast" fused with the quantization).
+// `mode`'s GEMM over prepared weights (prepare_weights); `impl` is the name it returned: Linear::run with
+// the activation, the add (out += it; out required) and the LayerNorm (weight, bias, eps) given.
 using NormArg = std::optional<std::tuple<In1D, In1D, float>>;
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out, bool add, const std::string& activation_name, const NormArg& norm_arg,
+                         const OutArg& out, bool add, const std::string& activation, const NormArg& norm,
                          const std::string& mode) {
-    require_prepared_mode(mode);
+    const Mode parsed = parse_mode(mode);
     require(!add || out, "add needs out (the array to add to)");
-    const Activation activation = parse_activation(activation_name);
-    require(n >= 0, "n must be >= 0");
-    const int64_t kp = checked_padded_k(k);
-    require(group_size >= 1, "group_size must be positive");
-    checked_mul(checked_add(n, 64, "the row count"), kp / 4, "the prepared weights");
-    const int64_t rows = dim(scales.shape(0)), cols = dim(scales.shape(1));
-    const int64_t groups = k / group_size + (k % group_size != 0);
-    require(rows == 1 || rows == n, "scales must have 1 or N rows");
-    require(cols == 1 || cols == groups, "scales must have 1 or ceil(k / group_size) columns");
-    if (bias) require(dim(bias->shape(0)) == n, "bias must have N elements");
-    const TernaryWeights w{prepared.data(), n, k, kp, scales.data(), rows, cols, cols == 1 ? k : group_size,
-                           bias ? bias->data() : nullptr};
-    require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
-            std::to_string(k));
-    const KernelTable* table = prepared_table(impl, mode, w);
-    require(table != nullptr && impl == table->name && table->prepare != nullptr,
-            "weights prepared for impl='" + impl + "' cannot run mode '" + mode + "' here");
-    require(dim(prepared.shape(0)) == table->prepared_bytes(w), "prepared weights have " +
-            std::to_string(prepared.shape(0)) + " bytes, expected " + std::to_string(table->prepared_bytes(w)));
-    std::optional<Norm> norm;
-    if (norm_arg) {
-        const auto& [weight, bias_, eps] = *norm_arg;
-        require(dim(weight.shape(0)) == k && dim(bias_.shape(0)) == k, "norm weight and bias must have K elements");
-        norm.emplace(Norm{pick(impl, Op::float_ops), weight.data(), bias_.data(), eps});
+    LinearOptions options{parse_activation(activation), add};
+    if (norm) {
+        const auto& [weight, shift, eps] = *norm;
+        options.norm_weight = weight.data();
+        options.norm_bias = shift.data();
+        options.norm_eps = eps;
+        options.norm_weight_size = dim(weight.shape(0));
+        options.norm_bias_size = dim(shift.shape(0));
     }
     const int64_t m = dim(x.shape(0));
-    const QuantSizes sizes = quant_sizes(m, w);
+    const TernaryWeights w =
+        checked_weights(prepared.data(), scales.data(), bias ? bias->data() : nullptr, shapes(n, k, scales, group_size, bias));
+    require_columns(x, k);
+    const Linear layer = Linear::adopt(w, dim(prepared.shape(0)), impl, parsed);
     nb::capsule owner;
-    float* y = output(out, checked_mul(m, n, "the output"), owner);
-    if (m > 0) {
+    float* y = output(out, {m, n}, owner);
+    {
         nb::gil_scoped_release release;
-        const bool bf16 = mode != "fast";  // the bf16 unit's GEMM: "bf16", and "exact" split in three terms
-        std::vector<float> normalized;  // with a norm: LayerNorm's pass, then the GEMM
-        if (bf16 && norm) {
-            normalized.resize(size_t(m * k));
-            norm->ops.layer_norm(x.data(), m, k, norm->weight, norm->bias, norm->eps, normalized.data());
-        }
-        const float* xs = normalized.empty() ? x.data() : normalized.data();
-        // What the epilogue does (per-row or per-tensor scales only): the int8 GEMM's fused entry both, the
-        // bf16 GEMM the add, and that only where no activation must come before it.
-        const bool fused = w.scale_cols == 1 && (bf16 || table->gemm_fast_prepared_fused != nullptr);
-        const bool act_in_epilogue = fused && !bf16 && activation != Activation::none;
-        const bool add_in_epilogue = add && fused && (activation == Activation::none || act_in_epilogue);
-        std::vector<float> result;  // the GEMM's output where out += it is a separate pass
-        if (add && !add_in_epilogue) result.resize(size_t(m * n));
-        float* dst = result.empty() ? y : result.data();
-        const Fusion fusion{add_in_epilogue, act_in_epilogue ? activation : Activation::none};
-        if (bf16) {
-            table->gemm_bf16_prepared(xs, m, w, prepared.data(), dst, fusion.add, mode == "exact" ? 3 : 1);
-        } else {
-            const QuantizedRows q = quantize_into_scratch(*table, xs, m, w, sizes, norm ? &*norm : nullptr);
-            if (fusion.add || fusion.activation != Activation::none)
-                table->gemm_fast_prepared_fused(q, w, prepared.data(), dst, fusion);
-            else
-                table->gemm_fast_prepared(q, w, prepared.data(), dst);
-        }
-        if (activation != Activation::none && !act_in_epilogue) activate(impl, activation, dst, m * n);
-        if (!result.empty())
-            parallel_for(m, m * n >= (int64_t(1) << 15), [&](int64_t i) {
-                for (int64_t j = 0; j < n; ++j) y[i * n + j] += result[size_t(i * n + j)];
-            });
+        layer.run(x.data(), m, y, options);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 2>(y, {size_t(m), size_t(n)}, owner));
@@ -349,10 +197,11 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
     require(dim(q.shape(1)) == kp, "q must have kp = ceil(k / 128) * 128 columns, zero padded");
     const int64_t m = dim(q.shape(0));
     const KernelTable& table = pick(impl, Op::int_dot, &w);
-    const QuantSizes sizes = quant_sizes(m, w);
+    checked_add(m, kTokenPad, "the token count");
+    const int64_t q_bytes = checked_mul(padded_rows(m), kp, "the quantized activations");
     nb::capsule owner;
     int32_t* out = alloc<int32_t>(checked_mul(m, w.n, groups, "the integer dots"), owner);
-    std::vector<int32_t> qsum(size_t(sizes.qsum));
+    std::vector<int32_t> qsum(size_t(checked_mul(m, groups, "the activation group sums")));
     const int8_t* qd = q.data();
     for (int64_t i = 0; i < m; ++i)  // columns past k must be zero so that padded codes (u = 1) add nothing
         for (int64_t c = k; c < kp; ++c) require(qd[i * kp + c] == 0, "q must be zero past column k");
@@ -365,8 +214,8 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
                 qsum[size_t(i * groups + g)] = s;
             }
         // the SIMD paths read whole tiles of tokens (QuantizedRows): a zero-padded copy
-        std::vector<int8_t> padded(size_t(sizes.q), 0);
-        if (m > 0) std::memcpy(padded.data(), qd, size_t(sizes.q_used));
+        std::vector<int8_t> padded(size_t(q_bytes), 0);
+        if (m > 0) std::memcpy(padded.data(), qd, size_t(m * kp));
         table.int_dot(QuantizedRows{padded.data(), nullptr, qsum.data(), m, kp}, w, out);
     }
     return Out<int32_t, 3>(out, {size_t(m), size_t(w.n), size_t(groups)}, owner);
@@ -380,7 +229,7 @@ nb::object layer_norm(const In2D<float>& x, const In1D& w, const In1D& b, float 
     require(!out || out->data() != x.data(), "out must not be x");
     const KernelTable& table = pick(impl, Op::float_ops);
     nb::capsule owner;
-    float* y = output(out, checked_mul(m, d, "x's size"), owner);
+    float* y = output(out, {m, d}, owner);
     {
         nb::gil_scoped_release release;
         table.layer_norm(x.data(), m, d, w.data(), b.data(), eps, y);
@@ -410,7 +259,7 @@ nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, n
     checked_mul(checked_add(t, 31, "the token count"), width, "the attention scratch");
     const KernelTable& table = pick(impl, Op::float_ops);
     nb::capsule owner;
-    float* y = output(out, checked_mul(batch, t, width, "the attention output"), owner);
+    float* y = output(out, {batch, t, width}, owner);
     {
         nb::gil_scoped_release release;
         (fast && table.attention_fast ? table.attention_fast : table.attention)(qkv.data(), batch, t, width, heads,
@@ -454,26 +303,28 @@ NB_MODULE(_ext, m) {
     m.def("base3_to_2bit", &base3_to_2bit_array, nb::arg("packed"), nb::arg("n"), nb::arg("k"),
           "base3-packed ternary codes -> the 2bit kernel layout [n, ceil(k / 128) * 32]");
     m.def("layer_norm", &layer_norm, nb::arg("x"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
-          nb::arg("impl") = "auto", nb::arg("out").none() = nb::none(), "LayerNorm over the last axis of x [M, D]");
+          nb::arg("impl") = "auto", nb::arg("out").noconvert().none() = nb::none(), "LayerNorm over the last axis of x [M, D]");
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
           "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
     m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
-          nb::arg("out").none() = nb::none(), nb::arg("fast") = false,
+          nb::arg("out").noconvert().none() = nb::none(), nb::arg("fast") = false,
           "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]; fast: bf16 products where the "
           "table has them");
     m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
-          nb::arg("out").none() = nb::none(),
+          nb::arg("out").noconvert().none() = nb::none(),
           "y[M, N] = x[M, K] . (scale * T)^T + bias; mode 'fast' (int8 activations), 'exact' (float) or 'bf16' "
           "(activations rounded to bf16)");
     m.def("prepare_weights", &prepare_weights, nb::arg("packed"), nb::arg("k"), nb::arg("scales"),
           nb::arg("group_size"), nb::arg("impl") = "auto", nb::arg("mode") = "fast",
           "(the weights in the load-time layout of mode's GEMM ('fast' or 'bf16'), the impl name that reads them), "
           "or None");
-    m.def("gemm_prepared", &gemm_prepared, nb::arg("x"), nb::arg("prepared"), nb::arg("n"), nb::arg("k"),
-          nb::arg("scales"), nb::arg("group_size"), nb::arg("bias").none() = nb::none(), nb::arg("impl"),
-          nb::arg("out").none() = nb::none(), nb::arg("add") = false, nb::arg("activation") = "",
-          nb::arg("norm").none() = nb::none(), nb::arg("mode") = "fast",
+    // No conversion of any array: the Python wrapper converts (and names the argument at fault) only after
+    // a TypeError, so that the runtime's calls cost no Python checks.
+    m.def("gemm_prepared", &gemm_prepared, nb::arg("x").noconvert(), nb::arg("prepared").noconvert(), nb::arg("n"),
+          nb::arg("k"), nb::arg("scales").noconvert(), nb::arg("group_size"), nb::arg("bias").noconvert().none() = nb::none(),
+          nb::arg("impl"), nb::arg("out").noconvert().none() = nb::none(), nb::arg("add") = false,
+          nb::arg("activation") = "", nb::arg("norm").noconvert().none() = nb::none(), nb::arg("mode") = "fast",
           "mode's GEMM over prepare_weights' output (of LayerNorm(x) with norm = (weight, bias, eps)), then the "
           "activation ('', 'gelu', 'quick_gelu'); add: out += it");
     m.def("round_bf16", &round_bf16, nb::arg("x"),
@@ -500,18 +351,14 @@ NB_MODULE(_ext, m) {
     m.def(
         "fuses_epilogue",
         [](const std::string& impl, const std::string& mode) {
-            require_prepared_mode(mode);
-            const KernelTable& table = pick(impl, Op::gemm_fast);
-            return mode == "fast" && table.gemm_fast_prepared_fused != nullptr;
+            return fuses_epilogue(impl, parse_mode(mode));
         },
         nb::arg("impl"), nb::arg("mode") = "fast",
         "whether gemm_prepared's norm, activation and add run inside the GEMM for weights prepared for impl and mode");
     m.def(
         "adds_in_epilogue",
         [](const std::string& impl, const std::string& mode) {
-            require_prepared_mode(mode);
-            const KernelTable& table = pick(impl, Op::gemm_fast);
-            return mode != "fast" ? table.gemm_bf16_prepared != nullptr : table.gemm_fast_prepared_fused != nullptr;
+            return adds_in_epilogue(impl, parse_mode(mode));
         },
         nb::arg("impl"), nb::arg("mode") = "fast",
         "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl and mode");
