@@ -1,9 +1,17 @@
 """CLIP architecture as data, shared by the torch side (export, ``to_torch``) and the torch-free runtime.
 
-One family is described: the OpenAI / open_clip ``CLIP`` with a ViT image tower and a causal text
-transformer (every ViT-* config of open_clip, and Hugging Face ``CLIPModel``, whose weights map onto
-it one to one).  The field names follow open_clip's ``CLIPVisionCfg`` / ``CLIPTextCfg`` so that
-:meth:`ClipArch.to_open_clip_cfg` rebuilds the model with ``open_clip.CLIP(**cfg)``.
+Two families are described, both a ViT image tower beside a text transformer:
+
+- the OpenAI / open_clip ``CLIP`` (class token, causal text tower pooled at its end token): every
+  ViT-* config of open_clip, and Hugging Face ``CLIPModel``, whose weights map onto it one to one;
+- SigLIP / SigLIP 2 (open_clip's ``ViT-*-SigLIP*`` with their timm image tower, Hugging Face
+  ``SiglipModel``): no class token, a biased patch embedding, an attention-pool ("map") head of its
+  own probe, attention, LayerNorm and MLP, a non-causal text tower pooled at its last token with a
+  biased projection, GELU-tanh in the towers whose config says so, and a learned ``logit_bias``.
+
+The field names follow open_clip's ``CLIPVisionCfg`` / ``CLIPTextCfg`` so that
+:meth:`ClipArch.to_open_clip_cfg` rebuilds a CLIP with ``open_clip.CLIP(**cfg)``.  Tensors use open_clip
+CLIP's names; the SigLIP head's are ``visual.attn_pool.{probe, attn.*, ln.*, mlp.*}``.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ MAX_LAYERS = 1024
 MAX_IMAGE_SIZE = 4096
 MAX_CONTEXT = 4096
 MAX_VOCAB = 1 << 22
-VISION_POOLS = ("tok", "avg")
+VISION_POOLS = ("tok", "avg", "map")
+ACTIVATIONS = ("", "gelu", "gelu_tanh", "quick_gelu")  # "": the model-wide quick_gelu flag decides
 TEXT_POOLS = ("argmax", "eos", "first", "last")
 # Parameters the runtime may hold packed (matrices it multiplies by); every other one must be float.
 _TERNARY_OK = (
     "visual.conv1.weight",
     "visual.proj",
+    "visual.attn_pool.attn.in_proj_weight",
     "text_projection",
     "token_embedding.weight",
     "attn.in_proj_weight",
@@ -41,9 +51,13 @@ class VisionArch:
     layers: int
     heads: int
     mlp_width: int
-    pool_type: str = "tok"  # tok (class token) | avg
+    pool_type: str = "tok"  # tok (class token) | avg | map (attention pool: probe, attention, LayerNorm, MLP)
     final_ln_after_pool: bool = False
     no_ln_pre: bool = False
+    class_token: bool = True
+    patch_bias: bool = False  # the patch embedding has a bias (timm / SigLIP)
+    proj: bool = True  # a visual.proj after the pool; without it the pooled width is embed_dim
+    activation: str = ""  # gelu | gelu_tanh | quick_gelu; "" follows ClipArch.quick_gelu
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,8 @@ class TextArch:
     pool_type: str = "argmax"  # argmax (EOT = highest id) | eos (first eos_id) | first | last
     eos_id: int = 2
     causal: bool = True
+    proj_bias: bool = False  # text_projection_bias after the projection (SigLIP)
+    activation: str = ""  # as VisionArch.activation
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,15 @@ class ClipArch:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def activation(self, tower: VisionArch | TextArch) -> str:
+        """The MLP activation of one tower: its own, else the model-wide quick_gelu flag's."""
+        return tower.activation or ("quick_gelu" if self.quick_gelu else "gelu")
+
+    @property
+    def is_siglip(self) -> bool:
+        """A SigLIP-style model: sigmoid pair logits (``logit_bias``) rather than CLIP's softmax."""
+        return self.logit_bias
 
     @classmethod
     def from_dict(cls, d: dict) -> ClipArch:
@@ -120,6 +145,16 @@ class ClipArch:
                 f"unknown pool_type (vision {v.pool_type!r}: one of {VISION_POOLS}; text {t.pool_type!r}: "
                 f"one of {TEXT_POOLS})"
             )
+        if v.activation not in ACTIVATIONS or t.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation (vision {v.activation!r}, text {t.activation!r}): one of {ACTIVATIONS[1:]}"
+            )
+        if v.pool_type == "tok" and not v.class_token:
+            raise ValueError("arch.vision.pool_type 'tok' needs a class token (arch.vision.class_token)")
+        if not v.proj and v.width != self.embed_dim:
+            raise ValueError(
+                f"arch.vision.proj is false, so embed_dim {self.embed_dim} must equal vision.width {v.width}"
+            )
         if not 0 <= t.eos_id < t.vocab_size:
             raise ValueError(f"arch.text.eos_id = {t.eos_id} is not a token id below vocab_size {t.vocab_size}")
         if not (math.isfinite(self.norm_eps) and 0 < self.norm_eps < 1):
@@ -130,20 +165,30 @@ class ClipArch:
         v, t, e = self.vision, self.text, self.embed_dim
         grid = v.image_size // v.patch_size
         shapes = {
-            "visual.class_embedding": (v.width,),
-            "visual.positional_embedding": (grid * grid + 1, v.width),
+            "visual.positional_embedding": (grid * grid + int(v.class_token), v.width),
             "visual.conv1.weight": (v.width, 3, v.patch_size, v.patch_size),
             "visual.ln_post.weight": (v.width,),
             "visual.ln_post.bias": (v.width,),
-            "visual.proj": (v.width, e),
             "token_embedding.weight": (t.vocab_size, t.width),
             "positional_embedding": (t.context_length, t.width),
             "ln_final.weight": (t.width,),
             "ln_final.bias": (t.width,),
             "text_projection": (t.width, e),
         }
+        if v.class_token:
+            shapes["visual.class_embedding"] = (v.width,)
+        if v.patch_bias:
+            shapes["visual.conv1.bias"] = (v.width,)
+        if v.proj:
+            shapes["visual.proj"] = (v.width, e)
+        if t.proj_bias:
+            shapes["text_projection_bias"] = (e,)
         if not v.no_ln_pre:
             shapes.update({"visual.ln_pre.weight": (v.width,), "visual.ln_pre.bias": (v.width,)})
+        if v.pool_type == "map":
+            head = _block_shapes("visual.attn_pool", v.width, v.mlp_width)
+            shapes["visual.attn_pool.probe"] = (1, 1, v.width)
+            shapes.update({k.replace(".ln_2.", ".ln."): s for k, s in head.items() if ".ln_1." not in k})
         for i in range(v.layers):
             shapes.update(_block_shapes(f"visual.transformer.resblocks.{i}", v.width, v.mlp_width))
         for i in range(t.layers):
@@ -174,8 +219,12 @@ class ClipArch:
                 raise ValueError(f"tensor {name!r} is stored ternary, but the runtime needs it float")
 
     def to_open_clip_cfg(self) -> dict:
-        """Keyword arguments for ``open_clip.CLIP``."""
+        """Keyword arguments for ``open_clip.CLIP`` (the CLIP family only)."""
         v, t = self.vision, self.text
+        if v.pool_type == "map" or not v.class_token or v.patch_bias or not v.proj or t.proj_bias:
+            raise ValueError(
+                "a SigLIP architecture has no open_clip.CLIP config; rebuild it with its own open_clip name"
+            )
         cfg = {
             "embed_dim": self.embed_dim,
             "quick_gelu": self.quick_gelu,

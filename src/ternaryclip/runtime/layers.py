@@ -96,17 +96,23 @@ class Linear:
             self.in_features, self.out_features = self.weight_t.shape
 
     def __call__(self, x: np.ndarray, activation: str = "", norm: LayerNorm | None = None) -> np.ndarray:
-        """``self(norm(x))`` then ``activation`` (``"gelu"`` / ``"quick_gelu"``).  Where the kernel fuses
-        them (AMX, AVX-512 VNNI), the norm runs with the activations' quantization and the activation in
-        the GEMM's epilogue: the same bits as the separate passes, which it saves."""
-        fused = self.fused and self.prepared is not None and x.dtype == np.float32 and x.flags.c_contiguous
+        """``self(norm(x))`` then ``activation`` (``"gelu"`` / ``"quick_gelu"`` / ``"gelu_tanh"``).  Where the
+        kernel fuses them (AMX, AVX-512 VNNI), the norm runs with the activations' quantization and the
+        activation in the GEMM's epilogue: the same bits as the separate passes, which it saves."""
+        fused = (
+            self.fused
+            and self.prepared is not None
+            and x.dtype == np.float32
+            and x.flags.c_contiguous
+            and activation in kernels.ACTIVATIONS
+        )
         if norm is not None and not fused:
             x, norm = norm(x), None
         y = self._project(x, activation if fused else "", norm)
         if activation and not fused:
             if not (y.dtype == np.float32 and y.flags.c_contiguous):
                 y = np.ascontiguousarray(y, dtype=np.float32)
-            kernels.activation_(y, activation)
+            activate_(y, activation)
         return y
 
     def _project(self, x: np.ndarray, activation: str, norm: LayerNorm | None = None) -> np.ndarray:
@@ -142,6 +148,25 @@ class Linear:
             kernels.gemm_prepared_into(x, self.prepared, self.scales, self.weight.group_size, self.bias, target, True)
         else:
             target += self(x)
+
+
+_TANH_C = math.sqrt(2.0 / math.pi)
+
+
+def activate_(y: np.ndarray, kind: str) -> None:
+    """In place: the kernels' ``gelu`` / ``quick_gelu``, or ``gelu_tanh`` (torch's ``GELU(approximate="tanh")``,
+    SigLIP's), which has no kernel yet and runs in numpy."""
+    if kind != "gelu_tanh":
+        kernels.activation_(y, kind)
+        return
+    inner = y * y
+    inner *= 0.044715 * _TANH_C
+    inner += _TANH_C
+    inner *= y
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    y *= 0.5
+    y *= inner
 
 
 def release_file_pages(array: np.ndarray) -> None:
@@ -191,6 +216,7 @@ class Block:
     activation: str
     buffers: Buffers
     fast_attention: bool = False  # the fast and bf16 modes: bf16 attention products where the CPU has them
+    int8_attention: bool = False  # the fast mode: int8 products instead where the kernels have them
 
     def __call__(self, x: np.ndarray, batch: int, causal: bool, rows: np.ndarray | None = None) -> np.ndarray:
         """``x`` is the residual stream ``[batch * tokens, width]``, updated in place (the runtime owns it).
@@ -207,6 +233,7 @@ class Block:
             causal,
             out=self.buffers.get("attention", (batch, x.shape[0] // batch, x.shape[1])),
             fast=self.fast_attention,
+            int8=self.int8_attention,
         ).reshape(x.shape)
         if rows is not None:
             x, attended = x[rows], np.ascontiguousarray(attended[rows])
@@ -214,3 +241,40 @@ class Block:
         hidden = self.c_fc(x, activation=self.activation, norm=self.ln_2)
         self.c_proj.add_to(hidden, x)
         return x
+
+
+class AttentionPool:
+    """SigLIP's "map" head (timm ``AttentionPoolLatent``, HF ``SiglipMultiheadAttentionPoolingHead``).
+
+    One learned probe attends over every token of an image, then ``x = x + mlp(ln(x))``.  The probe's
+    query is the same for every image, so it is computed once here; keys and values are one GEMM.
+    """
+
+    def __init__(
+        self,
+        query: np.ndarray,
+        kv: Linear,
+        out_proj: Linear,
+        ln: LayerNorm,
+        c_fc: Linear,
+        c_proj: Linear,
+        heads: int,
+        activation: str,
+    ):
+        self.query = np.ascontiguousarray(query, dtype=np.float32).reshape(heads, -1)  # [heads, head_width]
+        self.kv, self.out_proj, self.ln, self.c_fc, self.c_proj = kv, out_proj, ln, c_fc, c_proj
+        self.heads, self.activation = heads, activation
+
+    def __call__(self, x: np.ndarray, batch: int) -> np.ndarray:
+        """``x [batch * tokens, width]`` -> ``[batch, width]``."""
+        width = x.shape[1]
+        kv = self.kv(x).reshape(batch, -1, 2, self.heads, width // self.heads)
+        keys, values = kv[:, :, 0], kv[:, :, 1]  # [batch, tokens, heads, head_width]
+        scores = np.einsum("hd,bthd->bht", self.query, keys) / np.float32(math.sqrt(width // self.heads))
+        scores = np.exp(scores - scores.max(axis=2, keepdims=True))
+        scores /= scores.sum(axis=2, keepdims=True)
+        attended = np.einsum("bht,bthd->bhd", scores, values).reshape(batch, width)
+        pooled = self.out_proj(np.ascontiguousarray(attended, dtype=np.float32))  # a new array: the residual
+        hidden = self.c_fc(pooled, activation=self.activation, norm=self.ln)
+        self.c_proj.add_to(hidden, pooled)
+        return pooled

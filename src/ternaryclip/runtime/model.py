@@ -32,10 +32,9 @@ class TernaryCLIP:
         self.arch: ClipArch = check_model(data)  # read() checked a file; a model built in memory is checked here
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
         self.tokenize = ClipTokenizer(self.arch.text.context_length)
-        activation = "quick_gelu" if self.arch.quick_gelu else "gelu"
         weights = Weights(data, mode, Buffers())
-        self.visual = VisionTower(self.arch, weights, activation)
-        self.text = TextTower(self.arch, weights, activation)
+        self.visual = VisionTower(self.arch, weights)
+        self.text = TextTower(self.arch, weights)
 
     # The layers by their open_clip names, for benchmarks and tests that look inside.
     @property
