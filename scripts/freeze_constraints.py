@@ -11,7 +11,7 @@ import re
 
 from packaging.requirements import Requirement
 
-EXTRAS = ("train", "eval", "bench", "test", "all")
+EXTRAS = ("train", "eval", "bench", "test", "all", "quickstart", "docs")
 BUILD = ("scikit-build-core", "nanobind")
 HEADER = """\
 # Versions CI installs for the extras (train, eval, bench, test) and the build: pip install -c constraints.txt.
