@@ -104,3 +104,49 @@ def tiny_hf_siglip(seed: int = 0, vocab_size: int = 100, context: int = 16):
     )
     torch.manual_seed(seed)
     return SiglipModel(config).eval()
+
+
+CORPUS = [
+    "a photo of a cat",
+    "a photo of a dog on the grass",
+    "two small red circles on a dark background",
+    "the quick brown fox jumps over the lazy dog",
+    "a blurry photo of the sea at night",
+    "an old photograph of a family at the beach",
+] * 10
+
+
+def write_tiny_tokenizer(folder, siglip2: bool = False, vocab_size: int = 100) -> str:
+    """Train a tiny tokenizer locally and save it as transformers does, into ``folder``.
+
+    SigLIP's: a SentencePiece Unigram model, ``</s>`` appended and used as padding (id 1).
+    SigLIP 2's (Gemma's): a byte-fallback BPE, ``<bos>`` prepended, ``<pad>`` (id 0) as padding.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if siglip2:
+        specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials)
+    else:
+        specials = ["<pad>", "</s>", "<unk>"]
+        tok = Tokenizer(models.Unigram())
+        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(CORPUS, trainer)
+    if siglip2:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
+        )
+        wrapped = PreTrainedTokenizerFast(
+            tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+        )
+    else:
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+        )
+        wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="</s>", eos_token="</s>", unk_token="<unk>")
+    wrapped.save_pretrained(str(folder))
+    return str(folder)

@@ -32,6 +32,8 @@ from ..quant.stats import clean_param_name
 from ..quant.surgery import TernaryConfig, clip_family, select_sites, ternary_sites
 from ..torch_clip.describe import model_arch, preprocess_meta
 from .format import TclipModel, TernaryTensor, write
+from .tokenizer import BLOB as TOKENIZER_BLOB
+from .tokenizer import tokenizer_meta
 
 
 class NotTernaryError(ValueError):
@@ -258,9 +260,17 @@ def _to_open_clip_names(ternary: dict, floats: dict, renames: list, stack: tuple
 
 
 def tclip_from_model(
-    model: nn.Module, config: TernaryConfig | None = None, quantize: str | None = None, provenance: dict | None = None
+    model: nn.Module,
+    config: TernaryConfig | None = None,
+    quantize: str | None = None,
+    provenance: dict | None = None,
+    tokenizer=None,
 ) -> TclipModel:
-    """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights."""
+    """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights.
+
+    ``tokenizer``: a Hugging Face tokenizer (folder or object) to carry inside the file; a SigLIP needs
+    one to encode strings (CLIP's BPE is bundled with the runtime).
+    """
     family = clip_family(model)
     arch = model_arch(model)
     kept_float = None
@@ -281,14 +291,17 @@ def tclip_from_model(
         ternary, floats = _to_open_clip_names(ternary, floats, _HF_RENAMES, _HF_STACK, "Hugging Face")
     elif arch.vision.pool_type == "map":
         ternary, floats = _to_open_clip_names(ternary, floats, _TIMM_RENAMES, _TIMM_STACK, "open_clip SigLIP")
+    blobs = {}
+    text = arch.text
+    if tokenizer is not None:
+        tokenizer_spec, blobs[TOKENIZER_BLOB] = tokenizer_meta(tokenizer, text.context_length, text.vocab_size)
+    else:  # CLIP's BPE ships with the runtime; a SigLIP without its tokenizer encodes token ids only
+        kind = "none" if arch.is_siglip else "clip_bpe"
+        tokenizer_spec = {"type": kind, "context_length": text.context_length, "vocab_size": text.vocab_size}
     meta = {
         "arch": arch.to_dict(),
         "preprocess": preprocess_meta(model, arch),
-        "tokenizer": {
-            "type": "clip_bpe",
-            "context_length": arch.text.context_length,
-            "vocab_size": arch.text.vocab_size,
-        },
+        "tokenizer": tokenizer_spec,
         "quantization": {
             **config.to_dict(),
             "post_training_rule": quantize,
@@ -301,7 +314,7 @@ def tclip_from_model(
             **(provenance or {}),
         },
     }
-    return TclipModel(meta=meta, ternary=ternary, floats=floats)
+    return TclipModel(meta=meta, ternary=ternary, floats=floats, blobs=blobs)
 
 
 def save(
@@ -312,13 +325,14 @@ def save(
     config: TernaryConfig | None = None,
     quantize: str | None = None,
     provenance: dict | None = None,
+    tokenizer=None,
 ) -> Path:
     """Write a ternarized (or already-ternary float) open_clip / HF CLIP to ``path`` as ``.tclip``.
 
     >>> ternarize_(model, TernaryConfig(embedding=True))           # doctest: +SKIP
     >>> ternaryclip.save(model, "model.tclip", packing="base3")     # doctest: +SKIP
     """
-    return write(tclip_from_model(model, config, quantize, provenance), path, packing, float_dtype)
+    return write(tclip_from_model(model, config, quantize, provenance, tokenizer), path, packing, float_dtype)
 
 
 # ---------------------------------------------------------------- .tclip -> torch

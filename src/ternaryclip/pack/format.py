@@ -5,6 +5,7 @@ Layout (see :mod:`ternaryclip.pack.bits` for the bit layouts)::
     <name>.ternary   uint8    2bit: [N, ceil(K/128)*32]    base3: [ceil(N*K/5)]
     <name>.scale     float32  [1 or N, 1 or ceil(K/group_size)]
     <name>           float32 | float16, any shape (LayerNorms, biases, embeddings kept float)
+    <name>           uint8 [n]: a file the model carries, gzip-compressed (``blobs``: the tokenizer's JSON)
     __metadata__.tclip  JSON: format, version, arch, preprocess, tokenizer, quantization,
                         provenance, and ``tensors``: one manifest entry per model tensor with its
                         kind, shapes, packing and the CRC-32 of every stored array.
@@ -24,6 +25,7 @@ its file size.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -49,7 +51,8 @@ from .bits import (
 )
 
 FORMAT = "tclip"
-VERSION = 2  # 2: the metadata carries a CRC-32 (version 1 files, without it, are still read)
+VERSION = 3  # the newest this reader reads; 3: blobs (a file only with blobs is written as 3, others as 2)
+PLAIN_VERSION = 2  # 2: the metadata carries a CRC-32 (version 1 files, without it, are still read)
 FLOAT_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 MAX_HEADER_BYTES = 64 << 20
 MAX_DIM = 1 << 31  # any tensor dimension; keeps every product of two within int64
@@ -57,6 +60,7 @@ MAX_DIM = 1 << 31  # any tensor dimension; keeps every product of two within int
 MAX_EXPANSION = 4
 EXPANSION_SLACK = 16 << 20
 META_CRC_KEY = "tclip_crc32"
+MAX_BLOB_BYTES = 256 << 20  # what a blob may expand to: far above any tokenizer's JSON
 _ST_DTYPES = {"U8": np.uint8, "F32": np.float32, "F16": np.float16}
 
 
@@ -127,6 +131,7 @@ class TclipModel:
     ternary: dict[str, TernaryTensor] = field(default_factory=dict)
     floats: dict[str, np.ndarray] = field(default_factory=dict)
     path: str | None = None
+    blobs: dict[str, bytes] = field(default_factory=dict)  # whole files the model needs (a tokenizer's JSON)
 
     @property
     def arch(self) -> ClipArch:
@@ -168,7 +173,18 @@ def write(model: TclipModel, path: str | os.PathLike, packing: str = "2bit", flo
             raise ValueError(f"tensor {name!r} is both ternary and float")
         tensors[name] = np.asarray(a, dtype=FLOAT_DTYPES[float_dtype], order="C")  # keeps 0-d shapes
         manifest[name] = {"kind": "float", "shape": list(a.shape), "dtype": float_dtype, "crc32": _crc(tensors[name])}
-    meta = {**model.meta, "format": FORMAT, "version": VERSION, "tensors": manifest}
+    for name, blob in model.blobs.items():
+        if name in manifest:
+            raise ValueError(f"blob {name!r} has the name of a tensor")
+        tensors[name] = np.frombuffer(gzip.compress(bytes(blob), mtime=0), dtype=np.uint8)
+        manifest[name] = {
+            "kind": "blob",
+            "shape": [tensors[name].size],
+            "encoding": "gzip",
+            "crc32": _crc(tensors[name]),
+        }
+    version = VERSION if model.blobs else PLAIN_VERSION
+    meta = {**model.meta, "format": FORMAT, "version": version, "tensors": manifest}
     meta["quantization"] = {**meta.get("quantization", {}), "packing": packing, "float_dtype": float_dtype}
     text = json.dumps(meta)
 
@@ -216,9 +232,9 @@ def _parse_meta(path: Path, header: dict, verify: bool) -> dict:
         raise _fail(path, "metadata does not declare format 'tclip'")
     if crc is None and meta.get("version") == 1:
         pass  # version 1 files predate the metadata CRC; every semantic check below still applies
-    elif crc is None and meta.get("version") == VERSION:
+    elif crc is None and meta.get("version") in (PLAIN_VERSION, VERSION):
         raise _fail(path, "no metadata CRC: the metadata is corrupt")
-    elif meta.get("version") != VERSION:
+    elif meta.get("version") not in (PLAIN_VERSION, VERSION):
         raise _fail(
             path,
             f"format version {meta.get('version')!r} is not supported; this ternaryclip reads "
@@ -248,6 +264,11 @@ def _expected_entries(path: Path, name: str, spec: dict, packing: str) -> dict[s
         if shape is None or spec.get("dtype") not in ("fp32", "fp16"):
             raise _fail(path, f"manifest entry for float tensor {name!r} has a bad shape or dtype")
         return {name: ("F32" if spec["dtype"] == "fp32" else "F16", shape)}
+    if spec.get("kind") == "blob":
+        shape = _int_list(spec.get("shape"), 1)
+        if shape is None or spec.get("encoding") != "gzip":
+            raise _fail(path, f"manifest entry for blob {name!r} has a bad shape or encoding")
+        return {name: ("U8", shape)}
     if spec.get("kind") != "ternary":
         raise _fail(path, f"manifest entry for {name!r} has unknown kind {spec.get('kind')!r}")
     shape, scale_shape = _int_list(spec.get("shape"), 2), _int_list(spec.get("scale_shape"), 2)
@@ -357,7 +378,11 @@ def check_model(model: TclipModel) -> ClipArch:
 
 def _check_semantics(path: Path, meta: dict, manifest: dict) -> None:
     """The architecture and preprocessing are sane and match the tensors present (before any allocation)."""
-    shapes = {n: tuple(s["torch_shape" if s["kind"] == "ternary" else "shape"]) for n, s in manifest.items()}
+    shapes = {
+        n: tuple(s["torch_shape" if s["kind"] == "ternary" else "shape"])
+        for n, s in manifest.items()
+        if s["kind"] != "blob"
+    }
     try:
         check_meta(meta, shapes, {n for n, s in manifest.items() if s["kind"] == "ternary"})
     except ValueError as err:
@@ -390,7 +415,27 @@ def _base3_to_2bit(data: np.ndarray, n: int, k: int) -> np.ndarray:
         raise PackingError(str(err)) from None
 
 
+def _gunzip(data: bytes) -> bytes:
+    """The gzip stream's content, refused past ``MAX_BLOB_BYTES`` (a small file must not expand to gigabytes)."""
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        out = inflate.decompress(data, MAX_BLOB_BYTES)
+    except zlib.error as err:
+        raise ValueError(f"not gzip data ({err})") from None
+    if inflate.unconsumed_tail:
+        raise ValueError(f"expands to more than {MAX_BLOB_BYTES} bytes")
+    if not inflate.eof:
+        raise ValueError("truncated gzip data")
+    return out
+
+
 def _load_tensor(model: TclipModel, name: str, spec: dict, array, packing: str, verify: bool) -> None:
+    if spec["kind"] == "blob":
+        data = array(name)
+        if verify and _crc(data) != spec.get("crc32"):
+            raise ValueError("CRC mismatch: the data is corrupt")
+        model.blobs[name] = _gunzip(data.tobytes())
+        return
     if spec["kind"] == "float":
         data = array(name)
         if verify and _crc(data) != spec.get("crc32"):

@@ -15,9 +15,9 @@ from ..arch import ClipArch
 from ..choices import MODES
 from ..pack.format import TclipModel, check_model, read
 from .checks import check_batch_size, check_finite_pixels, check_threads
+from .hf_tokenizer import tokenizer_for
 from .layers import Block, Buffers, Linear, aligned_empty
 from .preprocess import ImageError, Preprocess
-from .tokenizer import ClipTokenizer
 from .towers import TextTower, VisionTower, Weights
 
 
@@ -31,7 +31,7 @@ class TernaryCLIP:
         self.data, self.mode, self.batch_size = data, mode, check_batch_size(batch_size)
         self.arch: ClipArch = check_model(data)  # read() checked a file; a model built in memory is checked here
         self.preprocess = Preprocess.from_meta(data.meta["preprocess"])
-        self.tokenize = ClipTokenizer(self.arch.text.context_length)
+        self.tokenize = tokenizer_for(data.meta, data.blobs, self.arch.text.context_length)
         weights = Weights(data, mode, Buffers())
         self.visual = VisionTower(self.arch, weights)
         self.text = TextTower(self.arch, weights)
