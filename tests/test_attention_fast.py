@@ -1,5 +1,6 @@
-"""The fast mode's attention: bf16 products on AMX-BF16 tiles or with AVX512-BF16 vdpbf16ps where the CPU
-has them, float32 elsewhere.
+"""Mode bf16's attention (and mode fast's on AMX): bf16 products on AMX-BF16 tiles or with AVX512-BF16
+vdpbf16ps where the CPU has them, float32 elsewhere.  (Mode fast's int8 attention on AVX-512 VNNI and AVX2:
+test_attention_int8.py.)
 
 Against torch's float32 attention: every output row within the fast mode's fidelity bound, and on a CPU
 without the instructions (or a head width they do not take) the very numbers of the float32 path.  Against
@@ -74,13 +75,13 @@ def test_fast_attention_stays_within_the_fast_modes_bound(shape, causal, impl):
     qkv = (rng.standard_normal((b, t, 3 * heads * hd)) * 2).astype(np.float32)
     reference = torch_attention(qkv, heads, causal)
     float32 = kernels.attention(qkv, heads, causal, impl)
-    fast = kernels.attention(qkv, heads, causal, impl, fast=True)
+    fast = kernels.attention(qkv, heads, causal, impl, fast=True, int8=False)
     assert np.abs(float32 - reference).max() < 1e-4
     assert row_cosines(fast, reference).min() > 0.9995
     assert np.abs(fast - reference).max() < 0.2  # bf16: ~3 significant digits on values of order 1
     # the bf16 products ran exactly where they apply, and the path says which
     assert np.array_equal(fast, float32) != runs_bf16_products(impl, hd)
-    assert (kernels.fast_attention_impl(impl) != "float32") == runs_bf16_products(impl, 64)
+    assert (kernels.fast_attention_impl(impl, "bf16") != "float32") == runs_bf16_products(impl, 64)
 
 
 def test_the_fast_attention_path_is_named_for_each_impl():
@@ -91,8 +92,11 @@ def test_the_fast_attention_path_is_named_for_each_impl():
         expected["amx"] = "amx_bf16" if kernels.cpu_has_amx_bf16() else expected["avx512"]
     for impl, name in expected.items():
         if impl in kernels.IMPLS and (impl != "avx2" or kernels.cpu_has_avx2()):
-            assert kernels.fast_attention_impl(impl) == name, impl
-    assert kernels.fast_attention_impl() in ("amx_bf16", "avx512_bf16", "float32")
+            assert kernels.fast_attention_impl(impl, "bf16") == name, impl
+            # mode fast: int8 products on the AVX2 and AVX-512 VNNI paths, AMX's bf16 tiles stay
+            int8 = {"avx2": "avx2_int8", "avx512": "avx512_int8" if kernels.cpu_has_avx512_vnni() else "float32"}
+            assert kernels.fast_attention_impl(impl) == int8.get(impl, name), impl
+    assert kernels.fast_attention_impl(mode="bf16") in ("amx_bf16", "avx512_bf16", "float32")
 
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[3] % 32 == 0])
@@ -104,7 +108,7 @@ def test_bf16_attention_paths_compute_the_definition(shape, causal, impl):
     b, t, heads, hd = shape
     rng = np.random.default_rng(b * 7 + t)
     qkv = (rng.standard_normal((b, t, 3 * heads * hd)) * 2).astype(np.float32)
-    fast = kernels.attention(qkv, heads, causal, impl, fast=True)
+    fast = kernels.attention(qkv, heads, causal, impl, fast=True, int8=False)
     definition = bf16_definition(qkv, heads, causal)
     float32 = kernels.attention(qkv, heads, causal, impl)
     # float32 sums only, and now and then a softmax weight whose float32 value rounds to the neighbouring
@@ -119,19 +123,22 @@ def test_bf16_attention_paths_compute_the_definition(shape, causal, impl):
 def test_fast_attention_gives_the_same_rows_alone_or_batched_and_on_one_thread(impl):
     rng = np.random.default_rng(7)
     qkv = rng.standard_normal((6, 45, 3 * 128)).astype(np.float32)
-    batched = kernels.attention(qkv, 2, True, impl, fast=True)
-    alone = np.concatenate([kernels.attention(qkv[i : i + 1], 2, True, impl, fast=True) for i in range(6)])
+    batched = kernels.attention(qkv, 2, True, impl, fast=True, int8=False)
+    alone = np.concatenate([kernels.attention(qkv[i : i + 1], 2, True, impl, fast=True, int8=False) for i in range(6)])
     before = kernels.get_num_threads()
     kernels.set_num_threads(1)
     try:
-        serial = kernels.attention(qkv, 2, True, impl, fast=True)
+        serial = kernels.attention(qkv, 2, True, impl, fast=True, int8=False)
     finally:
         kernels.set_num_threads(before)
     assert np.array_equal(batched, alone) and np.array_equal(batched, serial)
 
 
-def test_a_forced_narrower_path_has_no_fast_attention():
+def test_a_forced_narrower_path_has_no_bf16_attention():
     rng = np.random.default_rng(3)
     qkv = rng.standard_normal((1, 20, 3 * 64)).astype(np.float32)
     for impl in ("ref", "avx2") if kernels.cpu_has_avx2() else ("ref",):
-        assert np.array_equal(kernels.attention(qkv, 2, False, impl, fast=True), kernels.attention(qkv, 2, False, impl))
+        float32 = kernels.attention(qkv, 2, False, impl)
+        assert np.array_equal(kernels.attention(qkv, 2, False, impl, fast=True, int8=False), float32)
+    # the reference has no int8 attention either
+    assert np.array_equal(kernels.attention(qkv, 2, False, "ref", fast=True), kernels.attention(qkv, 2, False, "ref"))

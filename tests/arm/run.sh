@@ -27,8 +27,8 @@ compile() {  # output source flags...
   shift 2
   "$CXX" "${BASE[@]}" "$@" -c "$src" -o "$OUT/$out.o" &
 }
-for f in core/ref core/dispatch core/cpu_features core/pool core/linear arm/neon arm/tables x86/avx2 x86/avx2_exact x86/avx512 \
-  x86/avx512_exact x86/amx x86/amx_bf16; do compile "${f//\//_}" "$SRC/$f.cpp" "${EXACT[@]}"; done
+for f in core/ref core/attention_int8_ref core/dispatch core/cpu_features core/pool core/linear arm/neon arm/tables x86/avx2 x86/avx2_exact x86/avx512 \
+  x86/avx512_exact x86/amx x86/amx_bf16 x86/attention_int8_avx2 x86/attention_int8_avx512; do compile "${f//\//_}" "$SRC/$f.cpp" "${EXACT[@]}"; done
 compile arm_neon_dotprod "$SRC/arm/neon_dotprod.cpp" "${EXACT[@]}"
 compile arm_neon_i8mm "$SRC/arm/neon_i8mm.cpp" "${EXACT[@]}"
 compile ops_generic "$SRC/core/ops.cpp" -DTCLIP_OPS_NS=ops_generic

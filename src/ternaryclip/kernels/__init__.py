@@ -41,11 +41,14 @@ def fast_gemm_impl(impl: str = "auto") -> str:
     return _ext.fast_gemm_impl(_impl(impl))
 
 
-def fast_attention_impl(impl: str = "auto") -> str:
-    """What the fast (and bf16) mode's attention multiplies with for ``impl`` on this CPU: ``"amx_bf16"``
-    (AMX tiles), ``"avx512_bf16"`` (``vdpbf16ps``) or ``"float32"``, for head widths a multiple of 32 (other
-    widths always run float32)."""
-    return _ext.fast_attention_impl(_impl(impl))
+def fast_attention_impl(impl: str = "auto", mode: str = "fast") -> str:
+    """What mode ``"fast"``'s (or ``"bf16"``'s) attention multiplies with for ``impl`` on this CPU:
+    ``"avx512_int8"`` (``vpdpbusd``) or ``"avx2_int8"`` (``vpmaddubsw``), mode fast only, for head widths a
+    multiple of 16; ``"amx_bf16"`` (AMX tiles) or ``"avx512_bf16"`` (``vdpbf16ps``), for head widths a multiple
+    of 32; else ``"float32"`` (other widths always run float32)."""
+    if mode not in ("fast", "bf16"):
+        raise ValueError(f"mode must be 'fast' or 'bf16', got {mode!r}")
+    return _ext.fast_attention_impl(_impl(impl), mode == "fast")
 
 
 def _as(name: str, a, dtype, ndim: int) -> np.ndarray:
@@ -260,6 +263,13 @@ def layer_norm(
     return out if out is not None else y
 
 
+def attention_int8(qkv: np.ndarray, heads: int, causal: bool, path: str = "ref", levels: int = 255) -> np.ndarray:
+    """The int8 attention of one path whatever the dispatch picks (tests, benchmarks): ``"ref"`` (the scalar
+    definition, with P's ``levels``: 255 or 127), ``"avx512"`` (255 levels) or ``"avx2"`` (127 levels)."""
+    qkv = _as("qkv", qkv, np.float32, 3)
+    return _ext.attention_int8(qkv, int(heads), bool(causal), path, int(levels))
+
+
 def activation_(x: np.ndarray, kind: str, impl: str = "auto") -> None:
     """In place: ``gelu`` (erf form, as torch's nn.GELU) or ``quick_gelu`` (x sigmoid(1.702 x))."""
     if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
@@ -274,14 +284,17 @@ def attention(
     impl: str = "auto",
     out: np.ndarray | None = None,
     fast: bool = False,
+    int8: bool = True,
 ) -> np.ndarray:
     """Softmax attention: ``qkv [B, T, 3W]`` laid out q | k | v, heads split inside each -> ``[B, T, W]``.
 
-    ``fast``: the fast mode's precision, bf16 products (float32 sums and softmax) where the path has them,
-    for head widths a multiple of 32: ``"amx"`` on AMX-BF16 tiles, ``"avx512"`` (and ``"amx"`` without the
-    tiles) with AVX512-BF16 ``vdpbf16ps``; float32 everywhere else.
+    ``fast``: a lower precision's products where the path has them, float32 everywhere else.  With ``int8``
+    (mode fast), int8 products with per-row scales and a float32 softmax (core/attention_int8.h) for head widths
+    a multiple of 16: ``"avx512"`` with ``vpdpbusd``, ``"avx2"`` with ``vpmaddubsw``.  Without it (mode bf16),
+    and on ``"amx"``, bf16 products (float32 sums and softmax) for head widths a multiple of 32: ``"amx"`` on
+    AMX-BF16 tiles, ``"avx512"`` (and ``"amx"`` without the tiles) with AVX512-BF16 ``vdpbf16ps``.
     """
     qkv = _as("qkv", qkv, np.float32, 3)
     out = _out(out, (qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3))
-    y = _ext.attention(qkv, int(heads), bool(causal), _impl(impl), out, bool(fast))
+    y = _ext.attention(qkv, int(heads), bool(causal), _impl(impl), out, bool(fast), bool(int8))
     return out if out is not None else y

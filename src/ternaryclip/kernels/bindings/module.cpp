@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/attention_int8.h"
 #include "core/base3.h"
 #include "core/checked.h"
 #include "core/cpu_features.h"
@@ -248,7 +249,7 @@ void activation_(F32Array x, const std::string& kind, const std::string& impl) {
 }
 
 nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv, int64_t heads,
-                     bool causal, const std::string& impl, const OutArg& out, bool fast) {
+                     bool causal, const std::string& impl, const OutArg& out, bool fast, bool int8) {
     const int64_t batch = dim(qkv.shape(0)), t = dim(qkv.shape(1)), width3 = dim(qkv.shape(2));
     // no product with heads: a huge head count cannot wrap into a divisor of the width
     require(width3 % 3 == 0, "qkv width must be 3 * heads * head_dim, got " + std::to_string(width3));
@@ -262,11 +263,44 @@ nb::object attention(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, n
     float* y = output(out, {batch, t, width}, owner);
     {
         nb::gil_scoped_release release;
-        (fast && table.attention_fast ? table.attention_fast : table.attention)(qkv.data(), batch, t, width, heads,
-                                                                                causal, y);
+        auto* run = !fast                                     ? table.attention
+                    : int8 && table.attention_int8 != nullptr ? table.attention_int8
+                    : table.attention_fast != nullptr         ? table.attention_fast
+                                                              : table.attention;
+        run(qkv.data(), batch, t, width, heads, causal, y);
     }
     if (out) return nb::none();
     return nb::cast(Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner));
+}
+
+// The int8 attention of one path whatever the dispatch picks (tests, benchmarks): "ref" with `levels`,
+// "avx512" (vpdpbusd, 255 levels) or "avx2" (vpmaddubsw, 127 levels) where the CPU has them.
+Out<float, 3> attention_int8(const nb::ndarray<const float, nb::ndim<3>, nb::c_contig, nb::device::cpu>& qkv,
+                             int64_t heads, bool causal, const std::string& path, int levels) {
+    const int64_t batch = dim(qkv.shape(0)), t = dim(qkv.shape(1)), width3 = dim(qkv.shape(2));
+    require(width3 % 3 == 0, "qkv width must be 3 * heads * head_dim, got " + std::to_string(width3));
+    const int64_t width = width3 / 3;
+    require(heads >= 1 && heads <= width && width % heads == 0,
+            "heads (" + std::to_string(heads) + ") must divide the attention width (" + std::to_string(width) + ")");
+    checked_mul(batch, t, width3, "qkv's size");
+    checked_mul(checked_add(t, 31, "the token count"), width, "the attention scratch");
+    require(levels == 127 || levels == 255, "levels must be 127 or 255");
+    const bool avx512 = path == "avx512", avx2 = path == "avx2";
+    require(path == "ref" || avx512 || avx2, "path must be 'ref', 'avx2' or 'avx512', got '" + path + "'");
+    require(!avx512 || cpu_features().avx512_vnni, "this CPU has no AVX-512 VNNI");
+    require(!avx2 || cpu_features().avx2, "this CPU has no AVX2");
+    nb::capsule owner;
+    float* y = output(std::nullopt, {batch, t, width}, owner);
+    {
+        nb::gil_scoped_release release;
+        if (avx512)
+            ops_avx512vnni::attention_int8(qkv.data(), batch, t, width, heads, causal, y);
+        else if (avx2)
+            ops_avx2int8::attention_int8(qkv.data(), batch, t, width, heads, causal, y);
+        else
+            ref::attention_int8(qkv.data(), batch, t, width, heads, causal, levels, y);
+    }
+    return Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner);
 }
 
 Out<uint8_t, 2> base3_to_2bit_array(const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& packed,
@@ -307,9 +341,12 @@ NB_MODULE(_ext, m) {
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
           "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
     m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
-          nb::arg("out").noconvert().none() = nb::none(), nb::arg("fast") = false,
-          "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]; fast: bf16 products where the "
-          "table has them");
+          nb::arg("out").noconvert().none() = nb::none(), nb::arg("fast") = false, nb::arg("int8") = true,
+          "multi-head softmax attention: qkv [B, T, 3W] (q | k | v) -> [B, T, W]; fast: int8 products (with int8) "
+          "or bf16 products where the table has them");
+    m.def("attention_int8", &attention_int8, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("path"),
+          nb::arg("levels") = 255,
+          "the int8 attention (core/attention_int8.h) of one path: 'ref' (with levels 127 or 255), 'avx2', 'avx512'");
     m.def("gemm", &gemm, nb::arg("x"), nb::arg("packed"), nb::arg("k"), nb::arg("scales"), nb::arg("group_size"),
           nb::arg("bias").none() = nb::none(), nb::arg("mode") = "fast", nb::arg("impl") = "auto",
           nb::arg("out").noconvert().none() = nb::none(),
@@ -366,10 +403,11 @@ NB_MODULE(_ext, m) {
         "fast_gemm_impl", [](const std::string& impl) { return std::string(pick(impl, Op::gemm_fast).name); },
         nb::arg("impl") = "auto", "the table whose fast GEMM runs for impl (its own or a narrower one's)");
     m.def(
-        "fast_attention_impl", [](const std::string& impl) { return std::string(fast_attention_name(impl)); },
-        nb::arg("impl") = "auto",
-        "what the fast mode's attention multiplies with for impl: 'amx_bf16', 'avx512_bf16' or 'float32' "
-        "(head widths a multiple of 32; others run float32)");
+        "fast_attention_impl",
+        [](const std::string& impl, bool int8) { return std::string(fast_attention_name(impl, int8)); },
+        nb::arg("impl") = "auto", nb::arg("int8") = true,
+        "what the fast mode's attention (int8; else mode bf16's) multiplies with for impl: 'avx512_int8', "
+        "'avx2_int8' (head widths a multiple of 16), 'amx_bf16', 'avx512_bf16' (a multiple of 32) or 'float32'");
     m.def("set_num_threads", &set_threads, nb::arg("n"), "threads of the calling thread's kernels (its own pool, core/pool.h)");
     m.def("get_num_threads", &num_threads);
     m.def("max_threads", &thread_cap, "the largest thread count set_num_threads accepts");

@@ -3,6 +3,7 @@
 
 #include <array>
 
+#include "core/attention_int8.h"
 #include "core/checked.h"
 #include "core/cpu_features.h"
 #include "core/ops.h"
@@ -133,9 +134,12 @@ const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w) {
     return nullptr;
 }
 
-const char* fast_attention_name(const std::string& impl) {
+const char* fast_attention_name(const std::string& impl, bool int8) {
     const KernelTable& table = pick(impl, Op::float_ops);
     const CpuFeatures& cpu = cpu_features();
+    // the int8 attentions fall back to their table's float32 one (attention_int8_avx512.cpp, _avx2.cpp)
+    if (int8 && table.attention_int8 == ops_avx512vnni::attention_int8) return cpu.avx512_vnni ? "avx512_int8" : "float32";
+    if (int8 && table.attention_int8 == ops_avx2int8::attention_int8) return cpu.avx2 ? "avx2_int8" : "float32";
     // the bf16 attentions fall back in this order (attention_amx.cpp, attention_avx512bf16.cpp)
     if (table.attention_fast == ops_amx::attention_bf16 && cpu.amx_bf16) return "amx_bf16";
     const bool avx512_bf16_path =

@@ -51,6 +51,10 @@ struct KernelTable {
     // `attention` serves both modes.  Never inherited (a narrower table has no such path).
     void (*attention_fast)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
                            float* out) = nullptr;
+    // The fast mode's attention with int8 products (core/attention_int8.h) where this table has one and it beats
+    // attention_fast on the CPUs it serves; mode "bf16" keeps attention_fast.  Never inherited.
+    void (*attention_int8)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
+                           float* out) = nullptr;
 
     // gemm_fast_prepared with an activation and/or a residual add in its epilogue (y = act(x W^T + b) [+ y],
     // the same bits as the separate passes with this table's float ops); per-row or per-tensor scales
@@ -84,9 +88,11 @@ const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w 
 // weights the table does not support): there both run the exact GEMM on the file layout.
 const KernelTable* pick_bf16(const std::string& impl, const TernaryWeights& w);
 
-// What the fast mode's attention multiplies with for `impl` on this CPU, for head widths a multiple of 32:
-// "amx_bf16" (tiles), "avx512_bf16" (vdpbf16ps) or "float32" (the float attention; other widths always).
-const char* fast_attention_name(const std::string& impl);
+// What the fast mode's attention (int8: mode "fast"; else mode "bf16") multiplies with for `impl` on this CPU:
+// "avx512_int8" (vpdpbusd) or "avx2_int8" (vpmaddubsw), for head widths a multiple of 16; "amx_bf16" (tiles) or
+// "avx512_bf16" (vdpbf16ps), for head widths a multiple of 32; or "float32" (the float attention; other widths
+// always).
+const char* fast_attention_name(const std::string& impl, bool int8);
 
 // The `impl=` names compiled into this build, narrowest first ("ref" first).
 std::vector<std::string> impl_names();
