@@ -13,6 +13,10 @@ KERNELS_STAMP := $(VENV)/.kernels-built
 # WERROR=1: compiler warnings fail the kernels' build (CI exports it).
 WERROR ?=
 BUILD_FLAGS = $(if $(WERROR),--config-settings=cmake.define.TCLIP_WERROR=ON)
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch without its CUDA libraries (~4.6 GB of the
+# ~5.9 GB the quickstart's set weighs with PyPI's Linux wheels); default: PyPI's.
+TORCH_INDEX ?=
+TORCH_FROM = $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: setup build test test-fast test-arm64 lint format quickstart docs constraints clean
 
@@ -20,7 +24,8 @@ BUILD_FLAGS = $(if $(WERROR),--config-settings=cmake.define.TCLIP_WERROR=ON)
 # rebuilds below without build isolation.  What the tests need: every extra.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -c constraints.txt torch torchvision scikit-build-core nanobind
+	$(PIP) install -c constraints.txt $(TORCH_FROM) torch torchvision
+	$(PIP) install -c constraints.txt scikit-build-core nanobind
 	$(PIP) install -c constraints.txt -e ".[all]" $(BUILD_FLAGS)
 	touch $(STAMP)
 	touch -r $(STAMP) $(KERNELS_STAMP)
@@ -29,7 +34,8 @@ $(STAMP): pyproject.toml constraints.txt
 # Ray, Playwright, ONNX or CLIP_benchmark.
 $(QUICKSTART_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -c constraints.txt torch torchvision scikit-build-core nanobind
+	$(PIP) install -c constraints.txt $(TORCH_FROM) torch torchvision
+	$(PIP) install -c constraints.txt scikit-build-core nanobind
 	$(PIP) install -c constraints.txt -e ".[quickstart]" $(BUILD_FLAGS)
 	touch $(QUICKSTART_STAMP)
 	touch -r $(QUICKSTART_STAMP) $(KERNELS_STAMP)
