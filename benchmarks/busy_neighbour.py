@@ -7,7 +7,7 @@ and "busy" (one process spinning on a core beside it, as a NAS's other job or a 
 threads would).  A child loads the model (random ViT weights, ternarized, as ``ternaryclip bench``)
 and times an image (b1), a caption of 10 tokens and one of 77, each the median of 9 calls after an
 untimed one.  Prints the medians over rounds and the busy / quiet ratio; with a team that spins
-where it should not, that ratio is several times larger (see benchmarks/README.md).
+where it should not, that ratio is several times larger (see docs/runtime.md, "Threads between parallel regions").
 """
 
 from __future__ import annotations
