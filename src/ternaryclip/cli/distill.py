@@ -14,6 +14,7 @@ FLAGS = {
     "teacher_pretrained": (str, "teacher checkpoint file for an open_clip name (.pt/.bin/.safetensors)"),
     "student": (str, "student architecture (default: a copy of the teacher, the paper's setting)"),
     "student_pretrained": (str, "student checkpoint file"),
+    "tokenizer": (str, "Hugging Face tokenizer folder of a SigLIP (tokenizer.json; packed into student.tclip)"),
     "data": (str, "synthetic[:SEED], a CSV/TSV, an image folder, or webdataset shards (dir/{000..099}.tar)"),
     "image_key": (str, "CSV/TSV column with image paths"),
     "caption_key": (str, "CSV/TSV column with captions"),

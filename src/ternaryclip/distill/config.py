@@ -15,6 +15,7 @@ TRAINING_KEYS = (
     "teacher_pretrained",
     "student",
     "student_pretrained",
+    "tokenizer",
     "project",
     "data",
     "image_key",
@@ -67,6 +68,7 @@ class DistillConfig:
     teacher_pretrained: str | None = None
     student: str | None = None
     student_pretrained: str | None = None
+    tokenizer: str | None = None  # a Hugging Face tokenizer folder (a SigLIP's); None: CLIP's BPE
     project: bool = False
     data: str = "synthetic"
     image_key: str = "filepath"

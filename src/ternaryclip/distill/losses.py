@@ -1,4 +1,8 @@
-"""Distillation losses: CLIP contrastive, logit distillation and feature distillation.
+"""Distillation losses: CLIP contrastive (softmax) or SigLIP pair (sigmoid), logit and feature distillation.
+
+A SigLIP student (one with a learned ``logit_bias``) trains with the sigmoid pair loss in place of the
+softmax contrastive term, and its logit distillation compares the per-pair sigmoid probabilities of
+``logit_scale * s + logit_bias`` rather than softmax rows.
 
 Under DistributedDataParallel every similarity matrix is built from the features of *all* ranks:
 each rank all-gathers the others' features without gradient and puts its own, with gradient, in its
@@ -40,6 +44,45 @@ class ClipLoss(nn.Module):
         logits = logit_scale * image @ text.T
         labels = torch.arange(len(image), device=image.device)
         return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+class SigLipLoss(nn.Module):
+    """SigLIP's sigmoid loss: every (image, caption) pair is a binary match / no-match decision.
+
+    ``-mean over images of sum over captions of log sigmoid(label * (scale * s + bias))`` with label +1 on
+    the diagonal and -1 elsewhere (Zhai et al. 2023; open_clip's ``SigLipLoss`` on one device).
+    """
+
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor
+    ) -> torch.Tensor:
+        logits = logit_scale * image @ text.T + logit_bias
+        labels = 2 * torch.eye(len(image), device=image.device, dtype=logits.dtype) - 1
+        return -F.logsigmoid(labels * logits).sum() / len(image)
+
+
+class SigmoidLogitDistillLoss(nn.Module):
+    """KL between the teacher's and the student's match probabilities, pair by pair (SigLIP's logits).
+
+    Each pair's probability is ``sigmoid(logit / temperature)``; the Bernoulli KL is averaged over all
+    pairs and multiplied by ``temperature**2`` as in :class:`LogitDistillLoss`; ``reverse=True`` uses
+    ``KL(p_student || p_teacher)``.
+    """
+
+    def __init__(self, temperature: float = 1.0, reverse: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature, self.reverse = temperature, reverse
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        s, t = student_logits / self.temperature, teacher_logits / self.temperature
+        if self.reverse:
+            s, t = t, s  # KL(p || q) with p the student's
+        # KL(Bernoulli(p_t) || Bernoulli(p_s)) from logits, stable: log p = logsigmoid(x), log(1 - p) = logsigmoid(-x)
+        p_t = torch.sigmoid(t)
+        kl = p_t * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+        return kl.mean() * self.temperature**2
 
 
 class LogitDistillLoss(nn.Module):
@@ -112,6 +155,8 @@ class DistillLoss(nn.Module):
         self.weights = weights or LossWeights()
         self.contrastive = ClipLoss()
         self.logit = LogitDistillLoss(temperature, reverse_kl)
+        self.sigmoid = SigLipLoss()
+        self.sigmoid_logit = SigmoidLogitDistillLoss(temperature, reverse_kl)
         self.feature = FeatureDistillLoss(feature_kind)
 
     def forward(
@@ -123,20 +168,35 @@ class DistillLoss(nn.Module):
         teacher_text: torch.Tensor | None = None,
         teacher_logit_scale: torch.Tensor | None = None,
         student_kd: tuple[torch.Tensor, torch.Tensor] | None = None,
+        logit_bias: torch.Tensor | None = None,
+        teacher_logit_bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``student_kd``: the student's features mapped to the teacher's width, when a projection exists."""
+        """``student_kd``: the student's features mapped to the teacher's width, when a projection exists.
+
+        ``logit_bias``: the student's learned bias, which makes it a SigLIP: the sigmoid pair loss and the
+        sigmoid logit distillation replace the softmax ones (the teacher's bias is 0 when it has none).
+        """
         image, text = gather_rows(F.normalize(student_image, dim=-1)), gather_rows(F.normalize(student_text, dim=-1))
         if student_kd is not None and student_kd[0] is not student_image:
             kd_image, kd_text = (gather_rows(F.normalize(x, dim=-1)) for x in student_kd)
         else:
             kd_image, kd_text = image, text
         w = self.weights
-        terms = {"contrastive": self.contrastive(image, text, logit_scale)}
+        sigmoid = logit_bias is not None
+        if sigmoid:
+            terms = {"contrastive": self.sigmoid(image, text, logit_scale, logit_bias)}
+        else:
+            terms = {"contrastive": self.contrastive(image, text, logit_scale)}
         if teacher_image is not None and teacher_text is not None:
             t_image = gather_rows(F.normalize(teacher_image.detach(), dim=-1))
             t_text = gather_rows(F.normalize(teacher_text.detach(), dim=-1))
             t_scale = teacher_logit_scale if teacher_logit_scale is not None else logit_scale.detach()
-            if w.logit:
+            if w.logit and sigmoid:
+                t_bias = teacher_logit_bias.detach() if teacher_logit_bias is not None else 0.0
+                terms["logit"] = self.sigmoid_logit(
+                    logit_scale * kd_image @ kd_text.T + logit_bias, t_scale * t_image @ t_text.T + t_bias
+                )
+            elif w.logit:
                 terms["logit"] = self.logit(logit_scale * kd_image @ kd_text.T, t_scale * t_image @ t_text.T)
             if w.feature:
                 terms["feature"] = 0.5 * (self.feature(kd_image, t_image) + self.feature(kd_text, t_text))

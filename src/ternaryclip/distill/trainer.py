@@ -59,6 +59,9 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
                 "positional_embedding",
                 "class_embedding",
                 "position_embedding",
+                "pos_embed",  # timm (SigLIP's image tower)
+                "attn_pool.latent",  # SigLIP's attention-pool probe, open_clip / timm and HF names
+                "head.probe",
             )
         )
         (no_decay if plain else decay).append(p)
@@ -78,7 +81,13 @@ class StudentPair(nn.Module):
         kd_image, kd_text = (
             (self.projection.image(image), self.projection.text(text)) if self.projection else (image, text)
         )
-        return image, text, clip.logit_scale.exp().clamp(max=100.0), kd_image, kd_text
+        return image, text, clip.logit_scale.exp().clamp(max=100.0), logit_bias(clip), kd_image, kd_text
+
+
+def logit_bias(clip) -> torch.Tensor | None:
+    """A SigLIP's learned bias (a scalar), None for a CLIP."""
+    bias = getattr(clip, "logit_bias", None)
+    return bias.reshape(()) if isinstance(bias, torch.Tensor) else None
 
 
 class Trainer:
@@ -133,7 +142,7 @@ class Trainer:
             config.feature_loss,
         )
         self.preprocess, self.arch = model_preprocess(self.student), model_arch(self.student)
-        self.tokenizer = ClipTokenizer(self.arch.text.context_length)
+        self.tokenizer = text_tokenizer(config.tokenizer, self.arch.text.context_length, self.arch.text.vocab_size)
         self.step, position = 0, 0
         if resume_state is not None:
             state = load_checkpoint(self.checkpoint_path, self.student, self.projection, self.optimizer)
@@ -245,9 +254,17 @@ class Trainer:
             pixels, ids = self._micro_batch()
             sync = nullcontext() if self.world == 1 or micro == config.accum - 1 else self.model.no_sync()
             with sync, self._autocast():
-                image, text, scale, kd_image, kd_text = self.model(pixels, ids)
-                teacher = self._teacher_features(pixels, ids)
-                objective, parts = self.loss(image, text, scale, *teacher, student_kd=(kd_image, kd_text))
+                image, text, scale, bias, kd_image, kd_text = self.model(pixels, ids)
+                *teacher, teacher_bias = self._teacher_features(pixels, ids)
+                objective, parts = self.loss(
+                    image,
+                    text,
+                    scale,
+                    *teacher,
+                    student_kd=(kd_image, kd_text),
+                    logit_bias=bias,
+                    teacher_logit_bias=teacher_bias,
+                )
                 if self.tokens:  # a per-rank mean: DDP's gradient average is already the global mean
                     tokens = token_loss(*self.tokens)
                     objective = objective + config.token_feature * tokens
@@ -280,13 +297,14 @@ class Trainer:
 
     def _teacher_features(self, pixels, ids):
         if self.teacher is None:
-            return None, None, None
+            return None, None, None, None
         with torch.no_grad():
             return self._teacher_encode(pixels, ids)
 
     def _teacher_encode_eager(self, pixels, ids):
         clip = as_clip(self.teacher)
-        return clip.encode_image(pixels), clip.encode_text(ids), clip.logit_scale.exp().clamp(max=100.0)
+        scale = clip.logit_scale.exp().clamp(max=100.0)
+        return clip.encode_image(pixels), clip.encode_text(ids), scale, logit_bias(clip)
 
     # ------------------------------------------------------------ the run
     def save(self) -> None:
@@ -377,10 +395,23 @@ class Trainer:
             "steps": self.step,
             "method": "QAT+KD" if self.teacher is not None else "QAT",
         }
-        return save(self.student, target, packing=self.config.packing, provenance=provenance)
+        return save(
+            self.student, target, packing=self.config.packing, provenance=provenance, tokenizer=self.config.tokenizer
+        )
 
     def stats(self) -> dict:
         return ternary_stats(self.student)
+
+
+def text_tokenizer(folder: str | None, context_length: int, vocab_size: int):
+    """CLIP's BPE, or the Hugging Face tokenizer in ``folder`` (a SigLIP's), run as the runtime runs it."""
+    if folder is None:
+        return ClipTokenizer(context_length)
+    from ..pack.tokenizer import tokenizer_meta
+    from ..runtime.hf_tokenizer import HFTokenizer
+
+    meta, blob = tokenizer_meta(folder, context_length, vocab_size)
+    return HFTokenizer(blob, context_length, meta["pad_id"], meta["clean"])
 
 
 def _metrics_log(path: Path, step: int):

@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .describe import clip_family
+from .describe import clip_family, model_arch
 
 
 class TorchClip(Protocol):
@@ -26,7 +26,7 @@ class TorchClip(Protocol):
 
 
 class HFClipAdapter(nn.Module):
-    """A ``transformers.CLIPModel`` with open_clip's ``encode_image`` / ``encode_text`` / ``logit_scale``."""
+    """A ``transformers.CLIPModel`` / ``SiglipModel`` with open_clip's ``encode_image`` / ``encode_text`` / ``logit_scale``."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -46,6 +46,11 @@ class HFClipAdapter(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale
 
+    @property
+    def logit_bias(self) -> torch.Tensor | None:
+        """A ``SiglipModel``'s learned bias; None for a ``CLIPModel``."""
+        return getattr(self.model, "logit_bias", None)
+
 
 def as_clip(model: nn.Module) -> TorchClip:
     """open_clip models as they are; Hugging Face CLIPModels wrapped in :class:`HFClipAdapter`."""
@@ -60,6 +65,6 @@ def embed_dim(model: nn.Module) -> int:
     if getattr(inner, "text_projection", None) is not None and isinstance(inner.text_projection, nn.Parameter):
         return int(inner.text_projection.shape[1])
     proj = getattr(getattr(inner, "visual", None), "output_dim", None)
-    if proj is None:
-        raise ValueError(f"cannot tell the embedding width of {type(inner).__name__}")
+    if proj is None:  # SigLIP (open_clip's timm tower, HF SiglipModel): what its architecture says
+        return model_arch(inner).embed_dim
     return int(proj)
