@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ort_int8 import DEFAULT_METHOD as ORT_INT8_DEFAULT
+from .ort_int8 import METHODS as ORT_INT8_METHODS
+
 
 class OpenClipFP32:
     """open_clip in float32 on the CPU (torch), with the same weights."""
@@ -114,6 +117,15 @@ ENGINES = {
     "onnxruntime_fp32": lambda files, threads: OnnxRuntimeFP32(files, threads),
     # MatMulNBits: 2-bit codes, zero point 1, per-row scales, accuracy_level 4 (int8 activations)
     "onnxruntime_2bit": lambda files, threads: OnnxRuntimeFP32(files, threads, "onnx2bit"),
+    # ONNX Runtime's own int8 (ort_int8.py): the faster method here, and the other one by name
+    "onnxruntime_int8": lambda files, threads: _onnxruntime_int8(files, threads, "onnxruntime_int8"),
+    **{
+        f"onnxruntime_int8_{method}": lambda files, threads, method=method: _onnxruntime_int8(
+            files, threads, f"onnxruntime_int8_{method}"
+        )
+        for method in ORT_INT8_METHODS
+        if method != ORT_INT8_DEFAULT
+    },
     "ternaryclip_exact": lambda files, threads: TernaryRuntime(files, threads, "exact"),
     "ternaryclip_fast": lambda files, threads: TernaryRuntime(files, threads, "fast"),
     "ternaryclip_bf16": lambda files, threads: TernaryRuntime(files, threads, "bf16"),
@@ -126,7 +138,44 @@ ENGINES = {
 }
 
 
+def _onnxruntime_int8(files: dict, threads: int, engine: str):
+    from .ort_int8 import engine_method
+
+    model = OnnxRuntimeFP32(files, threads, f"onnx_int8_{engine_method(engine)}")
+    model.name = engine
+    return model
+
+
 def _openvino(files: dict, threads: int, precision: str):
     from .openvino_engine import OpenVINOEngine
 
     return OpenVINOEngine(files, threads, precision)
+
+
+ONNX_EXPORT = "torch.onnx.export (TorchScript exporter), dynamic batch"
+
+
+def conversion(engine: str) -> dict:
+    """How ``engine``'s model was made from the shared weights and what it runs with: the report's record."""
+    if engine.startswith("openvino"):
+        from .openvino_engine import settings
+
+        return settings(engine.removeprefix("openvino_"))
+    if engine.startswith("onnxruntime_int8"):
+        from .ort_int8 import engine_method, settings
+
+        method = engine_method(engine)
+        return {"route": ONNX_EXPORT, "method": method, "quantization": settings(method)}
+    routes = {
+        "open_clip_fp32": {"route": "open_clip in torch eager mode, float32 (the .tclip's weights)"},
+        "torch_int8_dynamic": {
+            "route": "open_clip in torch eager mode",
+            "quantization": "torch.ao.quantization.quantize_dynamic on every nn.Linear, qint8",
+        },
+        "onnxruntime_fp32": {"route": ONNX_EXPORT},
+        "onnxruntime_2bit": {"route": ONNX_EXPORT, "quantization": "MatMulNBits, 2-bit codes, accuracy_level 4"},
+    }
+    if engine in routes:
+        return routes[engine]
+    mode = engine.removeprefix("ternaryclip_")
+    return {"route": "the .tclip file (2-bit codes) on the ternaryclip runtime", "mode": mode}

@@ -17,9 +17,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from .engines import ENGINES
+from .engines import ENGINES, conversion
 from .files import file_bytes, prepare_files
 from .machine import machine_info
+from .ort_int8 import engine_method
 from .report import format_table, plot, write_json
 from .timing import bench_inputs, compare_to_reference, time_engines
 from .workers import EngineError, peak_rss, start, stop
@@ -70,15 +71,21 @@ def run_bench(
     threads = threads or os.cpu_count() or 1
     engines, skipped = usable_engines(engines, progress)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = any(e.startswith(("onnxruntime", "openvino")) for e in engines)
-        files = prepare_files(arch, model, Path(tmp), onnx=onnx, onnx2bit="onnxruntime_2bit" in engines)
+        onnx = any(e.startswith("onnxruntime") for e in engines)
+        ort_int8 = tuple(sorted({engine_method(e) for e in engines if e.startswith("onnxruntime_int8")}))
+        if ort_int8:
+            progress(f"quantizing both ONNX towers with ONNX Runtime ({', '.join(ort_int8)})")
+        files = prepare_files(
+            arch, model, Path(tmp), onnx=onnx, onnx2bit="onnxruntime_2bit" in engines, ort_int8=ort_int8
+        )
         from ..pack import read
 
         model_arch = read(files["tclip"]).arch
         if any(e.startswith("openvino") for e in engines):
             from .openvino_engine import prepare_openvino
 
-            progress("converting both towers to OpenVINO IR" + (" (+ NNCF int8)" if "openvino_int8" in engines else ""))
+            int8 = " (+ NNCF int8)" if "openvino_int8" in engines else ""
+            progress(f"converting both towers to OpenVINO IR with its PyTorch frontend{int8}")
             files.update(prepare_openvino(files, Path(tmp), model_arch, int8="openvino_int8" in engines))
         images, ids = bench_inputs(model_arch, batches)
         workers = {}
@@ -93,6 +100,7 @@ def run_bench(
             progress(f"peak memory of {name}")
             results[name]["peak_rss_bytes"] = peak_rss(name, files, threads, images)
             results[name]["file_bytes"] = file_bytes(name, files)
+            results[name]["conversion"] = conversion(name)
         if "open_clip_fp32" in engines:
             compare_to_reference(results, embeddings, "open_clip_fp32")
         extra = {"tclip_base3_bytes": os.path.getsize(files["tclip_base3"])} if "tclip_base3" in files else {}

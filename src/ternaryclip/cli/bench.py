@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..bench.ort_int8 import DEFAULT_METHOD as ORT_INT8_DEFAULT
+from ..bench.ort_int8 import METHODS as ORT_INT8_METHODS
 from ..bench.run import DEFAULT_ENGINES, EngineError
 from ..choices import MODES
 from .model_args import positive_int
 
+ORT_INT8_OTHER = next(m for m in ORT_INT8_METHODS if m != ORT_INT8_DEFAULT)
 HELP = "speed, memory and size vs open_clip fp32 (ratios measured in one run)"
 DESCRIPTION = """\
 Encode images and texts with open_clip fp32 and the ternaryclip runtime (exact and fast modes), each in its
@@ -31,11 +34,12 @@ def add_parser(sub, name: str) -> None:
         "--engines",
         default=",".join(DEFAULT_ENGINES),
         help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
-        "(MatMulNBits, 2-bit codes, accuracy_level 4), ternaryclip_exact, ternaryclip_fast, "
+        "(MatMulNBits, 2-bit codes, accuracy_level 4), onnxruntime_int8 (onnxruntime.quantization, the faster "
+        f"method here: {ORT_INT8_DEFAULT}), onnxruntime_int8_{ORT_INT8_OTHER}, ternaryclip_exact, ternaryclip_fast, "
         "ternaryclip_bf16 (bf16 activations: AMX-BF16 where the CPU has it) "
         "(torch_int8_dynamic loads the fp32 weights; its file size is theirs); with the openvino extra also "
         "openvino_fp32 (f32 forced), openvino_bf16 (OpenVINO's default; only on CPUs with bf16) and "
-        "openvino_int8 (NNCF post-training quantization)",
+        "openvino_int8 (NNCF post-training quantization), all converted with OpenVINO's PyTorch frontend",
     )
     p.add_argument("--json", help="write the full report here")
     p.add_argument("--plot", help="write a PNG chart of the ratios here (needs matplotlib)")
