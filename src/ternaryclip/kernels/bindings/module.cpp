@@ -125,7 +125,8 @@ nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<fl
 
 // `mode`'s GEMM over prepared weights (prepare_weights); `impl` is the name it returned: Linear::run with
 // the activation, the add (out += it; out required) and the LayerNorm (weight, bias, eps) given.
-using NormArg = std::optional<std::tuple<In1D, In1D, float>>;
+// eps as a double: taken without conversion, a Python float that float32 cannot hold exactly would be refused.
+using NormArg = std::optional<std::tuple<In1D, In1D, double>>;
 nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
                          nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
                          int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
@@ -138,7 +139,7 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
         const auto& [weight, shift, eps] = *norm;
         options.norm_weight = weight.data();
         options.norm_bias = shift.data();
-        options.norm_eps = eps;
+        options.norm_eps = float(eps);
         options.norm_weight_size = dim(weight.shape(0));
         options.norm_bias_size = dim(shift.shape(0));
     }
