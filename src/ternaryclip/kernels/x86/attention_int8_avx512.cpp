@@ -54,6 +54,84 @@ inline __m512i quantize16(__m512 x, __m512 inv) {
     return _mm512_max_epi32(_mm512_set1_epi32(-127), _mm512_min_epi32(_mm512_set1_epi32(127), q));
 }
 
+// acc[4 r + b] = sum over steps s of vpdpbusd(the 4 bytes at a + r * lda + 4 s in every lane (unsigned), the line
+// at lines + b * bstride + s * sstride (signed)), for 4 rows r and 4 lines b: both attention products' 4 x 4 block.
+// In assembly as the fast GEMM's tile_dots (avx512.cpp): as intrinsics, GCC copied every destructive vpdpbusd
+// accumulator through a spare register (the scores ran at half the speed of the same count of dots in P V).
+inline void dots4x4(const uint8_t* a, int64_t lda, const int8_t* lines, int64_t bstride, int64_t sstride, int64_t steps,
+                    __m512i* acc) {
+    const int64_t lda3 = 3 * lda, bstride3 = 3 * bstride;
+    asm volatile(
+        "vpxord %%zmm16, %%zmm16, %%zmm16\n\t"
+        "vpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+        "vpxord %%zmm18, %%zmm18, %%zmm18\n\t"
+        "vpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+        "vpxord %%zmm20, %%zmm20, %%zmm20\n\t"
+        "vpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+        "vpxord %%zmm22, %%zmm22, %%zmm22\n\t"
+        "vpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+        "vpxord %%zmm24, %%zmm24, %%zmm24\n\t"
+        "vpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+        "vpxord %%zmm26, %%zmm26, %%zmm26\n\t"
+        "vpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+        "vpxord %%zmm28, %%zmm28, %%zmm28\n\t"
+        "vpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+        "vpxord %%zmm30, %%zmm30, %%zmm30\n\t"
+        "vpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+        "test %[steps], %[steps]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        "vmovdqu32 (%[lines]), %%zmm12\n\t"
+        "vmovdqu32 (%[lines],%[bs]), %%zmm13\n\t"
+        "vmovdqu32 (%[lines],%[bs],2), %%zmm14\n\t"
+        "vmovdqu32 (%[lines],%[bs3]), %%zmm15\n\t"
+        "vpbroadcastd (%[a]), %%zmm8\n\t"
+        "vpbroadcastd (%[a],%[lda]), %%zmm9\n\t"
+        "vpbroadcastd (%[a],%[lda],2), %%zmm10\n\t"
+        "vpbroadcastd (%[a],%[lda3]), %%zmm11\n\t"
+        "vpdpbusd %%zmm12, %%zmm8, %%zmm16\n\t"
+        "vpdpbusd %%zmm13, %%zmm8, %%zmm17\n\t"
+        "vpdpbusd %%zmm14, %%zmm8, %%zmm18\n\t"
+        "vpdpbusd %%zmm15, %%zmm8, %%zmm19\n\t"
+        "vpdpbusd %%zmm12, %%zmm9, %%zmm20\n\t"
+        "vpdpbusd %%zmm13, %%zmm9, %%zmm21\n\t"
+        "vpdpbusd %%zmm14, %%zmm9, %%zmm22\n\t"
+        "vpdpbusd %%zmm15, %%zmm9, %%zmm23\n\t"
+        "vpdpbusd %%zmm12, %%zmm10, %%zmm24\n\t"
+        "vpdpbusd %%zmm13, %%zmm10, %%zmm25\n\t"
+        "vpdpbusd %%zmm14, %%zmm10, %%zmm26\n\t"
+        "vpdpbusd %%zmm15, %%zmm10, %%zmm27\n\t"
+        "vpdpbusd %%zmm12, %%zmm11, %%zmm28\n\t"
+        "vpdpbusd %%zmm13, %%zmm11, %%zmm29\n\t"
+        "vpdpbusd %%zmm14, %%zmm11, %%zmm30\n\t"
+        "vpdpbusd %%zmm15, %%zmm11, %%zmm31\n\t"
+        "add $4, %[a]\n\t"
+        "add %[ss], %[lines]\n\t"
+        "dec %[steps]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "vmovdqu32 %%zmm16, 0(%[acc])\n\t"
+        "vmovdqu32 %%zmm17, 64(%[acc])\n\t"
+        "vmovdqu32 %%zmm18, 128(%[acc])\n\t"
+        "vmovdqu32 %%zmm19, 192(%[acc])\n\t"
+        "vmovdqu32 %%zmm20, 256(%[acc])\n\t"
+        "vmovdqu32 %%zmm21, 320(%[acc])\n\t"
+        "vmovdqu32 %%zmm22, 384(%[acc])\n\t"
+        "vmovdqu32 %%zmm23, 448(%[acc])\n\t"
+        "vmovdqu32 %%zmm24, 512(%[acc])\n\t"
+        "vmovdqu32 %%zmm25, 576(%[acc])\n\t"
+        "vmovdqu32 %%zmm26, 640(%[acc])\n\t"
+        "vmovdqu32 %%zmm27, 704(%[acc])\n\t"
+        "vmovdqu32 %%zmm28, 768(%[acc])\n\t"
+        "vmovdqu32 %%zmm29, 832(%[acc])\n\t"
+        "vmovdqu32 %%zmm30, 896(%[acc])\n\t"
+        "vmovdqu32 %%zmm31, 960(%[acc])\n\t"
+        : [a] "+r"(a), [lines] "+r"(lines), [steps] "+r"(steps)
+        : [lda] "r"(lda), [lda3] "r"(lda3), [bs] "r"(bstride), [bs3] "r"(bstride3), [ss] "r"(sstride), [acc] "r"(acc)
+        : "cc", "memory", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18",
+          "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+}
+
 inline float absmax(const float* x, int64_t n) {
     __m512 m = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += kLanes) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
@@ -91,10 +169,19 @@ struct Head {
     const int8_t* k_line(int64_t kb, int64_t l) const { return k.data() + (kb * (hd / 4) + l) * 64; }
     const int8_t* v_line(int64_t jq, int64_t dt) const { return v.data() + (jq * (hd / kLanes) + dt) * 64; }
 
-    // Q, K and V of one head from qkv rows 3 * width apart, quantized into the layouts above.
+    // Q, K and V of one head from qkv rows 3 * width apart, quantized into the layouts above.  One pass over
+    // the rows for Q, K and V's column maxima, the rows kAhead ahead fetched meanwhile (a row of the head is 3 x
+    // 256 bytes every 9 KB at ViT-B, a new page each time: attention_bf16_head.inc), then V from L2.
     void gather(const float* base, int64_t width, float c) {
+        constexpr int64_t kAhead = 4;
         alignas(64) int8_t row[1024];  // hd <= 1024 (checked by the caller)
+        std::fill(vs.begin(), vs.end(), 0.0f);  // V's column maxima until the end of the pass
         for (int64_t i = 0; i < t; ++i) {
+            if (i + kAhead < t)
+                for (int part = 0; part < 3; ++part)
+                    for (int64_t d = 0; d < hd; d += kLanes)
+                        _mm_prefetch(reinterpret_cast<const char*>(base + (i + kAhead) * 3 * width + part * width + d),
+                                     _MM_HINT_T0);
             const float* qr = base + i * 3 * width;
             const float* kr = qr + width;
             const float qa = absmax(qr, hd), ka = absmax(kr, hd);
@@ -108,6 +195,8 @@ struct Head {
                 const __m512i kq = quantize16(_mm512_loadu_ps(kr + d), kinv);
                 ksum = _mm512_add_epi32(ksum, kq);
                 _mm_store_si128(reinterpret_cast<__m128i*>(row + d), _mm512_cvtepi32_epi8(kq));
+                const __m512 va = _mm512_abs_ps(_mm512_loadu_ps(kr + width + d));
+                _mm512_storeu_ps(vs.data() + d, _mm512_max_ps(_mm512_loadu_ps(vs.data() + d), va));
             }
             g[i] = ((qa / 127.0f) * c) * kLog2e;
             ks[i] = ka / 127.0f;
@@ -120,10 +209,9 @@ struct Head {
                 k32[((i / kLanes) * (hd / 4) + l) * kLanes + i % kLanes] = quad;
             }
         }
-        // V per column: the absmax over the keys first, then 4 keys at a time interleaved into the tiles.
+        // V per column, 4 keys at a time interleaved into the tiles.
         for (int64_t d = 0; d < hd; d += kLanes) {
-            __m512 m = _mm512_setzero_ps();
-            for (int64_t j = 0; j < t; ++j) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(base + j * 3 * width + 2 * width + d)));
+            const __m512 m = _mm512_loadu_ps(vs.data() + d);
             const __mmask16 live = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
             _mm512_storeu_ps(vinv.data() + d, _mm512_maskz_div_ps(live, _mm512_set1_ps(127.0f), m));
             _mm512_storeu_ps(vs.data() + d, _mm512_div_ps(m, _mm512_set1_ps(127.0f)));
@@ -151,9 +239,12 @@ struct Head {
     template <int Blocks>
     void scores(int64_t q0, int64_t kb) {
         __m512i acc[kRows][Blocks];
+        const uint8_t* qr = q.data() + q0 * hd;
+        if constexpr (Blocks == 4) {
+            dots4x4(qr, hd, k_line(kb, 0), 16 * hd, 64, hd / 4, &acc[0][0]);
+        } else {
         for (auto& row : acc)
             for (auto& a : row) a = _mm512_setzero_si512();
-        const uint8_t* qr = q.data() + q0 * hd;
         for (int64_t l = 0; l < hd / 4; ++l) {
             __m512i keys[Blocks];
             for (int b = 0; b < Blocks; ++b) keys[b] = _mm512_loadu_si512(k_line(kb + b, l));
@@ -163,6 +254,7 @@ struct Head {
                 const __m512i query = _mm512_set1_epi32(quad);
                 for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], query, keys[b]);
             }
+        }
         }
         for (int b = 0; b < Blocks; ++b) {
             const int64_t j = (kb + b) * kLanes;
@@ -203,6 +295,9 @@ struct Head {
     template <int Blocks>
     void weighted_values(int64_t q0, int64_t quads, int64_t dt, float* out, int64_t width) const {
         __m512i acc[kRows][Blocks];
+        if constexpr (Blocks == 4) {
+            dots4x4(p.data(), tp, v_line(0, dt), 64, 4 * hd, quads, &acc[0][0]);
+        } else {
         for (auto& row : acc)
             for (auto& a : row) a = _mm512_setzero_si512();
         for (int64_t jq = 0; jq < quads; ++jq) {
@@ -214,6 +309,7 @@ struct Head {
                 const __m512i weights = _mm512_set1_epi32(quad);
                 for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], weights, values[b]);
             }
+        }
         }
         for (int r = 0; r < kRows && q0 + r < t; ++r) {
             const __m512 inv = _mm512_set1_ps(1.0f / float(psum[r]));
@@ -228,9 +324,15 @@ struct Head {
     // Queries [q0, q0 + 4) into out (row i of the head at out + i * width).
     void query_block(int64_t q0, bool causal, float* out, int64_t width) {
         const int64_t seen = causal ? std::min(tp, (q0 + kRows + kLanes - 1) / kLanes * kLanes) : tp;
+        // Key blocks 4 at a time; a tail of 1-3 blocks past at least 4 repeats the last 4 (the same scores again).
+        const int64_t blocks = seen / kLanes;
         int64_t kb = 0;
-        for (; kb + 4 <= seen / kLanes; kb += 4) scores<4>(q0, kb);
-        switch (seen / kLanes - kb) {
+        for (; kb + 4 <= blocks; kb += 4) scores<4>(q0, kb);
+        if (kb < blocks && blocks >= 4) {
+            scores<4>(q0, blocks - 4);
+            kb = blocks;
+        }
+        switch (blocks - kb) {
             case 3: scores<3>(q0, kb); break;
             case 2: scores<2>(q0, kb); break;
             case 1: scores<1>(q0, kb); break;
@@ -244,9 +346,14 @@ struct Head {
             }
             softmax_row(r, keys, seen);
         }
+        const int64_t tiles = hd / kLanes;  // the same overlap for a tail of dim tiles
         int64_t dt = 0;
-        for (; dt + 4 <= hd / kLanes; dt += 4) weighted_values<4>(q0, seen / 4, dt, out, width);
-        switch (hd / kLanes - dt) {
+        for (; dt + 4 <= tiles; dt += 4) weighted_values<4>(q0, seen / 4, dt, out, width);
+        if (dt < tiles && tiles >= 4) {
+            weighted_values<4>(q0, seen / 4, tiles - 4, out, width);
+            dt = tiles;
+        }
+        switch (tiles - dt) {
             case 3: weighted_values<3>(q0, seen / 4, dt, out, width); break;
             case 2: weighted_values<2>(q0, seen / 4, dt, out, width); break;
             case 1: weighted_values<1>(q0, seen / 4, dt, out, width); break;
