@@ -1,11 +1,14 @@
-// aarch64 kernel tests, run under qemu-user by run.sh (`make test-arm64`): every aarch64 table this
-// CPU offers against the scalar reference, through the same dispatch entry points the Python
-// bindings call.  Integer dots, fast-path outputs and quantization must be bitwise equal; the float
-// ops within a relative tolerance.  Prints one line per failure and ends with "N passed, M failed".
+// C++ kernel tests: every table this CPU offers against the scalar reference, through the same dispatch
+// entry points the Python bindings call, and the linear layer (core/linear.h) against its separate passes.
+// Integer dots, fast-path outputs and quantization must be bitwise equal, and so must a fused epilogue and
+// the passes it saves; the float ops and the float GEMMs within a relative tolerance.  Prints one line per
+// failure and ends with "N passed, M failed".  (Over 350 lines: one runner for both architectures.)
 //
-// Usage: kernel_tests EXPECTED   where EXPECTED is the widest table the emulated CPU should get
-// ("neon", "dotprod" or "i8mm"): hwcap detection is checked against it, and every wider table must
-// be refused with std::invalid_argument (never run: no illegal instruction).
+// aarch64, under qemu-user by run.sh (`make test-arm64`):  kernel_tests EXPECTED  where EXPECTED is the widest
+// table the emulated CPU should get ("neon", "dotprod" or "i8mm"): hwcap detection is checked against it, and
+// every wider table must be refused with std::invalid_argument (never run: no illegal instruction).
+// x86-64, built by CMake (target kernel_tests) and run by tests/test_kernel_tests_cpp.py:  kernel_tests
+// (each of avx2 / avx512 / amx is tested where cpu_features has it and must be refused where not).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +21,7 @@
 
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
+#include "core/linear.h"
 #include "core/ops.h"
 #include "core/ternary_gemm.h"
 
@@ -213,6 +217,167 @@ void check_gemm_shapes(const std::string& impl) {
           impl + " declines groups of 7 columns");
 }
 
+// y = act(LN?(x) W^T + b) [+ y] from separate passes: what a Linear must give whatever it fuses.
+struct Passes {
+    const KernelTable& ops;
+    const std::vector<float> norm_weight, norm_bias;
+};
+
+std::vector<float> layer_norm_of(const Passes& p, const std::vector<float>& x, int64_t m, int64_t k) {
+    std::vector<float> out(x.size());
+    p.ops.layer_norm(x.data(), m, k, p.norm_weight.data(), p.norm_bias.data(), 1e-5f, out.data());
+    return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The plain GEMM of a layer against the reference's (fast: bitwise; exact, bf16: the same numbers up to
+// the order of the float32 sums), then every combination of LayerNorm, activation and add against the
+// separate passes over the plain GEMM, bit for bit.
+void check_linear_layer(const std::string& impl, const Linear& layer, Mode mode, const std::string& name,
+                        const std::vector<float>& x, int64_t m, const Weights& w) {
+    const TernaryWeights& tw = w.view;
+    const int64_t n = tw.n, k = tw.k;
+    const KernelTable& ref = pick("ref", Op::gemm_fast);
+    std::vector<float> want(size_t(m * n)), got(size_t(m * n), -7.0f);
+    if (mode == Mode::fast) {
+        const Quantized q = quantize(ref, x, m, tw);
+        ref.gemm_fast(q.view, tw, want.data());
+    } else {
+        (mode == Mode::exact ? ref::gemm_exact : ref::gemm_bf16)(x.data(), m, tw, want.data());
+    }
+    layer.run(x.data(), m, got.data());
+    if (mode == Mode::fast)
+        check(same_bits(got, want), "linear " + name + " = ref");
+    else
+        check(max_rel_diff(got, want) < 1e-6f * float(k), "linear " + name + " ~ ref");
+
+    const Passes passes{pick(impl, Op::float_ops), random_floats(size_t(k), 1.0f), random_floats(size_t(k), 1.0f)};
+    const auto start = random_floats(size_t(m * n));
+    const std::vector<float> normalized = layer_norm_of(passes, x, m, k);
+    for (bool norm : {false, true})
+        for (Activation act : {Activation::none, Activation::gelu, Activation::quick_gelu})
+            for (bool add : {false, true}) {
+                std::vector<float> expected(size_t(m * n));
+                layer.run((norm ? normalized : x).data(), m, expected.data());
+                if (act == Activation::gelu) passes.ops.gelu(expected.data(), m * n);
+                if (act == Activation::quick_gelu) passes.ops.quick_gelu(expected.data(), m * n);
+                if (add)
+                    for (size_t i = 0; i < expected.size(); ++i) expected[i] = start[i] + expected[i];
+                LinearOptions options{act, add};
+                if (norm) {
+                    options.norm_weight = passes.norm_weight.data();
+                    options.norm_bias = passes.norm_bias.data();
+                    options.norm_eps = 1e-5f;
+                }
+                std::vector<float> y = add ? start : std::vector<float>(size_t(m * n), -7.0f);
+                layer.run(x.data(), m, y.data(), options);
+                check(same_bits(y, expected), "linear " + name + (norm ? " +norm" : "") +
+                                                  (act == Activation::gelu         ? " +gelu"
+                                                   : act == Activation::quick_gelu ? " +quick_gelu"
+                                                                                   : "") +
+                                                  (add ? " +add" : "") + " = separate passes");
+            }
+}
+
+void check_linear(const std::string& impl) {
+    struct Shape {
+        int64_t m, n, k, gs;
+        bool per_row;
+    };
+    const Shape shapes[] = {{1, 9, 200, 200, true}, {17, 33, 300, 64, true}, {5, 40, 640, 640, false},
+                            {40, 65, 1100, 1100, true}, {7, 40, 640, 64, true}};
+    for (const Shape& s : shapes)
+        for (Mode mode : {Mode::fast, Mode::exact, Mode::bf16}) {
+            Weights w = make_weights(s.n, s.k, s.gs, s.per_row);
+            if (impl != "ref") {  // a table that declines these weights is refused by name: nothing to test
+                try {
+                    pick(impl, Op::gemm_fast, &w.view);
+                } catch (const std::invalid_argument&) {
+                    continue;
+                }
+            }
+            const auto x = random_floats(size_t(s.m * s.k));
+            const char* mode_name = mode == Mode::fast ? "fast" : mode == Mode::exact ? "exact" : "bf16";
+            const std::string name = shape_name(impl.c_str(), s.m, s.n, s.k, s.gs, s.per_row) + " " + mode_name;
+            const Linear file = Linear::file_layout(w.view, impl, mode);
+            check_linear_layer(impl, file, mode, name + " file layout", x, s.m, w);
+            const Linear prepared = Linear::prepare(w.view, impl, mode);
+            if (prepared.prepared()) {
+                check_linear_layer(impl, prepared, mode, name + " prepared", x, s.m, w);
+                // the bytes again, as the bindings hand them back: adopted under the name they were made for
+                const Linear adopted = Linear::adopt(prepared.weights(), prepared.prepared_bytes(), prepared.impl(), mode);
+                std::vector<float> a(size_t(s.m * s.n)), b(a.size());
+                prepared.run(x.data(), s.m, a.data());
+                adopted.run(x.data(), s.m, b.data());
+                check(same_bits(a, b), "linear " + name + " adopted = prepared");
+            }
+        }
+}
+
+template <class F>
+bool refuses(F f) {
+    try {
+        f();
+    } catch (const std::invalid_argument&) {
+        return true;
+    }
+    return false;
+}
+
+// Sizes the layer must refuse before it touches a pointer.
+void check_linear_refusals() {
+    Weights w = make_weights(9, 200, 200, true);
+    const float* s = w.scales.data();
+    const WeightShapes ok{9, 200, 200, 9, 1, 9, 64, 9};
+    check(!refuses([&] { checked_weights(w.packed.data(), s, w.bias.data(), ok); }), "linear takes good sizes");
+    const auto refused = [&](WeightShapes bad, const char* what) {
+        check(refuses([&] { checked_weights(w.packed.data(), s, w.bias.data(), bad); }), std::string("linear refuses ") + what);
+    };
+    WeightShapes bad = ok;
+    bad.k = 0, refused(bad, "k = 0");
+    bad = ok, bad.k = kMaxK + 1, refused(bad, "k past the int32 accumulators");
+    bad = ok, bad.n = int64_t(1) << 62, bad.scale_rows = 1, bad.code_rows = bad.n, bad.bias_size = bad.n;
+    refused(bad, "n whose prepared size overflows");
+    bad = ok, bad.n = -1, refused(bad, "n < 0");
+    bad = ok, bad.group_size = 0, refused(bad, "group_size 0");
+    bad = ok, bad.scale_rows = 3, refused(bad, "scales of 3 rows for 9");
+    bad = ok, bad.scale_cols = 2, refused(bad, "2 scale groups for 1");
+    bad = ok, bad.bias_size = 8, refused(bad, "a bias of 8 for 9 rows");
+    bad = ok, bad.code_bytes = 32, refused(bad, "rows of 32 bytes for k = 200");
+    bad = ok, bad.code_rows = 8, refused(bad, "8 code rows for 9");
+    const Linear layer = Linear::file_layout(w.view, "ref", Mode::fast);
+    const auto x = random_floats(200);
+    std::vector<float> y(9), g(200, 1.0f);
+    check(refuses([&] { layer.run(x.data(), -1, y.data()); }), "linear refuses m < 0");
+    LinearOptions norm{Activation::none, false, g.data(), g.data(), 0.0f};
+    check(refuses([&] { layer.run(x.data(), 1, y.data(), norm); }), "linear refuses eps = 0");
+    norm.norm_eps = 1e-5f, norm.norm_weight_size = 199;
+    check(refuses([&] { layer.run(x.data(), 1, y.data(), norm); }), "linear refuses a norm of 199 for k = 200");
+    check(refuses([] { parse_mode("int4"); }) && refuses([] { parse_activation("relu"); }),
+          "linear refuses unknown modes and activations");
+    check(refuses([&] { Linear::adopt(w.view, 100, "ref", Mode::fast); }), "linear refuses bytes prepared for 'ref'");
+    for (const char* impl : {"avx2", "avx512", "amx", "neon", "dotprod", "i8mm"}) {
+        if (refuses([&] { pick(impl, Op::gemm_fast, &w.view); })) continue;
+        const Linear prepared = Linear::prepare(w.view, impl, Mode::fast);
+        if (!prepared.prepared()) continue;
+        check(refuses([&] { Linear::adopt(prepared.weights(), prepared.prepared_bytes() - 1, impl, Mode::fast); }),
+              std::string("linear refuses prepared bytes one short for ") + impl);
+    }
+}
+
+void check_table(const std::string& impl) {
+    check_quantize(impl, 6, 300, 64, true);
+    for (int64_t k : {1, 15, 16, 33, 640}) check_quantize(impl, 5, k, 32, false);
+    check_extremes(impl);
+    check_gemm_shapes(impl);
+    check_float_ops(impl);
+    check_linear(impl);
+}
+
+#if defined(__aarch64__)
 void run_all(const std::string& expected) {
     const char* order[] = {"neon", "dotprod", "i8mm"};
     const CpuFeatures& f = cpu_features();
@@ -228,14 +393,33 @@ void run_all(const std::string& expected) {
             check(refused(order[i]), std::string("impl='") + order[i] + "' is refused on a CPU without it");
             continue;
         }
-        check_quantize(order[i], 6, 300, 64, true);
-        for (int64_t k : {1, 15, 16, 33, 640}) check_quantize(order[i], 5, k, 32, false);
-        check_extremes(order[i]);
-        check_gemm_shapes(order[i]);
-        check_float_ops(order[i]);
+        check_table(order[i]);
     }
     check(std::string(pick("auto", Op::gemm_fast).name) == expected, "auto picks " + expected);
+    check_linear("ref");
+    check_linear_refusals();
 }
+#else
+void run_all(const std::string&) {
+    const CpuFeatures& f = cpu_features();
+    std::printf("cpu: avx2=%d avx512_vnni=%d amx_int8=%d\n", f.avx2, f.avx512_vnni, f.amx_int8);
+    const char* flagged[] = {"avx2", "avx512", "amx"};  // tables whose gemm_ok is one cpu_features flag
+    const bool has[] = {f.avx2, f.avx512_vnni, f.amx_int8};
+    for (int i = 0; i < 3; ++i)
+        check(refused(flagged[i]) != has[i], std::string("impl='") + flagged[i] + (has[i] ? "' runs" : "' is refused") +
+                                                 " as cpu_features says");
+    std::vector<std::string> available;
+    for (const std::string& impl : impl_names())
+        if (impl != "ref" && !refused(impl)) {
+            available.push_back(impl);
+            check_table(impl);
+        }
+    const std::string picked = pick("auto", Op::gemm_fast).name;
+    check(available.empty() ? picked == "ref" : picked == available.back(), "auto picks the widest table, " + picked);
+    check_linear("ref");
+    check_linear_refusals();
+}
+#endif
 
 }  // namespace
 
