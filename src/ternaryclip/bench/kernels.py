@@ -1,7 +1,7 @@
 """``ternaryclip bench --kernels``: ternary GEMM throughput on CLIP's linear-layer shapes.
 
 Per shape and thread count: our fast GEMM as the runtime runs it (weights prepared at load; the
-path ``auto`` picks, the AVX2 path, and the file layout unpacked per call as before), torch fp32 ``F.linear`` and torch dynamic int8 on the same shape, in one process,
+path ``auto`` picks, each instruction-set path this CPU runs, and the file layout unpacked per call as before), torch fp32 ``F.linear`` and torch dynamic int8 on the same shape, in one process,
 interleaved.  Each timed call follows one untimed call of the same engine, so that the other
 runtime's idle threads have gone to sleep.  Reported as GOPS per core (2 ops a multiply-add),
 activation quantization included for the int8 engines.  First the peak of the int8 dot instruction
@@ -43,14 +43,14 @@ def _ternary(kernels, x, packed, k, scales, impl: str):
 
 
 def simd_impls(kernels) -> list[str]:
-    """The instruction-set paths of this build that this CPU runs (x86: avx2, avx512; aarch64: neon,
-    dotprod, i8mm): a forced ``impl=`` the CPU lacks raises ValueError instead of running."""
+    """The instruction-set paths of this build that this CPU runs (x86: avx2, avxvnni, avx512, amx; aarch64:
+    neon, dotprod, i8mm; not the test builds): a forced ``impl=`` the CPU lacks raises ValueError instead of running."""
     from ..pack.bits import pack_2bit
 
     packed, scales = pack_2bit(np.zeros((1, 4), np.int8)), np.ones((1, 1), np.float32)
     usable = []
     for impl in kernels.IMPLS:
-        if impl in ("auto", "ref"):
+        if impl in ("auto", "ref") or impl in kernels.TEST_IMPLS:
             continue
         try:
             kernels.gemm(np.zeros((1, 4), np.float32), packed, 4, scales, 4, impl=impl)
@@ -71,7 +71,7 @@ def run_kernel_bench(
 
     all_threads = threads or os.cpu_count() or 1
     impls = simd_impls(kernels)  # each timed on its own, next to "auto"
-    peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avx512", "amx")}
+    peaks = {isa: kernels._ext.int8_dot_peak_gops(isa) for isa in ("avx2", "avxvnni", "avx512", "amx")}
     peak = peaks.get(kernels.fast_gemm_impl(), 0.0)  # the instruction the auto path is built on
     progress(
         "int8 dot peak, register-only loop, one core: "
@@ -95,12 +95,7 @@ def run_kernel_bench(
                 torch.set_num_threads(t)
                 engines = {
                     "ternary_auto": _ternary(kernels, x, packed, k, scales, "auto"),
-                    **{
-                        f"ternary_{impl}": _ternary(kernels, x, packed, k, scales, impl)
-                        if impl == "avx2"
-                        else lambda impl=impl: kernels.gemm(x, packed, k, scales, k, impl=impl)
-                        for impl in impls
-                    },
+                    **{f"ternary_{impl}": _ternary(kernels, x, packed, k, scales, impl) for impl in impls},
                     "ternary_unprepared": lambda: kernels.gemm(x, packed, k, scales, k),
                     "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
                     "torch_int8_dynamic": lambda: int8(xt),
@@ -128,6 +123,7 @@ def run_kernel_bench(
     return {
         "threads": all_threads,
         "repeats": repeats,
+        "avx_vnni": bool(kernels.cpu_has_avx_vnni()),
         "avx512_vnni": bool(kernels.cpu_has_avx512_vnni()),
         "amx_int8": bool(kernels.cpu_has_amx_int8()),
         "auto_impl": kernels.fast_gemm_impl(),

@@ -21,7 +21,7 @@ DISPATCH_VARIABLES = (
     "ATEN_CPU_CAPABILITY",
     "OMP_NUM_THREADS",
 )
-CPU_FEATURES = ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+CPU_FEATURES = ("avx2", "avx_vnni", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:

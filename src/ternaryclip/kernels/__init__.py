@@ -17,6 +17,8 @@ from ..choices import MODES
 from . import _ext  # the compiled kernels; their threads are their own (core/pool.h), not OpenMP's
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
+# Builds for tests that "auto" never picks: "avxvnni_emulated" (the AVX-VNNI kernels with vpdpbusd emulated in AVX2)
+TEST_IMPLS = tuple(_ext.test_impl_names())
 IMPL_VARIABLE = "TERNARYCLIP_IMPL"
 ACTIVATIONS = ("", "gelu", "quick_gelu")  # gemm_prepared's: none, or activation_'s kinds
 
@@ -241,6 +243,7 @@ def int_dot(q: np.ndarray, packed: np.ndarray, k: int, group_size: int | None = 
 
 
 cpu_has_avx2 = _ext.cpu_has_avx2
+cpu_has_avx_vnni = _ext.cpu_has_avx_vnni  # VEX vpdpbusd on ymm (impl "avxvnni"): Alder Lake and later, no AVX-512
 cpu_has_avx512_vnni = _ext.cpu_has_avx512_vnni
 cpu_has_amx_int8 = _ext.cpu_has_amx_int8
 cpu_has_avx512_bf16 = _ext.cpu_has_avx512_bf16

@@ -7,8 +7,8 @@
 namespace tclip {
 
 // GOPS (2 ops a multiply-add) of back-to-back int8 dot instructions for about `seconds` on this
-// thread: "avx2" vpmaddubsw + vpaddw (the AVX2 path's pair), "avx512" vpdpbusd, "amx" tdpbsud on
-// tiles.  0 where unavailable.
+// thread: "avx2" vpmaddubsw + vpaddw (the AVX2 path's pair), "avxvnni" vpdpbusd on ymm (VEX), "avx512"
+// vpdpbusd on zmm, "amx" tdpbsud on tiles.  0 where unavailable.
 double int8_dot_peak_gops(const char* isa, double seconds);
 
 }  // namespace tclip

@@ -28,6 +28,7 @@
 #include "bench/peak.h"
 #include "core/pool.h"
 #include "core/ternary_gemm.h"
+#include "x86/x86.h"
 
 namespace nb = nanobind;
 using namespace tclip;
@@ -379,9 +380,35 @@ NB_MODULE(_ext, m) {
             return int8_dot_peak_gops(isa.c_str(), seconds);
         },
         nb::arg("isa"), nb::arg("seconds") = 0.2,
-        "GOPS of a register-only loop of the int8 dot instruction of 'avx2', 'avx512' or 'amx' on this thread (0: absent)");
+        "GOPS of a register-only loop of the int8 dot instruction of 'avx2', 'avxvnni', 'avx512' or 'amx' on this thread (0: "
+        "absent)");
     m.def("impl_names", &impl_names, "the impl= names of this build, narrowest first");
+    m.def("test_impl_names", &test_impl_names, "the impl= names of test builds, which 'auto' never picks");
     m.def("cpu_has_avx2", [] { return cpu_features().avx2; });
+    m.def("cpu_has_avx_vnni", [] { return cpu_features().avx_vnni; });
+    m.def(
+        "dpbusd",
+        [](const nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& acc,
+           const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& u,
+           const nb::ndarray<const int8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& s, const std::string& how) {
+            const int64_t vectors = dim(acc.shape(0)) / 8;
+            require(dim(acc.shape(0)) == 8 * vectors && dim(u.shape(0)) == 32 * vectors &&
+                        dim(s.shape(0)) == 32 * vectors,
+                    "acc needs 8 int32 a vector, u and s 32 bytes a vector");
+            const CpuFeatures& cpu = cpu_features();
+            const auto run = how == "emulated" && cpu.avx2                ? avxvnni_emulated::dpbusd_vectors
+                             : how == "avxvnni" && cpu.avx_vnni           ? avxvnni::dpbusd_vectors
+                             : how == "avx512_vnni" && cpu.avx512_vnni    ? avxvnni_emulated::dpbusd_evex_vectors
+                                                                          : nullptr;
+            require(run != nullptr, "dpbusd '" + how + "' is not available on this CPU");
+            nb::capsule owner;
+            int32_t* out = alloc<int32_t>(8 * vectors, owner);
+            run(acc.data(), u.data(), s.data(), vectors, out);
+            return Out<int32_t, 1>(out, {size_t(8 * vectors)}, owner);
+        },
+        nb::arg("acc"), nb::arg("u"), nb::arg("s"), nb::arg("how"),
+        "vpdpbusd on ymm vectors (the AVX-VNNI path's dot, its test hook): 'emulated' (AVX2), 'avxvnni' (VEX) or "
+        "'avx512_vnni' (EVEX)");
     m.def("cpu_has_avx512_vnni", [] { return cpu_features().avx512_vnni; });
     m.def("cpu_has_amx_int8", [] { return cpu_features().amx_int8; });
     m.def("cpu_has_avx512_bf16", [] { return cpu_features().avx512_bf16; });

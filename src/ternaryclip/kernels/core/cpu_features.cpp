@@ -46,6 +46,8 @@ CpuFeatures detect() {
     CpuFeatures f;
 #if defined(__x86_64__) || defined(_M_X64)
     f.avx2 = avx2::compiled() && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    // CPUID.(EAX=7,ECX=1):EAX bit 4, which libgcc reports only with the OS saving the ymm state
+    f.avx_vnni = f.avx2 && avxvnni::compiled() && __builtin_cpu_supports("avxvnni");
     f.avx512 = f.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     f.avx512_bf16 = f.avx512 && __builtin_cpu_supports("avx512bf16");

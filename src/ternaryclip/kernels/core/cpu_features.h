@@ -7,6 +7,7 @@ namespace tclip {
 struct CpuFeatures {
     // x86-64
     bool avx2 = false;         // AVX2 + FMA
+    bool avx_vnni = false;     // ... + AVX-VNNI (VEX vpdpbusd on ymm: the ternary GEMM's dots without AVX-512)
     bool avx512 = false;       // AVX-512 F + BW + VL + DQ (the float ops)
     bool avx512_vnni = false;  // ... + VNNI (the ternary GEMM's vpdpbusd)
     bool amx_int8 = false;     // ... + AMX tiles with int8 dots, and the kernel let this process use them

@@ -35,6 +35,8 @@ const std::array kTables = {
     &ref_table,
 #if defined(TCLIP_X86_TABLES)
     &avx2_table,
+    &avxvnni_emulated_table,  // right after avx2: what it does not have is avx2's
+    &avxvnni_table,
     &avx512_table,
     &amx_table,
 #endif
@@ -109,7 +111,7 @@ const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w)
     const auto& tables = resolved();
     if (impl == "auto") {
         for (size_t i = kCount; i-- > 1;)
-            if (has_own(*kTables[i], op) && usable(i, op, w)) return tables[i];
+            if (kTables[i]->automatic && has_own(*kTables[i], op) && usable(i, op, w)) return tables[i];
         return tables[0];
     }
     for (size_t i = 0; i < kCount; ++i) {
@@ -150,6 +152,13 @@ const char* fast_attention_name(const std::string& impl, bool int8) {
 std::vector<std::string> impl_names() {
     std::vector<std::string> names;
     for (const auto* t : kTables) names.emplace_back(t->name);
+    return names;
+}
+
+std::vector<std::string> test_impl_names() {
+    std::vector<std::string> names;
+    for (const auto* t : kTables)
+        if (!t->automatic) names.emplace_back(t->name);
     return names;
 }
 

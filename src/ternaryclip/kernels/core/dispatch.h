@@ -21,6 +21,7 @@ namespace tclip {
 // Filled by field name (x86/tables.cpp, arm/tables.cpp); a field left out is null.
 struct KernelTable {
     const char* name = "";  // the `impl=` name
+    bool automatic = true;  // "auto" may pick it (false: a test build, reached only by its name)
     bool (*float_ok)() = nullptr;    // the CPU runs this table's float ops
     bool (*gemm_ok)() = nullptr;     // ... and its ternary GEMM entries (AVX-512 also needs VNNI)
     // Whether this table's GEMM entries handle these weights (group boundaries); nullptr: all weights.
@@ -76,7 +77,7 @@ enum class Op { quantize, int_dot, gemm_fast, gemm_exact, float_ops };
 
 // Each architecture's tables (x86/tables.cpp: x86-64 builds, which define TCLIP_X86_TABLES; arm/tables.cpp:
 // aarch64 builds, TCLIP_NEON_TABLES), filled by field name.
-extern const KernelTable avx2_table, avx512_table, amx_table;
+extern const KernelTable avx2_table, avxvnni_emulated_table, avxvnni_table, avx512_table, amx_table;
 extern const KernelTable neon_table, neon_dotprod_table, neon_i8mm_table;
 
 // The table for `op`: "auto" takes the widest one this CPU (and these weights, when given) supports;
@@ -96,5 +97,7 @@ const char* fast_attention_name(const std::string& impl, bool int8);
 
 // The `impl=` names compiled into this build, narrowest first ("ref" first).
 std::vector<std::string> impl_names();
+// Those of them that "auto" never picks (test builds: avxvnni_emulated).
+std::vector<std::string> test_impl_names();
 
 }  // namespace tclip

@@ -5,7 +5,9 @@
 // *output rows*.  A tile of 16 weight rows is unpacked and interleaved as two halves of
 // [k / 4][8 rows][4 codes]; per 4 columns two 32-byte weight loads feed 6 tokens, each a
 // `vpbroadcastd` of the token's 4 int8 activations and two `maddubs` (u unsigned x q signed) into
-// int16 lanes (two per row), so no horizontal reductions and two stores per token and tile.
+// int16 lanes (two per row), so no horizontal reductions and two stores per token and tile.  The
+// layout, tiles, epilogue and drivers are avx2_fast.inc's (shared with avxvnni.cpp, whose dots are one
+// vpdpbusd); this file has the maddubs dots, the quantization and the load-time preparation.
 //
 // int16 bound: one maddubs lane is u_a q_a + u_b q_b with u <= 2 and |q| <= 128, so |lane| <= 512.
 // A segment is at most 32 steps (128 columns), so |int16 accumulator| <= 32 * 512 = 16384 < 32767:
@@ -33,39 +35,9 @@ namespace tclip::avx2 {
 namespace {
 
 #include "core/tile_driver.inc"
+#include "x86/avx2_fast.inc"
 
-constexpr int kRows = 8;             // output rows per tile = int32 lanes
-constexpr int64_t kSegment = 128;    // columns accumulated in int16 (see the bound above)
-
-// Rows [n0, n0 + 8) interleaved: word j (4 codes) of row r -> out[j * 8 + r].
-void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
-    unpack_rows(w, n0, kRows, rows);
-    const __m256i offsets = _mm256_mullo_epi32(_mm256_set1_epi32(int(w.kp)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    for (int64_t j = 0; j < w.kp / 4; ++j)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j * kRows),
-                            _mm256_i32gather_epi32(reinterpret_cast<const int*>(rows + j * 4), offsets, 1));
-}
-
-// ---- Prepared layout (made once at load time; the same 2 bits a weight as the file) ----------------
-// Tile-major, 8 rows a tile, kp / 4 bytes a row as in the file.  Per 16 columns, one 32-byte vector
-// whose byte 4 r + c holds in bit pairs 0-1, 2-3, 4-5, 6-7 the codes u of tile row r at columns
-// 16 j + c, + 4, + 8, + 12.  Step s of the chunk, (v >> 2 s) & 3, is then exactly the interleaved
-// word layout [k / 4][8 rows][4 codes] the tile kernel reads: no unpacking or gathers per call.
-inline const uint8_t* prepared_tile(const TernaryWeights& w, int64_t n0) { return w.packed + n0 * (w.kp / 4); }
-
-// Interleaved words of a prepared tile for the tile kernel (large M): shifts and masks.
-void expand_prepared_tile(const TernaryWeights& w, int64_t n0, uint8_t*, uint32_t* out) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    const uint8_t* src = prepared_tile(w, n0);
-    for (int64_t j = 0; j < w.kp / 16; ++j) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j * 32));
-        __m256i* dst = reinterpret_cast<__m256i*>(out + j * 4 * kRows);
-        _mm256_storeu_si256(dst, _mm256_and_si256(v, mask));
-        _mm256_storeu_si256(dst + 1, _mm256_and_si256(_mm256_srli_epi16(v, 2), mask));
-        _mm256_storeu_si256(dst + 2, _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
-        _mm256_storeu_si256(dst + 3, _mm256_and_si256(_mm256_srli_epi16(v, 6), mask));
-    }
-}
+constexpr int64_t kSegment = 128;  // columns accumulated in int16 (see the bound above)
 
 // One 4-column step of the 16 x 6 tile kernel at byte offset OFF: the weight words of rows 0-7 are
 // in ymm12 and of rows 8-15 in ymm13; each token's 4 activations are broadcast once and feed both.
@@ -151,37 +123,60 @@ inline void tile_dots(const uint32_t* wa, const uint32_t* wb, const int8_t* q0, 
 #undef TCLIP_STEP
 #undef TCLIP_FLUSH
 
-// The int32 sums of 16 output rows for one token: rows 0-7 in lo, 8-15 in hi (in this order in memory).
-struct Rows16 {
-    __m256i lo, hi;
-};
+// Small-M kernel: acc[t] = dots of the tile's 8 rows with T <= 8 tokens over columns [k0, k1)
+// (multiples of 4), read straight from the prepared tile: per 16 columns one load, four shift-and-
+// masks, then per token and step one broadcast and one maddubs.  The int16 accumulation runs over
+// 128-column segments (the bound above), so the integer dots equal the reference bit for bit.
+template <int T>
+void prepared_dots(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
+    const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    for (int64_t seg = k0; seg < k1; seg += kSegment) {
+        const int64_t end = std::min(k1, seg + kSegment);
+        __m256i a16[T];
+        for (int t = 0; t < T; ++t) a16[t] = _mm256_setzero_si256();
+        const auto step = [&](__m256i wv, int64_t c) {
+            for (int t = 0; t < T; ++t) {
+                int32_t four;
+                std::memcpy(&four, q0 + t * kp + c, 4);
+                a16[t] = _mm256_add_epi16(a16[t], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(four)));
+            }
+        };
+        const auto chunk = [&](int64_t c) {
+            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (c / 16) * 32));
+        };
+        const auto single = [&](int64_t c) {  // one 4-column step outside a whole chunk
+            const __m128i shift = _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)));
+            step(_mm256_and_si256(_mm256_srl_epi16(chunk(c), shift), mask), c);
+        };
+        int64_t c = seg;
+        for (; c < end && c % 16 != 0; c += 4) single(c);
+        const int64_t whole = c + (end - c) / 16 * 16;
+        const uint8_t* wp = tile + (c / 16) * 32;
+        for (; c < whole; c += 16, wp += 32) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
+            step(_mm256_and_si256(v, mask), c);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask), c + 4);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), c + 8);
+            step(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask), c + 12);
+        }
+        for (; c < end; c += 4) single(c);
+        for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(a16[t], ones));
+    }
+}
 
-// Tiles of 16 rows x 6 tokens, made of two 8-row halves interleaved as [k / 4][8 rows][4 codes] each.
-// Pack8 fills one half: pack_tile (file layout, per call) or expand_prepared_tile (prepared at load).
-template <void (*Pack8)(const TernaryWeights&, int64_t, uint8_t*, uint32_t*)>
-struct Avx2Tile {
-    static constexpr int kRows = 16, kTokens = 6;
-    using Acc = Rows16;
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
-        Pack8(w, n0, rows, out);
-        uint32_t* second = out + w.kp / 4 * tclip::avx2::kRows;
-        if (n0 + tclip::avx2::kRows < w.n)
-            Pack8(w, n0 + tclip::avx2::kRows, rows, second);
-        else  // past the last row: codes u = 1 (t = 0), whose dots the activation sum cancels
-            std::fill(second, second + w.kp / 4 * tclip::avx2::kRows, 0x01010101u);
+// The vpmaddubsw + vpmaddwd dots for avx2_fast.inc.
+struct MaddubsDots {
+    static void tile(const uint32_t* wa, const uint32_t* wb, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1,
+                     __m256i* acc) {
+        for (int i = 0; i < 2 * kTileTokens; ++i) acc[i] = _mm256_setzero_si256();
+        tile_dots(wa, wb, q0, kp, k0, k1, acc);
     }
-    static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
-        for (int t = 0; t < kTokens; ++t) acc[t].lo = acc[t].hi = _mm256_setzero_si256();
-        tile_dots(wbuf, wbuf + kp / 4 * tclip::avx2::kRows, q0, kp, k0, k1, &acc[0].lo);
-    }
-    static Acc minus(Acc a, int32_t v) {
-        const __m256i s = _mm256_set1_epi32(v);
-        return {_mm256_sub_epi32(a.lo, s), _mm256_sub_epi32(a.hi, s)};
+    template <int T>
+    static void prepared(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
+        prepared_dots<T>(tile, q0, kp, k0, k1, acc);
     }
 };
-
-using Avx2FileTile = Avx2Tile<pack_tile>;
-using Avx2PreparedTile = Avx2Tile<expand_prepared_tile>;
 
 }  // namespace
 
@@ -229,125 +224,9 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     });
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx2FileTile>(x, w, out); }
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dots_file_layout<MaddubsDots>(x, w, out); }
 
-namespace {
-
-// The fast path's float epilogue for one micro-tile and group g: y = (sum over groups of s_g * dot_g)
-// * xscale + bias, the running sum kept in y itself (exactly the reference's float sequence).
-struct Epilogue {
-    const QuantizedRows& x;
-    const TernaryWeights& w;
-    float* y;
-
-    void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const __m256i* acc) const {
-        // Masked loads and stores only on a tile that runs past N: they cost several times a plain one
-        // on AMD cores (7-13% of a whole GEMM at CLIP's shapes on Zen 3).
-        const bool full = real_rows == kRows;
-        __m256 vs, vb;
-        __m256i mask = _mm256_set1_epi32(-1);
-        if (full && w.scale_cols == 1) {  // the usual case, per row or per tensor: straight vector loads
-            vs = w.scale_rows == 1 ? _mm256_set1_ps(w.scales[0]) : _mm256_loadu_ps(w.scales + n0);
-            vb = w.bias ? _mm256_loadu_ps(w.bias + n0) : _mm256_setzero_ps();
-        } else {
-            alignas(32) float scale[kRows], bias[kRows];
-            alignas(32) int32_t lane_mask[kRows];
-            for (int r = 0; r < kRows; ++r) {
-                scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
-                bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
-                lane_mask[r] = r < real_rows ? -1 : 0;
-            }
-            vs = _mm256_load_ps(scale);
-            vb = _mm256_load_ps(bias);
-            mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
-        }
-        const bool first = g == 0, last = g + 1 == w.scale_cols;
-        for (int t = 0; t < real; ++t) {
-            float* yr = y + (i + t) * w.n + n0;
-            const __m256 before =
-                first ? _mm256_setzero_ps() : full ? _mm256_loadu_ps(yr) : _mm256_maskload_ps(yr, mask);
-            __m256 v = _mm256_add_ps(before, _mm256_mul_ps(vs, _mm256_cvtepi32_ps(acc[t])));
-            if (last) v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_set1_ps(x.xscale[i + t])), vb);
-            if (full)
-                _mm256_storeu_ps(yr, v);
-            else
-                _mm256_maskstore_ps(yr, mask, v);
-        }
-    }
-
-    // A 16-row tile: its two 8-row halves, the second only where it holds rows below N.
-    void operator()(int64_t i, int real, int64_t n0, int real_rows, int64_t g, const Rows16* acc) const {
-        __m256i half[Avx2PreparedTile::kTokens];
-        for (int t = 0; t < real; ++t) half[t] = acc[t].lo;
-        (*this)(i, real, n0, std::min(real_rows, kRows), g, half);
-        if (real_rows <= kRows) return;
-        for (int t = 0; t < real; ++t) half[t] = acc[t].hi;
-        (*this)(i, real, n0 + kRows, real_rows - kRows, g, half);
-    }
-};
-
-// Small-M kernel: acc[t] = dots of the tile's 8 rows with T <= 8 tokens over columns [k0, k1)
-// (multiples of 4), read straight from the prepared tile: per 16 columns one load, four shift-and-
-// masks, then per token and step one broadcast and one maddubs.  The int16 accumulation runs over
-// 128-column segments (the bound above), so the integer dots equal the reference bit for bit.
-template <int T>
-void prepared_dots(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
-    const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
-    for (int64_t seg = k0; seg < k1; seg += kSegment) {
-        const int64_t end = std::min(k1, seg + kSegment);
-        __m256i a16[T];
-        for (int t = 0; t < T; ++t) a16[t] = _mm256_setzero_si256();
-        const auto step = [&](__m256i wv, int64_t c) {
-            for (int t = 0; t < T; ++t) {
-                int32_t four;
-                std::memcpy(&four, q0 + t * kp + c, 4);
-                a16[t] = _mm256_add_epi16(a16[t], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(four)));
-            }
-        };
-        const auto chunk = [&](int64_t c) {
-            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (c / 16) * 32));
-        };
-        const auto single = [&](int64_t c) {  // one 4-column step outside a whole chunk
-            const __m128i shift = _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)));
-            step(_mm256_and_si256(_mm256_srl_epi16(chunk(c), shift), mask), c);
-        };
-        int64_t c = seg;
-        for (; c < end && c % 16 != 0; c += 4) single(c);
-        const int64_t whole = c + (end - c) / 16 * 16;
-        const uint8_t* wp = tile + (c / 16) * 32;
-        for (; c < whole; c += 16, wp += 32) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
-            step(_mm256_and_si256(v, mask), c);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask), c + 4);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), c + 8);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask), c + 12);
-        }
-        for (; c < end; c += 4) single(c);
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(a16[t], ones));
-    }
-}
-
-template <int T>
-void small_m_tile(const QuantizedRows& x, const TernaryWeights& w, int64_t i, int64_t n0, const Epilogue& finish) {
-    alignas(32) __m256i acc[kRows];
-    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-    for (int64_t g = 0; g < w.scale_cols; ++g) {
-        prepared_dots<T>(prepared_tile(w, n0), x.q + i * x.kp, x.kp, w.group_begin(g), (w.group_end(g) + 3) / 4 * 4,
-                         acc);
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_sub_epi32(acc[t], _mm256_set1_epi32(x.qsum[(i + t) * w.scale_cols + g]));
-        finish(i, T, n0, real_rows, g, acc);
-    }
-}
-
-using SmallMTile = void (*)(const QuantizedRows&, const TernaryWeights&, int64_t, int64_t, const Epilogue&);
-constexpr SmallMTile kSmallM[kRows + 1] = {nullptr,         small_m_tile<1>, small_m_tile<2>, small_m_tile<3>,
-                                           small_m_tile<4>, small_m_tile<5>, small_m_tile<6>, small_m_tile<7>,
-                                           small_m_tile<8>};
-
-}  // namespace
-
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx2FileTile>(x, w, Epilogue{x, w, y}); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { fast_file_layout<MaddubsDots>(x, w, y); }
 
 int64_t prepared_bytes(const TernaryWeights& w) { return (w.n + kRows - 1) / kRows * kRows * (w.kp / 4); }
 
@@ -371,21 +250,7 @@ void prepare(const TernaryWeights& w, uint8_t* out) {
 }
 
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) {
-    TernaryWeights wp = w;
-    wp.packed = prepared;
-    const Epilogue finish{x, wp, y};
-    // Up to 8 tokens the small-M kernel alone (it reads each weight once, with no tile to expand); more
-    // in whole 16 x 6 tiles, and the last 1-5 tokens by the small-M kernel.  Equal at 7-8 tokens on
-    // Zen 3; from 9 on the tiles win (1.3-1.4x at 12 and 16).
-    if (x.m > kRows) {
-        drive<Avx2PreparedTile>(x, wp, finish, [&](int64_t i, int real, int64_t n0) {
-            kSmallM[real](x, wp, i, n0, finish);
-            if (n0 + kRows < wp.n) kSmallM[real](x, wp, i, n0 + kRows, finish);
-        });
-        return;
-    }
-    const int64_t tiles = (w.n + kRows - 1) / kRows;
-    parallel_for(tiles, true, [&](int64_t tile) { kSmallM[x.m](x, wp, 0, tile * kRows, finish); });
+    fast_prepared<MaddubsDots>(x, w, prepared, y);
 }
 
 }  // namespace tclip::avx2

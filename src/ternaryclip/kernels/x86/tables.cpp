@@ -1,4 +1,4 @@
-// The x86-64 dispatch tables (core/dispatch.h), filled by name, narrowest first: AVX2, AVX-512, AMX.  A field
+// The x86-64 dispatch tables (core/dispatch.h), filled by name, narrowest first: AVX2, AVX-VNNI, AVX-512, AMX.  A field
 // left out is null: the table has no version of that op and core/dispatch.cpp takes the nearest narrower
 // table's (never for the prepared-layout fields, which belong to their table's kernels).
 #include "core/attention_int8.h"
@@ -11,6 +11,7 @@ namespace tclip {
 
 namespace {
 bool has_avx2() { return cpu_features().avx2; }
+bool has_avx_vnni() { return cpu_features().avx_vnni; }
 bool has_avx512() { return cpu_features().avx512; }
 bool has_avx512_vnni() { return cpu_features().avx512_vnni; }
 bool has_amx_int8() { return cpu_features().amx_int8; }
@@ -35,6 +36,34 @@ extern const KernelTable avx2_table = {
     .prepare = avx2::prepare,
     .gemm_fast_prepared = avx2::gemm_fast_prepared,
     .attention_int8 = ops_avx2int8::attention_int8,
+};
+
+// AVX-VNNI (Alder Lake and later, Sapphire Rapids): the AVX2 fast GEMM with its dots by vpdpbusd on ymm registers,
+// over the AVX2 layout (x86/avxvnni.cpp); quantization, exact mode and the float ops are AVX2's.
+extern const KernelTable avxvnni_table = {
+    .name = "avxvnni",
+    .float_ok = has_avx_vnni,
+    .gemm_ok = has_avx_vnni,
+    .supports = avx2::supports,
+    .int_dot = avxvnni::int_dot,
+    .gemm_fast = avxvnni::gemm_fast,
+    .prepared_bytes = avx2::prepared_bytes,
+    .prepare = avx2::prepare,
+    .gemm_fast_prepared = avxvnni::gemm_fast_prepared,
+};
+
+// The same kernels with vpdpbusd emulated exactly in AVX2: avxvnni's tests on any AVX2 CPU.  Never "auto".
+extern const KernelTable avxvnni_emulated_table = {
+    .name = "avxvnni_emulated",
+    .automatic = false,
+    .float_ok = has_avx2,
+    .gemm_ok = has_avx2,
+    .supports = avx2::supports,
+    .int_dot = avxvnni_emulated::int_dot,
+    .gemm_fast = avxvnni_emulated::gemm_fast,
+    .prepared_bytes = avx2::prepared_bytes,
+    .prepare = avx2::prepare,
+    .gemm_fast_prepared = avxvnni_emulated::gemm_fast_prepared,
 };
 
 // AVX-512: quantization, the fast GEMM (VNNI, with the activation and residual add in its epilogue), exact

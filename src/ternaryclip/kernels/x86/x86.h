@@ -25,6 +25,30 @@ void prepare(const TernaryWeights& w, uint8_t* out);
 void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
 }  // namespace avx2
 
+// AVX-VNNI (avxvnni.cpp, one source compiled twice): avx2_fast.inc's fast GEMM with its int8 dots by vpdpbusd on
+// ymm registers, over avx2's prepared layout (avx2::prepared_bytes / prepare); everything else is avx2's.
+// avxvnni: the VEX instruction (-mavxvnni), called only where the CPU has AVX-VNNI; avxvnni_emulated: the same
+// kernels with an exact AVX2 emulation of the instruction, for tests on any AVX2 CPU.
+namespace avxvnni {
+bool compiled();
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+// out[8 v + i] = vpdpbusd(acc, u, s) over `vectors` ymm vectors: the dot primitive alone (its test hook)
+void dpbusd_vectors(const int32_t* acc, const uint8_t* u, const int8_t* s, int64_t vectors, int32_t* out);
+}  // namespace avxvnni
+
+namespace avxvnni_emulated {
+bool compiled();
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y);
+// out[8 v + i] = vpdpbusd(acc, u, s) over `vectors` ymm vectors: the dot primitive alone (its test hook)
+void dpbusd_vectors(const int32_t* acc, const uint8_t* u, const int8_t* s, int64_t vectors, int32_t* out);
+// dpbusd_vectors by the instruction in its EVEX form (AVX512-VNNI + VL): checks the emulation where the CPU has that
+void dpbusd_evex_vectors(const int32_t* acc, const uint8_t* u, const int8_t* s, int64_t vectors, int32_t* out);
+}  // namespace avxvnni_emulated
+
 namespace avx512 {  // AVX-512: the fast path (VNNI), its quantization and exact mode (avx512_exact.cpp)
 bool compiled();
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
