@@ -2,16 +2,18 @@
 // only when the CPU has both.  Not bitwise equal to ref.cpp (the FMA sums run in another order);
 // tested against it within float rounding.
 //
-// The register tile of an sgemm: the 8 float lanes of a vector are 8 output rows, a tile of 16 rows
-// is two vectors, and 6 tokens share them: per column, two weight loads and six broadcasts feed 12
-// FMAs into 12 accumulators (15 of the 16 ymm registers).  The tile's codes are turned into floats
+// The register tile of an sgemm (x86/exact_tile.inc, one body for both widths): the 8 float lanes of a
+// vector are 8 output rows, a tile of 16 rows is two vectors, and 6 tokens share them: per column, two
+// weight loads and six broadcasts feed 12 FMAs into 12 accumulators (15 of the 16 ymm registers).  The tile's codes are turned into floats
 // t in {-1, 0, 1} a chunk of K at a time (tile_driver.inc's exact_drive), column-major ([c][16 rows], 64
 // bytes a column), so the weight loads come from L1 and the float weights never exist for the whole
 // matrix.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "x86/x86.h"
@@ -24,6 +26,8 @@ namespace tclip::avx2 {
 namespace {
 
 #include "core/tile_driver.inc"
+#include "x86/simd.inc"
+#include "x86/exact_tile.inc"
 
 constexpr int kRows = 16;   // output rows per tile: two vectors
 constexpr int kTokens = 6;  // tokens per register tile
@@ -63,21 +67,7 @@ void to_floats(const uint8_t* codes, int64_t kp, int64_t c0, int64_t c1, float* 
     }
 }
 
-// acc[t][h] += sum over columns [c0, c1) of wt[c - c0][8 h + lane] * x[t][c] for T tokens k floats apart.
-template <int T>
-inline void dots(const float* wt, const float* x, int64_t k, int64_t c0, int64_t c1, __m256 acc[T][2]) {
-    const float* wp = wt;
-    for (int64_t c = c0; c < c1; ++c, wp += kRows) {
-        const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-        for (int t = 0; t < T; ++t) {
-            const __m256 xv = _mm256_broadcast_ss(x + t * k + c);
-            acc[t][0] = _mm256_fmadd_ps(w0, xv, acc[t][0]);
-            acc[t][1] = _mm256_fmadd_ps(w1, xv, acc[t][1]);
-        }
-    }
-}
-
-// The same for a whole tile of six tokens, the sums in and out through `sums` ([6][2][8] floats, 32-byte
+// exact_dots (exact_tile.inc) for a whole tile of six tokens, the sums in and out through `sums` ([6][2][8] floats, 32-byte
 // aligned).  In assembly because GCC, with the sums carried in and out of the loop, stored all 12
 // accumulators to the stack on every column (12 + two weight vectors + a broadcast fill the 16 ymm
 // registers).  The same FMAs in the same order: w * x + acc, column after column.
@@ -144,100 +134,28 @@ inline void dots6(const float* wt, const float* x, int64_t k, int64_t c0, int64_
           "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
 
-// Per-group scales (exact_drive passes the whole K as one chunk): y = sum over groups of s_g * dot_g, + bias.
-template <int T>
-void grouped_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y) {
-    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-    alignas(32) int32_t lane_mask[kRows];
-    alignas(32) float scale[kRows], bias[kRows];
-    for (int r = 0; r < kRows; ++r) {
-        lane_mask[r] = r < real_rows ? -1 : 0;
-        bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
-    }
-    __m256 total[T][2], acc[T][2];
-    for (int t = 0; t < T; ++t) total[t][0] = total[t][1] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < w.scale_cols; ++g) {
-        for (int r = 0; r < kRows; ++r) scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
-        for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-        dots<T>(wt + w.group_begin(g) * kRows, x + i * w.k, w.k, w.group_begin(g), w.group_end(g), acc);
-        const __m256 s0 = _mm256_load_ps(scale), s1 = _mm256_load_ps(scale + 8);
-        for (int t = 0; t < T; ++t) {
-            total[t][0] = _mm256_add_ps(total[t][0], _mm256_mul_ps(s0, acc[t][0]));
-            total[t][1] = _mm256_add_ps(total[t][1], _mm256_mul_ps(s1, acc[t][1]));
-        }
-    }
-    const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
-    const __m256i m0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
-    const __m256i m1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask + 8));
-    const bool full = real_rows == kRows;  // plain stores when the tile lies inside N (masked ones are slow on AMD)
-    for (int t = 0; t < T; ++t) {
-        float* yr = y + (i + t) * w.n + n0;
-        if (full) {
-            _mm256_storeu_ps(yr, _mm256_add_ps(total[t][0], b0));
-            _mm256_storeu_ps(yr + 8, _mm256_add_ps(total[t][1], b1));
+// exact_dots, but whole tiles of six tokens through dots6: the same FMAs in the same order.
+struct Avx2Dots {
+    template <int T>
+    static void run(const float* wt, const float* x, int64_t k, int64_t c0, int64_t c1, __m256 acc[T][2]) {
+        if constexpr (T == kTokens) {
+            alignas(32) float sums[T][2][8];
+            for (int t = 0; t < T; ++t) {
+                F32x8::store_aligned(sums[t][0], acc[t][0]);
+                F32x8::store_aligned(sums[t][1], acc[t][1]);
+            }
+            dots6(wt, x, k, c0, c1, &sums[0][0][0]);
+            for (int t = 0; t < T; ++t) {
+                acc[t][0] = F32x8::load_aligned(sums[t][0]);
+                acc[t][1] = F32x8::load_aligned(sums[t][1]);
+            }
         } else {
-            _mm256_maskstore_ps(yr, m0, _mm256_add_ps(total[t][0], b0));
-            _mm256_maskstore_ps(yr + 8, m1, _mm256_add_ps(total[t][1], b1));
+            exact_dots<F32x8, T>(wt, x, k, c0, c1, acc);
         }
     }
-}
+};
 
-// T tokens from row i through the tile at n0 over the chunk [c0, c1) whose floats are wt (exact_drive):
-// with one scale a row the dots go on from the sums y holds (unless c0 = 0) and wait there, or after the
-// last chunk become y = (0 + s * dot) + bias, the reference's operations.
-template <int T>
-void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y, int64_t c0,
-                int64_t c1) {
-    if (w.scale_cols > 1) return grouped_tile<T>(x, i, w, wt, n0, y);
-    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-    const bool full = real_rows == kRows;  // plain loads and stores inside N (masked ones are slow on AMD)
-    alignas(32) int32_t lane_mask[kRows];
-    for (int r = 0; r < kRows; ++r) lane_mask[r] = r < real_rows ? -1 : 0;
-    const __m256i m0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
-    const __m256i m1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask + 8));
-    alignas(32) float sums[T][2][8];
-    for (int t = 0; t < T; ++t) {
-        const float* yr = y + (i + t) * w.n + n0;
-        const __m256 zero = _mm256_setzero_ps();
-        _mm256_store_ps(sums[t][0], c0 == 0 ? zero : full ? _mm256_loadu_ps(yr) : _mm256_maskload_ps(yr, m0));
-        _mm256_store_ps(sums[t][1], c0 == 0 ? zero : full ? _mm256_loadu_ps(yr + 8) : _mm256_maskload_ps(yr + 8, m1));
-    }
-    if constexpr (T == 6) {
-        dots6(wt, x + i * w.k, w.k, c0, c1, &sums[0][0][0]);
-    } else {
-        __m256 acc[T][2];
-        for (int t = 0; t < T; ++t) acc[t][0] = _mm256_load_ps(sums[t][0]), acc[t][1] = _mm256_load_ps(sums[t][1]);
-        dots<T>(wt, x + i * w.k, w.k, c0, c1, acc);
-        for (int t = 0; t < T; ++t) _mm256_store_ps(sums[t][0], acc[t][0]), _mm256_store_ps(sums[t][1], acc[t][1]);
-    }
-    const bool last = c1 >= w.k;  // before it the sums are stored as they are
-    alignas(32) float scale[kRows] = {}, bias[kRows] = {};
-    for (int r = 0; last && r < real_rows; ++r) {
-        scale[r] = w.scale(n0 + r, 0);
-        bias[r] = w.bias ? w.bias[n0 + r] : 0.0f;
-    }
-    const __m256 s0 = _mm256_load_ps(scale), s1 = _mm256_load_ps(scale + 8), zero = _mm256_setzero_ps();
-    const __m256 b0 = _mm256_load_ps(bias), b1 = _mm256_load_ps(bias + 8);
-    for (int t = 0; t < T; ++t) {
-        float* yr = y + (i + t) * w.n + n0;
-        __m256 v0 = _mm256_load_ps(sums[t][0]), v1 = _mm256_load_ps(sums[t][1]);
-        if (last) {
-            v0 = _mm256_add_ps(_mm256_add_ps(zero, _mm256_mul_ps(s0, v0)), b0);
-            v1 = _mm256_add_ps(_mm256_add_ps(zero, _mm256_mul_ps(s1, v1)), b1);
-        }
-        if (full) {
-            _mm256_storeu_ps(yr, v0);
-            _mm256_storeu_ps(yr + 8, v1);
-        } else {
-            _mm256_maskstore_ps(yr, m0, v0);
-            _mm256_maskstore_ps(yr + 8, m1, v1);
-        }
-    }
-}
-
-using TokenTile = void (*)(const float*, int64_t, const TernaryWeights&, const float*, int64_t, float*, int64_t, int64_t);
-constexpr TokenTile kTokenTiles[kTokens + 1] = {nullptr,        token_tile<1>, token_tile<2>, token_tile<3>,
-                                                token_tile<4>, token_tile<5>, token_tile<6>};
+constexpr auto kTokenTiles = exact_token_tiles<F32x8, Avx2Dots>(std::make_integer_sequence<int, kTokens>{});
 
 }  // namespace
 

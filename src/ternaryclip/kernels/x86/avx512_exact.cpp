@@ -2,15 +2,18 @@
 // called only when the CPU has them.  Like avx2_exact.cpp, not bitwise equal to ref.cpp (FMA sums in
 // another order), tested against it within float rounding.
 //
-// The register tile of an sgemm, twice AVX2's: the 16 float lanes of a vector are 16 output rows, a
-// tile of 32 rows is two vectors, and 12 tokens share them: per column, two weight loads and twelve
-// broadcasts feed 24 FMAs into 24 of the 32 zmm registers.  The tile's codes become floats t in
+// The register tile of an sgemm (x86/exact_tile.inc: the body avx2_exact.cpp runs at half the width),
+// twice AVX2's: the 16 float lanes of a vector are 16 output rows, a tile of 32 rows is two vectors, and
+// 12 tokens share them: per column, two weight loads and twelve broadcasts feed 24 FMAs into 24 of the 32
+// zmm registers.  The tile's codes become floats t in
 // {-1, 0, 1} a chunk of K at a time (tile_driver.inc's exact_drive), column-major ([c][32 rows], 128 bytes
 // a column), through 16 x 16 transposes in registers.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/pool.h"
@@ -23,6 +26,8 @@ namespace tclip::avx512 {
 namespace {
 
 #include "core/tile_driver.inc"
+#include "x86/simd.inc"
+#include "x86/exact_tile.inc"
 
 constexpr int kRows = 32;    // output rows per tile: two vectors
 constexpr int kTokens = 12;  // tokens per register tile
@@ -69,72 +74,7 @@ void to_floats(const uint8_t* codes, int64_t kp, int64_t c0, int64_t c1, float* 
     }
 }
 
-// acc[t][h] += sum over columns [c0, c1) of wt[c - c0][16 h + lane] * x[t][c] for T tokens k floats apart.
-template <int T>
-inline void dots(const float* wt, const float* x, int64_t k, int64_t c0, int64_t c1, __m512 acc[T][2]) {
-    const float* wp = wt;
-    for (int64_t c = c0; c < c1; ++c, wp += kRows) {
-        const __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
-        for (int t = 0; t < T; ++t) {
-            const __m512 xv = _mm512_set1_ps(x[t * k + c]);
-            acc[t][0] = _mm512_fmadd_ps(w0, xv, acc[t][0]);
-            acc[t][1] = _mm512_fmadd_ps(w1, xv, acc[t][1]);
-        }
-    }
-}
-
-// T tokens from row i through the tile at n0 over the chunk [c0, c1) whose floats are wt (exact_drive):
-// the dots go on from the sums y holds (unless c0 = 0) and wait there, or with the last chunk become
-// y = sum over groups of s_g * dot_g, + bias (groups come as one chunk, the whole K).
-template <int T>
-void token_tile(const float* x, int64_t i, const TernaryWeights& w, const float* wt, int64_t n0, float* y, int64_t c0,
-                int64_t c1) {
-    const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
-    const __mmask16 m0 = __mmask16(real_rows >= 16 ? 0xffff : (1u << real_rows) - 1u);
-    const __mmask16 m1 = __mmask16(real_rows >= 32 ? 0xffff : real_rows <= 16 ? 0 : (1u << (real_rows - 16)) - 1u);
-    alignas(64) float scale[kRows], bias[kRows];
-    __m512 total[T][2], acc[T][2];
-    for (int t = 0; t < T; ++t) {
-        const float* yr = y + (i + t) * w.n + n0;
-        acc[t][0] = c0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, yr);
-        acc[t][1] = c0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, yr + 16);
-        total[t][0] = total[t][1] = _mm512_setzero_ps();
-    }
-    for (int64_t g = 0; g < w.scale_cols; ++g) {
-        if (w.scale_cols > 1)
-            for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-        dots<T>(wt + (std::max(c0, w.group_begin(g)) - c0) * kRows, x + i * w.k, w.k, std::max(c0, w.group_begin(g)),
-                std::min(c1, w.group_end(g)), acc);
-        if (c1 < w.k) continue;  // a chunk before the last: the sums wait in y
-        for (int r = 0; r < kRows; ++r) scale[r] = r < real_rows ? w.scale(n0 + r, g) : 0.0f;
-        const __m512 s0 = _mm512_load_ps(scale), s1 = _mm512_load_ps(scale + 16);
-        for (int t = 0; t < T; ++t) {
-            total[t][0] = _mm512_add_ps(total[t][0], _mm512_mul_ps(s0, acc[t][0]));
-            total[t][1] = _mm512_add_ps(total[t][1], _mm512_mul_ps(s1, acc[t][1]));
-        }
-    }
-    if (c1 < w.k) {
-        for (int t = 0; t < T; ++t) {
-            float* yr = y + (i + t) * w.n + n0;
-            _mm512_mask_storeu_ps(yr, m0, acc[t][0]);
-            _mm512_mask_storeu_ps(yr + 16, m1, acc[t][1]);
-        }
-        return;
-    }
-    for (int r = 0; r < kRows; ++r) bias[r] = r < real_rows && w.bias ? w.bias[n0 + r] : 0.0f;
-    const __m512 b0 = _mm512_load_ps(bias), b1 = _mm512_load_ps(bias + 16);
-    for (int t = 0; t < T; ++t) {
-        float* yr = y + (i + t) * w.n + n0;
-        _mm512_mask_storeu_ps(yr, m0, _mm512_add_ps(total[t][0], b0));
-        _mm512_mask_storeu_ps(yr + 16, m1, _mm512_add_ps(total[t][1], b1));
-    }
-}
-
-using TokenTile = void (*)(const float*, int64_t, const TernaryWeights&, const float*, int64_t, float*, int64_t, int64_t);
-constexpr TokenTile kTokenTiles[kTokens + 1] = {nullptr,        token_tile<1>, token_tile<2>,  token_tile<3>,
-                                                token_tile<4>,  token_tile<5>, token_tile<6>,  token_tile<7>,
-                                                token_tile<8>,  token_tile<9>, token_tile<10>, token_tile<11>,
-                                                token_tile<12>};
+constexpr auto kTokenTiles = exact_token_tiles<F32x16, ExactDots<F32x16>>(std::make_integer_sequence<int, kTokens>{});
 
 }  // namespace
 
