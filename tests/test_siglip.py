@@ -116,3 +116,15 @@ def test_vit_b_16_siglip_ternary_fraction_file_size_and_runtime(tmp_path, name):
     pixels, ids = _inputs(224, 64, model.text.vocab_size, batch=2)
     measured = _assert_runtime_matches(model, read(path), pixels, ids)
     print(name, measured, f"{fp32_bytes / path.stat().st_size:.1f}x smaller than fp32")
+
+
+def test_to_torch_rebuilds_an_open_clip_siglip_with_the_files_weights(tmp_path):
+    from ternaryclip.pack import to_torch
+
+    model, data = _packed(tiny_open_clip_siglip(seed=4), tmp_path)
+    twin = to_torch(data)
+    assert type(twin).__name__ == "CustomTextCLIP" and model_arch(twin) == data.arch
+    pixels, ids = _inputs(32, 16, 100)
+    for ours, theirs in zip(_reference(twin, pixels, ids), _reference(model, pixels, ids)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert float(twin.logit_bias) == float(model.logit_bias)

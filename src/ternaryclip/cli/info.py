@@ -39,7 +39,19 @@ def run(args: argparse.Namespace) -> int:
         f"  text    {t['layers']} layers x {t['width']} wide, {t['heads']} heads, context {t['context_length']}, "
         f"vocab {t['vocab_size']}"
     )
-    print(f"  embed   {arch['embed_dim']}, {'QuickGELU' if arch['quick_gelu'] else 'GELU'}")
+    activation = {"": "QuickGELU" if arch["quick_gelu"] else "GELU", "gelu": "GELU", "gelu_tanh": "GELU-tanh"}
+    mlps = {activation[v.get("activation", "")], activation[t.get("activation", "")]}
+    print(f"  embed   {arch['embed_dim']}, {' / '.join(sorted(mlps))}")
+    if info["family"] == "siglip":
+        print(
+            f"  siglip  {v.get('pool_type')} pool head, text pooled at its {t['pool_type']} token "
+            f"({'causal' if t['causal'] else 'not causal'}), sigmoid logits with logit_bias"
+        )
+    tok = info["tokenizer"]
+    if tok.get("type") == "hf_tokenizers":
+        print(f"  tokens  tokenizer.json inside ({tok['blob_bytes']:,} bytes), pad id {tok['pad_id']}, {tok['clean']}")
+    elif tok.get("type") == "none":
+        print("  tokens  no tokenizer inside: token ids only (pack with --tokenizer DIR to add one)")
     print(
         f"  quant   scope {q.get('scope')}, rule {q.get('post_training_rule') or q.get('rule')}, "
         f"granularity {q.get('granularity')}, embedding {q.get('embedding')}, packing {info['packing']}, "

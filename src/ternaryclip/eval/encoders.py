@@ -15,7 +15,8 @@ from ..runtime.tokenizer import ClipTokenizer
 class TorchEncoder:
     """An open_clip / Hugging Face CLIP (torch) behind numpy in, numpy out, in batches, without grad."""
 
-    def __init__(self, model, batch_size: int = 256, context_length: int | None = None):
+    def __init__(self, model, batch_size: int = 256, context_length: int | None = None, tokenizer=None):
+        """``tokenizer``: ``texts -> int ids``; CLIP's BPE by default, a SigLIP needs its own."""
         from ..quant import materialize_, ternary_sites
         from ..runtime.preprocess import Preprocess
         from ..torch_clip.adapters import as_clip
@@ -31,7 +32,11 @@ class TorchEncoder:
         self.clip = as_clip(model)
         self.arch = model_arch(model)
         self.preprocess = Preprocess.from_meta(preprocess_meta(model, self.arch))
-        self.tokenizer = ClipTokenizer(context_length or self.arch.text.context_length)
+        if tokenizer is None and self.arch.is_siglip:
+            raise ValueError(
+                "a SigLIP torch model needs its own tokenizer: evaluate its .tclip packed with --tokenizer DIR"
+            )
+        self.tokenizer = tokenizer or ClipTokenizer(context_length or self.arch.text.context_length)
         self.batch_size = batch_size
 
     def _run(self, fn, data) -> np.ndarray:

@@ -49,6 +49,8 @@ def describe(path: str | os.PathLike) -> dict:
         quantization=model.meta.get("quantization", {}),
         provenance=model.meta.get("provenance", {}),
         preprocess=model.meta.get("preprocess", {}),
+        family="siglip" if model.arch.is_siglip else "clip",
+        tokenizer={**model.meta.get("tokenizer", {}), "blob_bytes": sum(len(b) for b in model.blobs.values())},
     )
     summary["per_tower"] = {
         tower: _count(model, {n for n in all_names if tower_of(n) == tower}) for tower in ("vision", "text", "other")

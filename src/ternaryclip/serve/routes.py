@@ -87,7 +87,9 @@ async def classify(request: Request) -> Response:
     """Images + ``labels`` (+ ``templates`` with ``{c}``) -> per-image probabilities over the labels.
 
     The zero-shot recipe of ``ternaryclip eval``: each label's prompt embeddings averaged into its
-    classifier row, cosine with the image, softmax at the model's logit scale.
+    classifier row, cosine with the image, softmax at the model's logit scale.  A SigLIP answers as it
+    was trained, label by label: ``sigmoid(logit_scale * cosine + logit_bias)`` (the labels' values then
+    need not sum to 1).
     """
     service = service_of(request)
     files, fields = await image_request(request)
@@ -103,13 +105,16 @@ async def classify(request: Request) -> Response:
         raise ApiError(400, "every template needs {c} where the label goes")
     model = service.model_name(fields.get("model"))
     logits = await service.guard(request, _zero_shot_logits(service, files, labels, templates, model))
-    scale = logit_scale(service.models[model])
-    probs = _softmax(scale * logits)
+    scale, bias = logit_scale(service.models[model]), logit_bias(service.models[model])
+    probs = _softmax(scale * logits) if bias is None else _sigmoid(scale * logits + bias)
     results = [
         {"file": name, "label": labels[int(p.argmax())], "probabilities": dict(zip(labels, p.tolist()))}
         for (name, _), p in zip(files, probs)
     ]
-    return FastJSONResponse({"model": model, "labels": labels, "logit_scale": scale, "results": results})
+    answer = {"model": model, "labels": labels, "logit_scale": scale, "results": results}
+    if bias is not None:
+        answer["logit_bias"] = bias
+    return FastJSONResponse(answer)
 
 
 async def _zero_shot_logits(service: EmbeddingService, files, labels, templates, model) -> np.ndarray:
@@ -123,6 +128,16 @@ def logit_scale(model) -> float:
     """The model's learned temperature (exp of ``logit_scale``) when the file has it, else CLIP's 100."""
     value = model.data.floats.get("logit_scale")
     return float(np.exp(np.asarray(value, np.float64).reshape(-1)[0])) if value is not None else 100.0
+
+
+def logit_bias(model) -> float | None:
+    """A SigLIP's learned bias (its file holds ``logit_bias``); None for a CLIP."""
+    value = model.data.floats.get("logit_bias")
+    return float(np.asarray(value, np.float64).reshape(-1)[0]) if value is not None else None
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # 1 / (1 + exp(-x)) without overflow
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
