@@ -228,6 +228,40 @@ def test_cli_index_search_tag(tiny_tclip, tmp_path, capsys):
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
 
+def test_search_without_model_uses_the_one_the_database_was_indexed_with(tiny_models, tmp_path, capsys):
+    import shutil
+
+    model = shutil.copy(tiny_models[0], tmp_path / "indexed.tclip")
+    write_photos(tmp_path / "pics", n=5, corrupt=0)
+    db = str(tmp_path / "p.db")
+    assert main(["index", str(tmp_path / "pics"), "--model", str(model), "--db", db, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["search", "red squares", "--db", db, "--model", str(model), "-k", "3", "--json"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert main(["search", "red squares", "--db", db, "-k", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == given
+    with PhotoStore(db, readonly=True) as store:
+        recorded = json.loads(store.get_meta("model"))
+    assert recorded["path"] == str(model.resolve()) and len(recorded["sha256"]) == 64
+
+    shutil.copy(tiny_models[1], model)  # another model under the same name
+    assert main(["search", "red squares", "--db", db]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert str(model.resolve()) in err and "has changed since" in err
+    model.unlink()
+    assert main(["search", "red squares", "--db", db]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert str(model.resolve()) in err and "is missing" in err
+
+
+def test_a_database_that_records_no_model_file_asks_for_model(tmp_path, capsys):
+    with PhotoStore(tmp_path / "p.db") as store:
+        store.check_model("imported:0123", 32)  # as ``index --import`` records it: no file
+    assert main(["search", "red", "--db", str(tmp_path / "p.db")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "does not record the model it was indexed with: give --model" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import threading
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from test_photos import write_photos
+from test_photos_orientation import bundled_tclip  # noqa: F401 -- a fixture
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -20,12 +23,33 @@ LABELS = ["red things", "green things", "blue things", "yellow things", "purple 
 QUERY = "three large red squares"
 
 
+@contextlib.contextmanager
+def served(app):
+    """``app`` served by uvicorn in a thread on a free port of 127.0.0.1; yields the base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def photo_server(tmp_path_factory):
     """Index and tag tiny photos, then serve the model and the page with uvicorn in a thread."""
     import open_clip
     import torch
-    import uvicorn
 
     import ternaryclip
     from helpers import TINY_DISTILL
@@ -45,19 +69,8 @@ def photo_server(tmp_path_factory):
     app = create_app(
         {"m": load(model_path)}, ServeSettings(), extra_routes=photo_routes_for(folder / "p.db", model_path)
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", model_path, paths
-    server.should_exit = True
-    thread.join(10)
+    with served(app) as base:
+        yield base, model_path, paths
 
 
 def expected_top(model_path: str, paths: list[str], query: str) -> tuple[str, str]:
@@ -123,3 +136,127 @@ def test_page_in_headless_chromium(photo_server, tmp_path):
         finally:
             browser.close()
     assert (tmp_path / "photo-search.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- real photos: upright, duplicates side by side
+
+# (photo, orientation of its sideways copy): each photo also has an upright original and a half-size copy.
+SIDEWAYS = {"rocket": 6, "coffee": 8, "chelsea": 3, "astronaut": 5}
+DISTINCT = ("hubble_deep_field", "immunohistochemistry", "colorwheel")
+THRESHOLD = 0.99  # the bundled model's copies sit above 0.995, unrelated photos below 0.97 (test_photos_duplicates)
+
+
+@pytest.fixture(scope="module")
+def library_server(tmp_path_factory, bundled_tclip):  # noqa: F811
+    """Real photos, sideways copies tagged with their orientation and resized copies, indexed and served."""
+    from PIL import Image
+
+    from ternaryclip.photos import PhotoStore, RuntimeEncoder, index_folder
+    from ternaryclip.photos.web import photo_routes_for
+    from ternaryclip.runtime import load
+    from ternaryclip.serve import ServeSettings, create_app
+    from test_photos_orientation import real_photo, save_tagged
+
+    skimage_data = pytest.importorskip("skimage.data")
+    folder = tmp_path_factory.mktemp("library")
+    photos = folder / "photos"
+    photos.mkdir()
+    for name, orientation in SIDEWAYS.items():
+        upright = real_photo(name)
+        save_tagged(upright, 1, photos / f"{name}.jpg")
+        save_tagged(upright, orientation, photos / f"{name}-sideways.jpg")
+        half = Image.fromarray(upright).resize((upright.shape[1] // 2, upright.shape[0] // 2), Image.Resampling.LANCZOS)
+        half.save(photos / f"{name}-half.jpg", quality=80)
+    for name in DISTINCT:
+        Image.fromarray(getattr(skimage_data, name)()).save(photos / f"{name}.jpg", quality=90)
+    with PhotoStore(folder / "p.db") as store:
+        index_folder(photos, store, RuntimeEncoder(bundled_tclip), progress=False)
+    app = create_app(
+        {"b": load(bundled_tclip)}, ServeSettings(), extra_routes=photo_routes_for(folder / "p.db", bundled_tclip)
+    )
+    with served(app) as base:
+        yield base, photos
+
+
+def expected_groups(photos) -> list[list[str]]:
+    return sorted(sorted(f"{name}{s}.jpg" for s in ("", "-sideways", "-half")) for name in SIDEWAYS)
+
+
+def test_duplicates_api_groups_the_copies(library_server):
+    base, photos = library_server
+    with httpx.Client(base_url=base, timeout=60) as client:
+        body = client.get("/photos/api/duplicates", params={"threshold": THRESHOLD}).json()
+        assert body["threshold"] == THRESHOLD
+        assert sorted(sorted(p["name"] for p in g) for g in body["groups"]) == expected_groups(photos)
+        for group in body["groups"]:
+            assert group[0]["similarity"] == 1.0 and "-half" not in group[0]["name"]  # the full size first
+            assert client.get(group[-1]["thumbnail"]).headers["content-type"] == "image/jpeg"
+        assert client.get("/photos/api/duplicates", params={"threshold": "1.5"}).status_code == 400
+        assert client.get("/photos/api/duplicates", params={"threshold": "most"}).status_code == 400
+
+
+def test_duplicates_view_shows_rotated_photos_upright_in_chromium(library_server, tmp_path):
+    """The groups side by side; every thumbnail's pixels are the upright photo's, as are the originals'."""
+    browser_path = chromium_path()
+    if browser_path is None:
+        pytest.skip("no chromium installed (apt-get install chromium); the page was not tested in a browser")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    from test_photos_orientation import real_photo
+
+    base, photos = library_server
+    shown = tmp_path / "photos-upright.png"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 700})
+            page.goto(f"{base}/photos/?view=duplicates&threshold={THRESHOLD}")
+            page.wait_for_selector("body[data-state=done] .group", timeout=60_000)
+            page.wait_for_function("[...document.images].every(im => im.complete && im.naturalWidth > 0)")
+            groups = page.eval_on_selector_all(
+                ".group",
+                "groups => groups.map(g => [...g.querySelectorAll('.result')].map(r => ({"
+                "name: r.querySelector('.name').textContent, box: r.getBoundingClientRect().toJSON()})))",
+            )
+            assert sorted(sorted(c["name"] for c in g) for g in groups) == expected_groups(photos)
+            for group in groups:  # side by side: one row, left to right
+                assert len({round(c["box"]["top"]) for c in group}) == 1
+                assert [c["box"]["left"] for c in group] == sorted(c["box"]["left"] for c in group)
+            # the thumbnails' pixels as the browser decoded them, drawn on a canvas
+            thumbs = page.eval_on_selector_all(
+                ".group img.thumb",
+                """images => images.map(im => {
+                    const c = document.createElement('canvas');
+                    c.width = im.naturalWidth; c.height = im.naturalHeight;
+                    const g = c.getContext('2d'); g.drawImage(im, 0, 0);
+                    return {name: im.alt, w: c.width, h: c.height,
+                            rgba: Array.from(g.getImageData(0, 0, c.width, c.height).data)};
+                })""",
+            )
+            originals = page.evaluate(
+                """async names => Promise.all([...document.querySelectorAll('.result')]
+                    .filter(r => names.includes(r.querySelector('.name').textContent))
+                    .map(r => new Promise(done => { const im = new Image();
+                        im.onload = () => done([r.querySelector('.name').textContent, im.naturalWidth, im.naturalHeight]);
+                        im.src = r.querySelector('.open').href; })))""",
+                [f"{name}-sideways.jpg" for name in SIDEWAYS],
+            )
+            page.screenshot(path=str(shown), full_page=True)
+        finally:
+            browser.close()
+    for thumb in thumbs:
+        name = thumb["name"].split("-")[0].removesuffix(".jpg")
+        if name not in SIDEWAYS:
+            continue
+        want = Image.fromarray(real_photo(name))
+        want.thumbnail((192, 192), Image.Resampling.BICUBIC)
+        got = np.array(thumb["rgba"], np.float64).reshape(thumb["h"], thumb["w"], 4)[..., :3]
+        assert (thumb["w"], thumb["h"]) == want.size, thumb["name"]
+        assert np.abs(got - np.asarray(want, np.float64)).mean() < 6, thumb["name"]  # a half-size copy re-encoded
+    for name, width, height in originals:  # the browser turns the original file upright by its tag too
+        upright = real_photo(name.split("-")[0])
+        assert (width, height) == (upright.shape[1], upright.shape[0])
+    assert shown.stat().st_size > 1000
+    if os.environ.get("TERNARYCLIP_SCREENSHOTS"):  # docs/img/photos-upright.png is made this way
+        Image.open(shown).save(os.path.join(os.environ["TERNARYCLIP_SCREENSHOTS"], shown.name), optimize=True)

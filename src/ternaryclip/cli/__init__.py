@@ -8,6 +8,7 @@ import sys
 
 from .._version import __version__
 from . import bench, clip_benchmark, distill, embed, evaluate, info, pack, quickstart, report, serve, stats
+from . import duplicates as duplicates_verb
 from . import index as index_verb
 from . import search as search_verb
 from . import tag as tag_verb
@@ -27,6 +28,7 @@ VERBS = {
     "index": index_verb,
     "search": search_verb,
     "tag": tag_verb,
+    "duplicates": duplicates_verb,
 }
 
 

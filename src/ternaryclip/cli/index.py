@@ -11,7 +11,9 @@ def add_parser(sub, name: str) -> None:
         name,
         help="index a folder of photos into a SQLite photo database (incremental)",
         description="Walk PHOTOS_DIR, embed every new or changed photo with a .tclip model and store path, "
-        "size, mtime, a thumbnail and the embedding in --db (one SQLite file, WAL). Deleted photos are "
+        "size, mtime, a thumbnail and the embedding in --db (one SQLite file, WAL). Photos are turned upright "
+        "by their EXIF orientation; JPEGs are decoded at a reduced scale (at least twice the model's input), "
+        "HEIC/HEIF read when pillow-heif is installed. Deleted photos are "
         "dropped; unreadable files are skipped and counted. With --import, store embeddings written by "
         "the Ray Data example (Parquet) instead of embedding here.",
     )
@@ -20,6 +22,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--db", required=True, help="photo database file (created if missing)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--batch", type=int, default=32, help="photos per batch (one commit per batch)")
+    p.add_argument(
+        "--decode-threads", type=int, default=2, help="threads decoding photos ahead of the model (default: 2)"
+    )
     p.add_argument("--report", help="write the files that could not be read (path<TAB>reason) to this file")
     p.add_argument("--import", dest="import_dir", metavar="DIR", help="Parquet embeddings from the Ray example")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise ValueError("--batch must be at least 1")
+    if args.decode_threads < 1:
+        raise ValueError("--decode-threads must be at least 1")
     with PhotoStore(args.db) as store:
         if args.import_dir:
             from ..photos.ray_embed import import_embeddings
@@ -40,7 +47,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.photos_dir or not args.model:
             raise ValueError("give PHOTOS_DIR and --model (or --import DIR)")
         encoder = RuntimeEncoder(args.model, threads=args.threads, batch_size=args.batch)
-        report = index_folder(args.photos_dir, store, encoder, batch_size=args.batch, progress=not args.no_progress)
+        report = index_folder(
+            args.photos_dir,
+            store,
+            encoder,
+            batch_size=args.batch,
+            workers=args.decode_threads,
+            progress=not args.no_progress,
+        )
         failures = store.failures()
     print(report.summary())
     print(f"{args.db}: {len(failures)} unreadable files on record")

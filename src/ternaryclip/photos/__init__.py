@@ -3,6 +3,7 @@
 Torch-free: everything here runs on the ``.tclip`` runtime.
 """
 
+from .duplicates import duplicate_groups, find_duplicates
 from .encoder import Encoder, RuntimeEncoder
 from .index import IndexReport, index_folder, scan
 from .search import Hit, Searcher, top_k
@@ -17,6 +18,8 @@ __all__ = [
     "PhotoStore",
     "RuntimeEncoder",
     "Searcher",
+    "duplicate_groups",
+    "find_duplicates",
     "index_folder",
     "read_labels",
     "scan",

@@ -15,6 +15,10 @@ import numpy as np
 
 
 class Encoder(Protocol):
+    """``model_id`` names the model in a database; an encoder may also give ``image_size`` (its input side,
+    which lets indexing decode JPEGs at a reduced scale) and ``model_file`` (``{"path", "sha256"}``, recorded so
+    that ``search`` finds the model by itself)."""
+
     model_id: str
     dim: int
 
@@ -25,13 +29,18 @@ class Encoder(Protocol):
     def encode_texts(self, texts: list[str]) -> np.ndarray: ...  # -> normalized [B, D]
 
 
-def file_id(path: str | os.PathLike) -> str:
-    """A model's identity in a database: its name and a hash of its bytes (a retrained model is another model)."""
+def sha256_of(path: str | os.PathLike) -> str:
+    """The file's SHA-256 as hex, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return f"{Path(path).name}:{digest.hexdigest()[:16]}"
+    return digest.hexdigest()
+
+
+def file_id(path: str | os.PathLike, sha256: str | None = None) -> str:
+    """A model's identity in a database: its name and a hash of its bytes (a retrained model is another model)."""
+    return f"{Path(path).name}:{(sha256 or sha256_of(path))[:16]}"
 
 
 class RuntimeEncoder:
@@ -43,8 +52,11 @@ class RuntimeEncoder:
         from ..runtime import load
 
         self.model = load(model_path, mode=mode, threads=threads, batch_size=batch_size)
-        self.model_id = file_id(model_path)
+        sha256 = sha256_of(model_path)
+        self.model_id = file_id(model_path, sha256)
+        self.model_file = {"path": str(Path(model_path).resolve()), "sha256": sha256}
         self.dim = self.model.arch.embed_dim
+        self.image_size = self.model.preprocess.size
 
     def preprocess(self, image) -> np.ndarray:
         return self.model.preprocess(image)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .encoder import RuntimeEncoder
-from .index import _prepare, scan
+from .index import decode_side, prepare, scan
 from .store import PhotoRecord, PhotoStore
 
 
@@ -26,9 +26,10 @@ class EmbedPhotos:
         self.encoder = RuntimeEncoder(model_path, threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        prepared = [_prepare(self.encoder, str(p)) for p in batch["path"]]
+        min_side = decode_side(self.encoder)
+        prepared = [prepare(self.encoder, str(p), min_side) for p in batch["path"]]
         good = [i for i, r in enumerate(prepared) if not isinstance(r, str)]
-        vectors = self.encoder.encode_pixels(np.stack([prepared[i][0] for i in good])) if good else []
+        vectors = self.encoder.encode_pixels(np.stack([prepared[i].pixels for i in good])) if good else []
         embedding = [b""] * len(prepared)
         for i, vector in zip(good, vectors):
             embedding[i] = np.asarray(vector, np.float32).tobytes()
@@ -37,9 +38,9 @@ class EmbedPhotos:
             "path": batch["path"],
             "size": batch["size"],
             "mtime": batch["mtime"],
-            "width": np.array([r[1] if k else 0 for r, k in zip(prepared, ok)], np.int64),
-            "height": np.array([r[2] if k else 0 for r, k in zip(prepared, ok)], np.int64),
-            "thumbnail": np.array([r[3] if k else b"" for r, k in zip(prepared, ok)], dtype=object),
+            "width": np.array([r.width if k else 0 for r, k in zip(prepared, ok)], np.int64),
+            "height": np.array([r.height if k else 0 for r, k in zip(prepared, ok)], np.int64),
+            "thumbnail": np.array([r.thumbnail if k else b"" for r, k in zip(prepared, ok)], dtype=object),
             "embedding": np.array(embedding, dtype=object),
             "error": np.array(["" if k else r for r, k in zip(prepared, ok)], dtype=object),
             "model_id": np.array([self.encoder.model_id] * len(prepared), dtype=object),

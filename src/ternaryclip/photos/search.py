@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.images import decode_rgb
+from .duplicates import find_duplicates
 from .encoder import Encoder
+from .index import decode_side
 from .store import PhotoStore
 
 
@@ -52,6 +55,7 @@ class Searcher:
         self._generation = None
         self._ids = np.zeros(0, np.int64)
         self._vectors = np.zeros((0, 0), np.float32)
+        self._duplicates: tuple = (None, None, [])  # (generation, threshold, groups)
 
     def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -83,14 +87,20 @@ class Searcher:
 
     def by_image(self, image, k: int = 20) -> list[Hit]:
         """``image``: a path or PIL image; ImageError (a ValueError) when it cannot be read."""
-        from ..data.images import decode_rgb
-
         encoder = self._need_encoder()
-        try:
-            picture = decode_rgb(image) if not hasattr(image, "convert") else image
+        try:  # decoded as index decodes (upright, same draft scale): a stored photo finds itself at cosine 1
+            picture = decode_rgb(image, min_side=decode_side(encoder)) if not hasattr(image, "convert") else image
         except ValueError as err:
             raise ValueError(f"{image}: {err}") from None
         return self.by_vector(encoder.encode_pixels(encoder.preprocess(picture)[None])[0], k)
+
+    def duplicates(self, threshold: float = 0.95) -> list[list[dict]]:
+        """Groups of near-identical photos (:func:`~.duplicates.find_duplicates`), kept until the database changes."""
+        with self._lock:
+            generation = self.store.generation()
+            if self._duplicates[:2] != (generation, threshold):
+                self._duplicates = (generation, threshold, find_duplicates(self.store, threshold))
+            return self._duplicates[2]
 
     def count(self) -> int:
         with self._lock:

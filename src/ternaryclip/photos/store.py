@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoder import sha256_of
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS photos (
@@ -89,18 +91,41 @@ class PhotoStore:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def check_model(self, model_id: str, dim: int) -> None:
-        """Refuse to mix embeddings of two models in one database; record the model on first use."""
+    def check_model(self, model_id: str, dim: int, path: str | None = None, sha256: str | None = None) -> None:
+        """Refuse to mix embeddings of two models in one database; record the model (and its file) on use.
+
+        ``path`` and ``sha256`` name the model file, so that ``search`` can find it without ``--model``;
+        the last run that indexed with it records where it is now.
+        """
         stored = self.get_meta("model")
-        if stored is None:
-            self.set_meta("model", json.dumps({"id": model_id, "dim": dim}))
-            return
-        info = json.loads(stored)
+        info = json.loads(stored) if stored is not None else {"id": model_id, "dim": dim}
         if info["id"] != model_id or info["dim"] != dim:
             raise ValueError(
                 f"{self.path} was indexed with model {info['id']} (dim {info['dim']}); "
                 f"this is {model_id} (dim {dim}): use another --db or the same model"
             )
+        if path is not None and sha256 is not None:
+            info.update(path=str(path), sha256=sha256)
+        if stored is None or json.loads(stored) != info:
+            self.set_meta("model", json.dumps(info))
+
+    def model_file(self) -> str:
+        """The path of the model this database was indexed with, checked against the SHA-256 recorded then.
+
+        Raises ``ValueError`` naming the file when it is not recorded, missing or changed.
+        """
+        info = json.loads(self.get_meta("model") or "{}")
+        if "path" not in info:
+            raise ValueError(f"{self.path} does not record the model it was indexed with: give --model")
+        path = info["path"]
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: the model {self.path} was indexed with is missing: give --model")
+        if sha256_of(path) != info["sha256"]:
+            raise ValueError(
+                f"{path} has changed since {self.path} was indexed with it (its SHA-256 differs): "
+                "give --model with the model the photos were indexed with, or index them again"
+            )
+        return path
 
     # ------------------------------------------------------------ writing
     def known_files(self) -> dict[str, tuple[int, float]]:
@@ -163,15 +188,17 @@ class PhotoStore:
         return np.frombuffer(row[0], np.float32)
 
     def photos(self, ids: list[int]) -> dict[int, dict]:
-        """id -> {path, width, height, labels: [(label, score)]} for the given ids."""
-        marks = ",".join("?" * len(ids))
-        out = {
-            i: {"id": i, "path": p, "width": w, "height": h, "labels": []}
-            for i, p, w, h in self.db.execute(f"SELECT id, path, width, height FROM photos WHERE id IN ({marks})", ids)
-        }
-        query = f"SELECT photo_id, label, score FROM labels WHERE photo_id IN ({marks}) ORDER BY photo_id, rank"
-        for i, label, score in self.db.execute(query, ids):
-            out[i]["labels"].append((label, score))
+        """id -> {path, width, height, size (bytes), labels: [(label, score)]} for the given ids."""
+        out = {}
+        for start in range(0, len(ids), 10_000):  # SQLite's limit on a statement's parameters
+            chunk = ids[start : start + 10_000]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT id, path, width, height, size FROM photos WHERE id IN ({marks})"
+            for i, p, w, h, size in self.db.execute(query, chunk):
+                out[i] = {"id": i, "path": p, "width": w, "height": h, "size": size, "labels": []}
+            query = f"SELECT photo_id, label, score FROM labels WHERE photo_id IN ({marks}) ORDER BY photo_id, rank"
+            for i, label, score in self.db.execute(query, chunk):
+                out[i]["labels"].append((label, score))
         return out
 
     def thumbnail(self, photo_id: int) -> bytes | None:

@@ -1,7 +1,8 @@
 """The photo search page and its JSON API as Starlette routes, mounted by ``ternaryclip serve --db``.
 
 Everything is under ``/photos``: the page (static HTML + JS, no build step, nothing fetched from the
-network), ``/photos/api/search?q=``, ``/photos/api/like/{id}``, thumbnails and originals by id.  An
+network), ``/photos/api/search?q=``, ``/photos/api/like/{id}``, ``/photos/api/duplicates?threshold=``,
+thumbnails and originals by id.  An
 original is served only by its database id, so no path from a request ever reaches the file system.
 """
 
@@ -45,6 +46,26 @@ def _k(request: Request) -> int:
     return k
 
 
+def _threshold(request: Request) -> float:
+    try:
+        threshold = float(request.query_params.get("threshold", 0.95))
+    except ValueError:
+        raise ValueError("threshold must be a number") from None
+    if not 0 < threshold <= 1:
+        raise ValueError("threshold must be in (0, 1]")
+    return threshold
+
+
+def _duplicate_json(photo: dict) -> dict:
+    return {
+        **photo,
+        "similarity": round(photo["similarity"], 4),
+        "name": Path(photo["path"]).name,
+        "thumbnail": f"/photos/api/thumbnail/{photo['id']}",
+        "photo": f"/photos/api/photo/{photo['id']}",
+    }
+
+
 async def _query_vector(request: Request, searcher: Searcher, text: str) -> np.ndarray:
     """The text's embedding from the server's batched default model (or the searcher's own encoder)."""
     if not text.strip():
@@ -77,6 +98,14 @@ def photo_routes(searcher: Searcher) -> list:
         except ValueError as err:
             return JSONResponse({"error": str(err)}, status_code=400)
 
+    async def duplicates(request: Request) -> Response:
+        try:
+            threshold = _threshold(request)
+        except ValueError as err:
+            return JSONResponse({"error": str(err)}, status_code=400)
+        groups = await run_in_threadpool(searcher.duplicates, threshold)
+        return JSONResponse({"threshold": threshold, "groups": [[_duplicate_json(p) for p in g] for g in groups]})
+
     def thumbnail(request: Request) -> Response:
         data = searcher.thumbnail(request.path_params["photo_id"])
         if data is None:
@@ -96,6 +125,7 @@ def photo_routes(searcher: Searcher) -> list:
         Route("/photos", lambda request: RedirectResponse("/photos/")),
         Route("/photos/api/search", search),
         Route("/photos/api/like/{photo_id:int}", like),
+        Route("/photos/api/duplicates", duplicates),
         Route("/photos/api/thumbnail/{photo_id:int}", thumbnail),
         Route("/photos/api/photo/{photo_id:int}", photo),
         Route("/photos/api/stats", stats),

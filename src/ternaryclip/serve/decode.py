@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
+from ..data.images import ImageTooLarge, decode_rgb
 from ..runtime.preprocess import ImageError, Preprocess
 from .errors import QueueFull
 
@@ -24,24 +24,22 @@ class DecodedImage:
 def decode_image(data: bytes, name: str, preprocess: Preprocess, max_pixels: int) -> DecodedImage:
     """Bytes -> the model's pixels; any fault becomes an ImageError naming ``name``.
 
-    ``Image.open`` reads only the header, so a decompression bomb is refused before it costs memory.
+    Decoded by :func:`~ternaryclip.data.images.decode_rgb`, as files are everywhere else (upright by
+    their EXIF orientation); it reads only the header before checking the pixel limit, so a
+    decompression bomb is refused before it costs memory.
     """
     if not data:
         raise ImageError(f"{name}: empty file")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{name}: {width}x{height} pixels is more than the limit of {max_pixels} (--max-pixels)"
-                )
-            image.load()
-            return DecodedImage(preprocess(image), width, height)
+        image = decode_rgb(data, max_pixels=max_pixels)
+        return DecodedImage(preprocess(image), image.width, image.height)
     except ImageError:
         raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image format Pillow can read") from None
+    except ImageTooLarge as err:
+        raise ImageError(f"{name}: {err} (--max-pixels)") from None
     except Exception as err:  # Pillow raises many kinds on broken files; all mean "bad image"
+        if isinstance(err.__cause__, UnidentifiedImageError):
+            raise ImageError(f"{name}: not an image format Pillow can read") from None
         raise ImageError(f"{name}: cannot decode image ({type(err).__name__}: {err})") from None
 
 
