@@ -112,10 +112,19 @@ struct Head {
     const int8_t* k_line(int64_t kb, int64_t l) const { return k.data() + (kb * (hd / 4) + l) * 32; }
     const int8_t* v_line(int64_t jq, int64_t dt) const { return v.data() + (jq * (hd / kLanes) + dt) * 32; }
 
-    // Q, K and V of one head from qkv rows 3 * width apart, quantized into the layouts above.
+    // Q, K and V of one head from qkv rows 3 * width apart, quantized into the layouts above: one pass over the
+    // rows for Q, K and V's column maxima with the rows kAhead ahead prefetched, then V from L2 (as the AVX-512
+    // path does).
     void gather(const float* base, int64_t width, float c) {
+        constexpr int64_t kAhead = 4;
         alignas(32) int8_t row[1024];  // hd <= 1024 (checked by the caller)
+        std::fill(vs.begin(), vs.end(), 0.0f);  // V's column maxima until the end of the pass
         for (int64_t i = 0; i < t; ++i) {
+            if (i + kAhead < t)
+                for (int part = 0; part < 3; ++part)
+                    for (int64_t d = 0; d < hd; d += 16)
+                        _mm_prefetch(reinterpret_cast<const char*>(base + (i + kAhead) * 3 * width + part * width + d),
+                                     _MM_HINT_T0);
             const float* qr = base + i * 3 * width;
             const float* kr = qr + width;
             const float qa = absmax(qr, hd), ka = absmax(kr, hd);
@@ -129,6 +138,8 @@ struct Head {
                                 bytes16(quantize8(_mm256_loadu_ps(kr + d), kinv),
                                         quantize8(_mm256_loadu_ps(kr + d + kLanes), kinv), false));
             }
+            for (int64_t d = 0; d < hd; d += kLanes)
+                _mm256_storeu_ps(vs.data() + d, _mm256_max_ps(_mm256_loadu_ps(vs.data() + d), abs8(_mm256_loadu_ps(kr + width + d))));
             g[i] = ((qa / 127.0f) * c) * kLog2e;
             ks[i] = ka / 127.0f;
             // key i, dims 4l.. -> block i / 8, line l, word i % 8
@@ -139,11 +150,10 @@ struct Head {
                 k32[((i / kLanes) * (hd / 4) + l) * kLanes + i % kLanes] = quad;
             }
         }
-        // V per column: the absmax over the keys first, then 4 keys at a time interleaved into the tiles
-        // (16 dims at a time: two 8-dim tiles, adjacent in memory).
+        // V per column, 4 keys at a time interleaved into the tiles (16 dims at a time: two 8-dim tiles, adjacent
+        // in memory).
         for (int64_t d = 0; d < hd; d += kLanes) {
-            __m256 m = _mm256_setzero_ps();
-            for (int64_t j = 0; j < t; ++j) m = _mm256_max_ps(m, abs8(_mm256_loadu_ps(base + j * 3 * width + 2 * width + d)));
+            const __m256 m = _mm256_loadu_ps(vs.data() + d);
             const __m256 live = _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ);
             _mm256_storeu_ps(vinv.data() + d, _mm256_and_ps(live, _mm256_div_ps(_mm256_set1_ps(127.0f), m)));
             _mm256_storeu_ps(vs.data() + d, _mm256_div_ps(m, _mm256_set1_ps(127.0f)));
