@@ -10,14 +10,14 @@ const template = document.getElementById("result-template");
 const duplicatesForm = document.getElementById("duplicates-form");
 const threshold = document.getElementById("threshold");
 
-function card(hit, score) {
+function card(hit, score, digits = 3) {
   const el = template.content.firstElementChild.cloneNode(true);
   el.dataset.id = hit.id;
   el.querySelector(".open").href = hit.photo;
   const img = el.querySelector(".thumb");
   img.src = hit.thumbnail;
   img.alt = hit.name;
-  el.querySelector(".score").textContent = score.toFixed(3);
+  el.querySelector(".score").textContent = score.toFixed(digits);
   el.querySelector(".name").textContent = hit.name;
   el.querySelector(".name").title = hit.path;
   if (hit.width) el.querySelector(".dims").textContent = `${hit.width} × ${hit.height}`;
@@ -51,7 +51,7 @@ function showGroups(body) {
     heading.textContent = `${group.length} photos`;
     const row = document.createElement("div");
     row.className = "group-photos";
-    row.replaceChildren(...group.map((photo) => card(photo, photo.similarity)));
+    row.replaceChildren(...group.map((photo) => card(photo, photo.similarity, 4)));
     section.replaceChildren(heading, row);
     grid.appendChild(section);
   }
