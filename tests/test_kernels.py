@@ -578,3 +578,17 @@ def test_layer_norm_fused_with_quantization_is_the_separate_pass_bit_for_bit(sha
     if weights is not None:
         with pytest.raises(ValueError, match="K elements"):
             kernels.gemm_prepared(x, weights, scales, gs, norm=(weight[:-1], shift[:-1], 1e-5))
+
+
+@pytest.mark.parametrize("group", [None, 64])
+def test_every_small_m_is_the_reference_bit_for_bit_after_larger_calls(group):
+    """M = 1..17 (the small-M kernels with their partial sums per token, then tiles and a tail), each call after
+    a larger one on the same thread: the padding rows it leaves in the activation scratch are cleared."""
+    k, n = 640, 40
+    codes, packed, scales, bias, x, gs = make_case(60, n, k, group, 11)
+    for impl in [i for i in impls_for(gs, k) if i not in ("ref", "auto")]:
+        weights = kernels.prepare(packed, k, scales, gs, impl)
+        for m in range(17, 0, -1):
+            kernels.gemm_prepared(x[: m + 40], weights, scales, gs, bias)  # fills rows past m
+            expected = kernels.gemm(x[:m], packed, k, scales, gs, bias, "fast", "ref")
+            assert np.array_equal(kernels.gemm_prepared(x[:m], weights, scales, gs, bias), expected), (impl, m)

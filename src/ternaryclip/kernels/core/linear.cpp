@@ -20,8 +20,10 @@ constexpr int64_t kNormRows = 16;
 int64_t groups_of(int64_t k, int64_t group_size) { return k / group_size + (k % group_size != 0); }
 
 // Scratch for the int8 activations of one GEMM call, kept per calling thread and only ever grown: fresh
-// allocations of a few MB per call cost page faults that serialized the worker threads.
+// allocations of a few MB per call cost page faults that serialized the worker threads.  `q_written`: the
+// end of the bytes an earlier call may have left nonzero (past it q is zero, as resize() makes it).
 struct Scratch {
+    int64_t q_written = 0;
     std::vector<int8_t> q;
     std::vector<float> xscale;
     std::vector<int32_t> qsum;
@@ -54,7 +56,11 @@ QuantizedRows quantize_into_scratch(const KernelTable& table, const KernelTable&
     const int64_t qsums = checked_mul(m, w.scale_cols, "the activation group sums");
     thread_local Scratch scratch;
     if (scratch.q.size() < size_t(q_bytes)) scratch.q.resize(size_t(q_bytes));
-    std::memset(scratch.q.data() + q_used, 0, size_t(q_bytes - q_used));
+    // the padding rows [m, padded_rows(m)) must be zero: cleared where an earlier, larger call wrote them (a
+    // query's 1-token GEMM used to clear 47 rows each call, a tenth of its time at K = 512)
+    if (scratch.q_written > q_used)
+        std::memset(scratch.q.data() + q_used, 0, size_t(std::min(q_bytes, scratch.q_written) - q_used));
+    scratch.q_written = std::max(q_used, scratch.q_written > q_bytes ? scratch.q_written : q_used);
     if (scratch.xscale.size() < size_t(m)) scratch.xscale.resize(size_t(m));
     if (scratch.qsum.size() < size_t(qsums)) scratch.qsum.resize(size_t(qsums));
     if (norm.norm_weight != nullptr)
@@ -97,7 +103,8 @@ void add_into(float* y, const float* result, int64_t m, int64_t n) {
 }  // namespace
 
 int64_t checked_padded_k(int64_t k) {
-    require(k >= 1 && k <= kMaxK, "k must be in [1, " + std::to_string(kMaxK) + "], got " + std::to_string(k));
+    require(k >= 1 && k <= kMaxK,
+            [&] { return "k must be in [1, " + std::to_string(kMaxK) + "], got " + std::to_string(k); });
     return padded_k(k);
 }
 
@@ -117,15 +124,18 @@ Activation parse_activation(const std::string& name) {
 
 TernaryWeights checked_weights(const uint8_t* codes, const float* scales, const float* bias, const WeightShapes& s) {
     const int64_t kp = checked_padded_k(s.k);
-    require(s.n >= 0, "n must be >= 0, got " + std::to_string(s.n));
-    require(s.group_size >= 1, "group_size must be positive, got " + std::to_string(s.group_size));
+    require(s.n >= 0, [&] { return "n must be >= 0, got " + std::to_string(s.n); });
+    require(s.group_size >= 1, [&] { return "group_size must be positive, got " + std::to_string(s.group_size); });
     // the row count with a prepared layout's padding, times a row's bytes: no table's size can overflow
     checked_mul(checked_add(s.n, 64, "the row count"), kp / 4, "the prepared weights");
     if (s.code_rows >= 0) {
-        require(s.code_rows == s.n, "packed weights have " + std::to_string(s.code_rows) + " rows, n is " +
-                                        std::to_string(s.n));
-        require(s.code_bytes == kp / 4, "packed weights have " + std::to_string(s.code_bytes) + " bytes a row; k = " +
-                                            std::to_string(s.k) + " needs " + std::to_string(kp / 4));
+        require(s.code_rows == s.n, [&] {
+            return "packed weights have " + std::to_string(s.code_rows) + " rows, n is " + std::to_string(s.n);
+        });
+        require(s.code_bytes == kp / 4, [&] {
+            return "packed weights have " + std::to_string(s.code_bytes) + " bytes a row; k = " + std::to_string(s.k) +
+                   " needs " + std::to_string(kp / 4);
+        });
     }
     require(s.scale_rows == 1 || s.scale_rows == s.n, "scales must have 1 or N rows");
     require(s.scale_cols == 1 || s.scale_cols == groups_of(s.k, s.group_size),
@@ -160,15 +170,18 @@ Linear Linear::prepare(const TernaryWeights& w, const std::string& impl, Mode mo
 
 Linear Linear::adopt(const TernaryWeights& w, int64_t bytes, const std::string& impl, Mode mode) {
     const KernelTable* table = prepared_table(impl, mode, w);
-    require(table != nullptr && impl == table->name && table->prepare != nullptr,
-            "weights prepared for impl='" + impl + "' cannot run mode '" + mode_name(mode) + "' here");
-    require(bytes == table->prepared_bytes(w), "prepared weights have " + std::to_string(bytes) +
-                                                   " bytes, expected " + std::to_string(table->prepared_bytes(w)));
+    require(table != nullptr && impl == table->name && table->prepare != nullptr, [&] {
+        return "weights prepared for impl='" + impl + "' cannot run mode '" + mode_name(mode) + "' here";
+    });
+    require(bytes == table->prepared_bytes(w), [&] {
+        return "prepared weights have " + std::to_string(bytes) + " bytes, expected " +
+               std::to_string(table->prepared_bytes(w));
+    });
     return Linear(w, table, impl, mode, true);
 }
 
 void Linear::run(const float* x, int64_t m, float* y, const LinearOptions& options) const {
-    require(m >= 0, "x must have >= 0 rows, got " + std::to_string(m));
+    require(m >= 0, [&] { return "x must have >= 0 rows, got " + std::to_string(m); });
     checked_mul(m, w_.k, "x's size");
     checked_mul(m, w_.n, "the output");
     const bool norm = options.norm_weight != nullptr || options.norm_bias != nullptr;
@@ -178,7 +191,7 @@ void Linear::run(const float* x, int64_t m, float* y, const LinearOptions& optio
                       (options.norm_bias_size < 0 || options.norm_bias_size == w_.k)),
             "norm weight and bias must have K elements");
     require(!norm || (std::isfinite(options.norm_eps) && options.norm_eps > 0),
-            "LayerNorm eps must be positive and finite, got " + std::to_string(options.norm_eps));
+            [&] { return "LayerNorm eps must be positive and finite, got " + std::to_string(options.norm_eps); });
     if (m == 0) return;
     if (prepared_)
         run_prepared(x, m, y, options);

@@ -188,14 +188,20 @@ struct Epilogue {
 // and masked four ways, is four of its lines (16 rows x 4 columns), each multiplied by every token's 4
 // int8s of those columns with one vpdpbusd.  Nothing is expanded to memory and no padding token costs
 // a multiply (the tile kernel computes 16 tokens whatever the batch).  Groups must be whole chunks.
+//
+// With few tokens each keeps several partial sums (by shift, summed at the end: integer sums, the same
+// bits): vpdpbusd adds into its accumulator, and one chain a token waited on the instruction's latency
+// at each of its 16 dots a chunk.  M = 1 on Zen 4 (K = 512 / 768, N = 512-3072): 1.4x-1.7x.
 template <int T>
 void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* panel, int half, int64_t n0,
                   const Epilogue& finish) {
+    constexpr int kParts = T <= 2 ? 4 : T <= 7 ? 2 : 1;
     const __m512i mask = _mm512_set1_epi8(3);
     const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
     for (int64_t g = 0; g < w.scale_cols; ++g) {
-        __m512i acc[T];
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_si512();
+        __m512i part[kParts][T];
+        for (auto& p : part)
+            for (auto& v : p) v = _mm512_setzero_si512();
         const int64_t c1 = (w.group_end(g) + kChunk - 1) / kChunk;
         for (int64_t c = w.group_begin(g) / kChunk; c < c1; ++c) {
             const uint8_t* src = panel + (c * 2 + half) * kPackedTileBytes;
@@ -207,12 +213,18 @@ void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
                     for (int t = 0; t < T; ++t) {
                         int32_t four;
                         std::memcpy(&four, x.q + t * x.kp + column, 4);
-                        acc[t] = _mm512_dpbusd_epi32(acc[t], codes, _mm512_set1_epi32(four));
+                        __m512i& acc = part[sh % kParts][t];
+                        acc = _mm512_dpbusd_epi32(acc, codes, _mm512_set1_epi32(four));
                     }
                 }
             }
         }
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(x.qsum[t * w.scale_cols + g]));
+        __m512i acc[T];
+        for (int t = 0; t < T; ++t) {
+            acc[t] = part[0][t];
+            for (int p = 1; p < kParts; ++p) acc[t] = _mm512_add_epi32(acc[t], part[p][t]);
+            acc[t] = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(x.qsum[t * w.scale_cols + g]));
+        }
         finish(0, T, n0, real_rows, g, acc);
     }
 }
