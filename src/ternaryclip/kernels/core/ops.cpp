@@ -1,7 +1,7 @@
 // Float operations of the transformer around the ternary GEMMs: LayerNorm, GELU / QuickGELU,
 // multi-head attention.  Plain loops written so that the compiler vectorizes them, and explicit AVX2 /
-// AVX-512 / NEON vectors (one traits struct) for LayerNorm, the softmax's reductions and the two attention
-// products.  This file is compiled once per instruction set (see CMakeLists.txt): generic into
+// AVX-512 / NEON vectors (core/simd.inc's vocabulary) for LayerNorm, the softmax's reductions and the two
+// attention products.  This file is compiled once per instruction set (see CMakeLists.txt): generic into
 // tclip::ops_generic (the reference, any CPU), with AVX2 + FMA into tclip::ops_avx2 and with AVX-512 into
 // tclip::ops_avx512 (on aarch64: NEON into tclip::ops_neon, with TCLIP_OPS_NEON); the dispatcher picks one at
 // run time.  Over 350 lines on purpose: one source for every width is what keeps their bits equal.
@@ -122,56 +122,26 @@ void quick_gelu(float* x, int64_t n) {
 }
 #endif
 
-// The 4 x 2-vector FMA block both attention products are made of, over a small vector-traits
-// struct (one per instruction set this file is compiled for):
+// The 4 x 2-vector FMA block both attention products are made of, over this build's width of the vector
+// vocabulary (core/simd.inc):
 //   out[r, j] = sum over c < steps of a[r * lda + c] * b[c * ldb + j]   for r < 4, j < cols,
 // cols a multiple of two vectors.  8 accumulators, one broadcast per (row, step), two loads per step.
+#include "core/simd.inc"
+
+// This build's width of the vocabulary, and how many vectors wide its widest attention block is.
 #if defined(__AVX512F__)
-struct Vec {
-    using T = __m512;
-    static constexpr int kWidth = 16, kWideVectors = 4;
-    static T zero() { return _mm512_setzero_ps(); }
-    static T load(const float* p) { return _mm512_loadu_ps(p); }
-    static T broadcast(const float* p) { return _mm512_set1_ps(*p); }
-    static T fmadd(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-    static T max(T a, T b) { return _mm512_max_ps(a, b); }
-    static T add(T a, T b) { return _mm512_add_ps(a, b); }
-    static T sub(T a, T b) { return _mm512_sub_ps(a, b); }
-    static T mul(T a, T b) { return _mm512_mul_ps(a, b); }
-    static T set1(float v) { return _mm512_set1_ps(v); }
-    static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+struct Vec : F32x16 {
+    static constexpr int kWideVectors = 4;
 };
 #define TCLIP_HAVE_VEC 1
 #elif defined(__AVX2__) && defined(__FMA__)
-struct Vec {
-    using T = __m256;
-    static constexpr int kWidth = 8, kWideVectors = 2;
-    static T zero() { return _mm256_setzero_ps(); }
-    static T load(const float* p) { return _mm256_loadu_ps(p); }
-    static T broadcast(const float* p) { return _mm256_broadcast_ss(p); }
-    static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-    static T max(T a, T b) { return _mm256_max_ps(a, b); }
-    static T add(T a, T b) { return _mm256_add_ps(a, b); }
-    static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
-    static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
-    static T set1(float v) { return _mm256_set1_ps(v); }
-    static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+struct Vec : F32x8 {
+    static constexpr int kWideVectors = 2;
 };
 #define TCLIP_HAVE_VEC 1
 #elif defined(__aarch64__) && defined(TCLIP_OPS_NEON)
-struct Vec {
-    using T = float32x4_t;
-    static constexpr int kWidth = 4, kWideVectors = 4;
-    static T zero() { return vdupq_n_f32(0.0f); }
-    static T load(const float* p) { return vld1q_f32(p); }
-    static T broadcast(const float* p) { return vld1q_dup_f32(p); }
-    static T fmadd(T a, T b, T c) { return vfmaq_f32(c, a, b); }
-    static T max(T a, T b) { return vmaxq_f32(a, b); }
-    static T add(T a, T b) { return vaddq_f32(a, b); }
-    static T sub(T a, T b) { return vsubq_f32(a, b); }
-    static T mul(T a, T b) { return vmulq_f32(a, b); }
-    static T set1(float v) { return vdupq_n_f32(v); }
-    static void store(float* p, T v) { vst1q_f32(p, v); }
+struct Vec : F32x4 {
+    static constexpr int kWideVectors = 4;
 };
 #define TCLIP_HAVE_VEC 1
 #endif
@@ -211,26 +181,39 @@ static inline void rows4_times_panel(const float* a, int64_t lda, const float* b
 }
 #endif
 
-// The maximum and the sum of a softmax row in vector partials (the compiler keeps max8's and sum8's
-// eight partials scalar), then the lanes in order and the tail.
+// A row reduced in P partials (column j into partial j % P, P a multiple of the vector width), the partials
+// added up in lane order, then the tail in order: the softmax's maximum and sum (P = one vector: the compiler
+// kept max8's and sum8's eight partials scalar) and LayerNorm's sums (P = kNormPartials whatever the width).
+enum class Reduce { max, sum, squares };  // squares: of x - center
+
 #if defined(TCLIP_HAVE_VEC)
-template <class V, bool Max>
-static inline float row_reduce(const float* x, int64_t n) {
-    constexpr int W = V::kWidth;
-    alignas(64) float lanes[W];
-    float result = Max ? -std::numeric_limits<float>::infinity() : 0.0f;
+template <class V, int P, Reduce R>
+static inline float row_partials(const float* x, int64_t n, float center = 0.0f) {
+    constexpr int W = V::kWidth, NV = P / W;
+    const float init = R == Reduce::max ? -std::numeric_limits<float>::infinity() : 0.0f;
+    const typename V::T c = V::set1(center);
+    typename V::T part[NV];
+    for (int u = 0; u < NV; ++u) part[u] = V::set1(init);
     int64_t j = 0;
-    if (n >= W) {
-        typename V::T part = V::load(x);
-        for (j = W; j + W <= n; j += W) part = Max ? V::max(part, V::load(x + j)) : V::add(part, V::load(x + j));
-        V::store(lanes, part);
-        for (int l = 0; l < W; ++l) result = Max ? std::max(result, lanes[l]) : result + lanes[l];
-    }
-    for (; j < n; ++j) result = Max ? std::max(result, x[j]) : result + x[j];
+    for (; j + P <= n; j += P)
+        for (int u = 0; u < NV; ++u) {
+            const typename V::T v = V::load(x + j + u * W);
+            part[u] = R == Reduce::max       ? V::max(part[u], v)
+                      : R == Reduce::squares ? V::fmadd(V::sub(v, c), V::sub(v, c), part[u])
+                                             : V::add(part[u], v);
+        }
+    alignas(64) float lanes[P];
+    for (int u = 0; u < NV; ++u) V::store(lanes + u * W, part[u]);
+    float result = init;
+    for (int l = 0; l < P; ++l) result = R == Reduce::max ? std::max(result, lanes[l]) : result + lanes[l];
+    for (; j < n; ++j)
+        result = R == Reduce::max       ? std::max(result, x[j])
+                 : R == Reduce::squares ? std::fma(x[j] - center, x[j] - center, result)
+                                        : result + x[j];
     return result;
 }
-static inline float row_max(const float* x, int64_t n) { return row_reduce<Vec, true>(x, n); }
-static inline float row_sum(const float* x, int64_t n) { return row_reduce<Vec, false>(x, n); }
+static inline float row_max(const float* x, int64_t n) { return row_partials<Vec, Vec::kWidth, Reduce::max>(x, n); }
+static inline float row_sum(const float* x, int64_t n) { return row_partials<Vec, Vec::kWidth, Reduce::sum>(x, n); }
 #else
 static inline float row_max(const float* x, int64_t n) { return max8(x, n); }
 static inline float row_sum(const float* x, int64_t n) { return sum8(x, n); }
@@ -245,30 +228,10 @@ static inline float row_sum(const float* x, int64_t n) { return sum8(x, n); }
 #if defined(TCLIP_HAVE_VEC)
 constexpr int kNormPartials = 32;
 
-template <class V, bool Squares>
-static inline float row_sum32(const float* x, int64_t n, float center) {
-    constexpr int W = V::kWidth, NV = kNormPartials / W;
-    const typename V::T c = V::set1(center);
-    typename V::T part[NV];
-    for (int u = 0; u < NV; ++u) part[u] = V::zero();
-    int64_t j = 0;
-    for (; j + kNormPartials <= n; j += kNormPartials)
-        for (int u = 0; u < NV; ++u) {
-            const typename V::T v = V::load(x + j + u * W);
-            part[u] = Squares ? V::fmadd(V::sub(v, c), V::sub(v, c), part[u]) : V::add(part[u], v);
-        }
-    alignas(64) float lanes[kNormPartials];
-    for (int u = 0; u < NV; ++u) V::store(lanes + u * W, part[u]);
-    float result = 0.0f;
-    for (int l = 0; l < kNormPartials; ++l) result += lanes[l];
-    for (; j < n; ++j) result = Squares ? std::fma(x[j] - center, x[j] - center, result) : result + x[j];
-    return result;
-}
-
 static void layer_norm_row(const float* xr, int64_t d, const float* w, const float* b, float eps, float* yr) {
     constexpr int W = Vec::kWidth;
-    const float mean = row_sum32<Vec, false>(xr, d, 0.0f) / float(d);
-    const float inv = 1.0f / std::sqrt(row_sum32<Vec, true>(xr, d, mean) / float(d) + eps);
+    const float mean = row_partials<Vec, kNormPartials, Reduce::sum>(xr, d) / float(d);
+    const float inv = 1.0f / std::sqrt(row_partials<Vec, kNormPartials, Reduce::squares>(xr, d, mean) / float(d) + eps);
     const Vec::T vmean = Vec::set1(mean), vinv = Vec::set1(inv);
     int64_t j = 0;
     for (; j + W <= d; j += W)

@@ -26,7 +26,7 @@ namespace tclip::avx2 {
 namespace {
 
 #include "core/tile_driver.inc"
-#include "x86/simd.inc"
+#include "core/simd.inc"
 #include "x86/exact_tile.inc"
 
 constexpr int kRows = 16;   // output rows per tile: two vectors

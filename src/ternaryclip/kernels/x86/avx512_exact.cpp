@@ -26,7 +26,7 @@ namespace tclip::avx512 {
 namespace {
 
 #include "core/tile_driver.inc"
-#include "x86/simd.inc"
+#include "core/simd.inc"
 #include "x86/exact_tile.inc"
 
 constexpr int kRows = 32;    // output rows per tile: two vectors
