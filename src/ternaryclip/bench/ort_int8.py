@@ -21,9 +21,9 @@ from .calibration import CALIBRATION_SIZE, calibration_inputs
 
 METHODS = ("dynamic", "static")
 DEFAULT_METHOD = "dynamic"
-# The products only: left at its default, QDQ also wraps the text tower's causal-mask Add, whose -inf
-# constant gives a NaN scale (and embeddings at cosine ~0 to fp32).
-STATIC_OPS = ("MatMul", "Gemm", "Conv")
+# The products and the token embedding: left at its default, QDQ also wraps the text tower's causal-mask
+# Add, whose -inf constant gives a NaN scale (and text embeddings at cosine ~0 to fp32).
+STATIC_OPS = ("MatMul", "Gemm", "Conv", "Gather")
 INPUT_NAMES = {"image": "pixels", "text": "ids"}  # the export's input names (files.export_onnx)
 
 

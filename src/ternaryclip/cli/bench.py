@@ -35,7 +35,7 @@ def add_parser(sub, name: str) -> None:
         default=",".join(DEFAULT_ENGINES),
         help="comma-separated: open_clip_fp32, torch_int8_dynamic, onnxruntime_fp32, onnxruntime_2bit "
         "(MatMulNBits, 2-bit codes, accuracy_level 4), onnxruntime_int8 (onnxruntime.quantization, the faster "
-        f"method here: {ORT_INT8_DEFAULT}), onnxruntime_int8_{ORT_INT8_OTHER}, ternaryclip_exact, ternaryclip_fast, "
+        f"method on a Zen 4: {ORT_INT8_DEFAULT}), onnxruntime_int8_{ORT_INT8_OTHER}, ternaryclip_exact, ternaryclip_fast, "
         "ternaryclip_bf16 (bf16 activations: AMX-BF16 where the CPU has it) "
         "(torch_int8_dynamic loads the fp32 weights; its file size is theirs); with the openvino extra also "
         "openvino_fp32 (f32 forced), openvino_bf16 (OpenVINO's default; only on CPUs with bf16) and "
