@@ -60,6 +60,24 @@ def simd_impls(kernels) -> list[str]:
     return usable
 
 
+def _shape_row(engines: dict, repeats: int, m: int, k: int, n: int, threads: int, peak: float) -> dict:
+    """One report row: every engine's GOPS per core on ``m x k x n`` (interleaved repeats, medians), the
+    ternary GEMM's ratios to torch fp32 and int8, and its share of the int8 dot ``peak`` (0: unknown)."""
+    seconds = {name: [] for name in engines}
+    for _ in range(repeats):  # interleaved
+        for name, fn in engines.items():
+            seconds[name].append(_time(fn, 1))
+    ops = 2 * m * k * n
+    row = {"m": m, "k": k, "n": n, "threads": threads}
+    for name, ts in seconds.items():
+        row[f"{name}_gops_per_core"] = ops / statistics.median(ts) / 1e9 / threads
+    row["ternary_vs_fp32"] = row["ternary_auto_gops_per_core"] / row["torch_fp32_gops_per_core"]
+    row["ternary_vs_int8"] = row["ternary_auto_gops_per_core"] / row["torch_int8_dynamic_gops_per_core"]
+    if peak:
+        row["ternary_share_of_peak"] = row["ternary_auto_gops_per_core"] / peak
+    return row
+
+
 def run_kernel_bench(
     threads: int | None = None, repeats: int = 5, shapes=CLIP_SHAPES, tokens=TOKENS, progress=print
 ) -> dict:
@@ -100,19 +118,8 @@ def run_kernel_bench(
                     "torch_fp32": lambda: torch.nn.functional.linear(xt, weight),
                     "torch_int8_dynamic": lambda: int8(xt),
                 }
-                seconds = {name: [] for name in engines}
                 with torch.inference_mode():
-                    for _ in range(repeats):  # interleaved
-                        for name, fn in engines.items():
-                            seconds[name].append(_time(fn, 1))
-                ops = 2 * m * k * n
-                row = {"m": m, "k": k, "n": n, "threads": t}
-                for name, ts in seconds.items():
-                    row[f"{name}_gops_per_core"] = ops / statistics.median(ts) / 1e9 / t
-                row["ternary_vs_fp32"] = row["ternary_auto_gops_per_core"] / row["torch_fp32_gops_per_core"]
-                row["ternary_vs_int8"] = row["ternary_auto_gops_per_core"] / row["torch_int8_dynamic_gops_per_core"]
-                if peak:
-                    row["ternary_share_of_peak"] = row["ternary_auto_gops_per_core"] / peak
+                    row = _shape_row(engines, repeats, m, k, n, t, peak)
                 rows.append(row)
                 progress(
                     f"{m:>4} x {k:>4} x {n:>4}, {t} thread(s): ternary {row['ternary_auto_gops_per_core']:6.0f} "
