@@ -18,7 +18,7 @@ def add_parser(sub, name: str) -> None:
         "the Ray Data example (Parquet) instead of embedding here.",
     )
     p.add_argument("photos_dir", nargs="?", help="folder of photos (searched recursively)")
-    p.add_argument("--model", help="path to a .tclip model")
+    p.add_argument("--model", help="path to a .tclip model, or hf-hub:ORG/NAME / hf:ORG/NAME (converted once)")
     p.add_argument("--db", required=True, help="photo database file (created if missing)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--batch", type=int, default=32, help="photos per batch (one commit per batch)")
@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not args.photos_dir or not args.model:
             raise ValueError("give PHOTOS_DIR and --model (or --import DIR)")
-        encoder = RuntimeEncoder(args.model, threads=args.threads, batch_size=args.batch)
+        from .model_args import hub_tclip, is_hub_name
+
+        model = str(hub_tclip(args.model)) if is_hub_name(args.model) else args.model  # converted once
+        encoder = RuntimeEncoder(model, threads=args.threads, batch_size=args.batch)
         report = index_folder(
             args.photos_dir,
             store,

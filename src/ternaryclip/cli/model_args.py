@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from ..choices import GRANULARITIES, RULES
 
@@ -49,9 +51,14 @@ def add_model_source(parser: argparse.ArgumentParser, checkpoint: bool = False) 
     group.add_argument(
         "--open-clip",
         metavar="NAME",
-        help="open_clip architecture: a config name (ViT-B-16), a JSON config file or local-dir:PATH",
+        help="open_clip architecture: a config name (ViT-B-16), a JSON config file, local-dir:PATH or "
+        "hf-hub:ORG/NAME (through the Hugging Face cache)",
     )
-    group.add_argument("--hf", metavar="DIR", help="Hugging Face CLIPModel folder (config.json + weights)")
+    group.add_argument(
+        "--hf",
+        metavar="DIR",
+        help="Hugging Face CLIPModel / SiglipModel folder (config.json + weights) or hub repository ORG/NAME",
+    )
     parser.add_argument(
         "--pretrained",
         metavar="PATH",
@@ -116,4 +123,66 @@ def ternary_config(args: argparse.Namespace):
         group_size=args.group_size,
         scope=args.scope,
         embedding=args.embedding,
+    )
+
+
+def model_tokenizer(args: argparse.Namespace, model):
+    """``(folder, clean)`` of the tokenizer to pack with ``model``: ``--tokenizer``, else a SigLIP's own
+    (the HF folder or repository, or what an open_clip hub config names); ``(None, ...)`` for a CLIP."""
+    from ..torch_clip.describe import model_arch
+
+    if getattr(args, "tokenizer", None):
+        return args.tokenizer, "canonicalize"
+    if getattr(args, "checkpoint", None) or not model_arch(model).is_siglip:
+        return None, "canonicalize"
+    from ..torch_clip.hub import tokenizer_of
+
+    return tokenizer_of(args.hf, "hf") if args.hf else tokenizer_of(args.open_clip, "open_clip")
+
+
+HUB_NAMES = ("hf-hub:", "hf:")  # open_clip's repository name; a transformers repository
+
+
+def is_hub_name(spec: str) -> bool:
+    return spec.startswith(HUB_NAMES)
+
+
+def hub_tclip(spec: str) -> Path:
+    """A ``.tclip`` for ``hf-hub:ORG/NAME`` (open_clip) or ``hf:ORG/NAME`` (transformers), converted once.
+
+    The repository comes through huggingface_hub's cache; its conversion (scope ``auto``: the weights
+    that are ternary x scale, as the TernaryCLIP release stores them, with the tokenizer it names) is
+    kept in ``$TERNARYCLIP_CACHE`` (default ``~/.cache/ternaryclip``) under the snapshot's revision, so
+    a later start loads the file at once and a new revision converts again.
+    """
+    from ..torch_clip.hub import TRANSFORMERS_FILES, open_clip_snapshot, snapshot, tokenizer_of
+
+    open_clip = spec.startswith("hf-hub:")
+    repo_id = spec.split(":", 1)[1]
+    folder = open_clip_snapshot(spec) if open_clip else snapshot(repo_id, TRANSFORMERS_FILES)
+    cache = Path(os.environ.get("TERNARYCLIP_CACHE") or Path.home() / ".cache" / "ternaryclip")
+    target = cache / "hub" / f"{repo_id.replace('/', '--')}--{folder.name}.tclip"
+    if target.is_file():
+        return target
+    try:
+        from ..pack.export import save
+        from ..quant import TernaryConfig
+        from ..torch_clip.loading import load_float_clip
+    except ImportError as err:
+        raise ValueError(
+            f"converting {spec} needs the train extra ({err.name} is missing): pip install 'ternaryclip[train]', "
+            "or pack it elsewhere with ternaryclip pack and give the .tclip"
+        ) from None
+    family = "open_clip" if open_clip else "hf"
+    model = load_float_clip(f"local-dir:{folder}" if open_clip else str(folder), family=family)
+    tokenizer, clean = tokenizer_of(spec if open_clip else str(folder), family)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"converting {spec} (revision {folder.name[:12]}) into {target}", flush=True)
+    return save(
+        model,
+        target,
+        config=TernaryConfig(scope="auto"),
+        provenance={"source": spec, "revision": folder.name},
+        tokenizer=tokenizer,
+        tokenizer_clean=clean,
     )

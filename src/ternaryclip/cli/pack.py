@@ -24,6 +24,12 @@ def add_parser(sub, name: str) -> None:
     p.set_defaults(scope=None)  # auto without --quantize, all with it
     p.add_argument("--out", required=True, help="output .tclip path (written atomically)")
     p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="Hugging Face tokenizer folder to carry inside the file (a SigLIP's; found by itself for hub "
+        "and HF folders that hold one)",
+    )
+    p.add_argument(
         "--packing",
         choices=PACKINGS,
         default="2bit",
@@ -46,11 +52,12 @@ def add_parser(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pack.export import save
     from ..pack.info import describe
-    from .model_args import load_model, ternary_config
+    from .model_args import load_model, model_tokenizer, ternary_config
 
     if args.scope is None:
         args.scope = "auto" if args.quantize is None else "all"
     model = load_model(args)
+    tokenizer, clean = model_tokenizer(args, model)
     source = args.open_clip or args.hf or args.checkpoint
     provenance = {"source": source, "pretrained": args.pretrained}
     path = save(
@@ -61,12 +68,16 @@ def run(args: argparse.Namespace) -> int:
         config=ternary_config(args),
         quantize=args.quantize,
         provenance=provenance,
+        tokenizer=tokenizer,
+        tokenizer_clean=clean,
     )
     info = describe(path)
     print(
         f"wrote {path}: {info['file_bytes'] / 1e6:.2f} MB, {info['ternary_fraction']:.2%} ternary, "
         f"{info['compression_vs_fp32']:.2f}x smaller than fp32"
     )
+    if info["tokenizer"].get("type") == "none":
+        print("note: no tokenizer packed (this SigLIP encodes token ids only); add one with --tokenizer DIR")
     kept = info["quantization"].get("kept_float")
     if kept:
         print(f"kept float ({len(kept)} weights not ternary x scale): {', '.join(kept)}")

@@ -16,7 +16,12 @@ def add_parser(sub, name: str) -> None:
         "/v1/classify, Immich's machine-learning /predict (CLIP search), /ping, /health, /metrics. "
         "Needs the serve extra: pip install 'ternaryclip[serve]'.",
     )
-    p.add_argument("model_path", nargs="?", metavar="MODEL", help="a .tclip file (served as its file name's stem)")
+    p.add_argument(
+        "model_path",
+        nargs="?",
+        metavar="MODEL",
+        help="a .tclip file (served as its file name's stem), or hf-hub:ORG/NAME / hf:ORG/NAME (converted once)",
+    )
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="serve more models (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=3003, help="port (default 3003, Immich's machine-learning port)")
@@ -55,6 +60,9 @@ def model_paths(args: argparse.Namespace) -> dict[str, Path]:
         paths[name] = Path(path)
     if not paths:
         raise ValueError("give a .tclip file or --model NAME=PATH")
+    from .model_args import hub_tclip, is_hub_name
+
+    paths = {name: hub_tclip(str(path)) if is_hub_name(str(path)) else path for name, path in paths.items()}
     for path in paths.values():
         if not path.is_file():
             raise FileNotFoundError(f"no such model file: {path}")

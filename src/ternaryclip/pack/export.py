@@ -265,11 +265,13 @@ def tclip_from_model(
     quantize: str | None = None,
     provenance: dict | None = None,
     tokenizer=None,
+    tokenizer_clean: str = "canonicalize",
 ) -> TclipModel:
     """Everything a ``.tclip`` holds, from a ternarized model or a float model with ternary weights.
 
     ``tokenizer``: a Hugging Face tokenizer (folder or object) to carry inside the file; a SigLIP needs
-    one to encode strings (CLIP's BPE is bundled with the runtime).
+    one to encode strings (CLIP's BPE is bundled with the runtime).  ``tokenizer_clean``: open_clip's
+    text cleaning before it (``canonicalize`` for SigLIP: lower case, no punctuation).
     """
     family = clip_family(model)
     arch = model_arch(model)
@@ -294,7 +296,9 @@ def tclip_from_model(
     blobs = {}
     text = arch.text
     if tokenizer is not None:
-        tokenizer_spec, blobs[TOKENIZER_BLOB] = tokenizer_meta(tokenizer, text.context_length, text.vocab_size)
+        tokenizer_spec, blobs[TOKENIZER_BLOB] = tokenizer_meta(
+            tokenizer, text.context_length, text.vocab_size, tokenizer_clean
+        )
     else:  # CLIP's BPE ships with the runtime; a SigLIP without its tokenizer encodes token ids only
         kind = "none" if arch.is_siglip else "clip_bpe"
         tokenizer_spec = {"type": kind, "context_length": text.context_length, "vocab_size": text.vocab_size}
@@ -326,13 +330,15 @@ def save(
     quantize: str | None = None,
     provenance: dict | None = None,
     tokenizer=None,
+    tokenizer_clean: str = "canonicalize",
 ) -> Path:
     """Write a ternarized (or already-ternary float) open_clip / HF CLIP to ``path`` as ``.tclip``.
 
     >>> ternarize_(model, TernaryConfig(embedding=True))           # doctest: +SKIP
     >>> ternaryclip.save(model, "model.tclip", packing="base3")     # doctest: +SKIP
     """
-    return write(tclip_from_model(model, config, quantize, provenance, tokenizer), path, packing, float_dtype)
+    data = tclip_from_model(model, config, quantize, provenance, tokenizer, tokenizer_clean)
+    return write(data, path, packing, float_dtype)
 
 
 # ---------------------------------------------------------------- .tclip -> torch

@@ -1,8 +1,8 @@
 """The one door for float CLIP models (the teacher, or a model to ternarize): :func:`load_float_clip`.
 
-Nothing here downloads by itself: a local checkpoint file, an open_clip ``local-dir:`` folder or a
-Hugging Face folder is loaded as given.  Hub names (``hf-hub:``, a pretrained tag, an HF repo id) are
-passed through to open_clip / transformers for users who have network access.
+A local checkpoint file, an open_clip ``local-dir:`` folder or a Hugging Face folder is loaded as
+given.  Hub names (``hf-hub:ORG/NAME``, an HF repo id ``ORG/NAME``) resolve through huggingface_hub's
+cache (:mod:`.hub`): downloaded once with network access, read from the cache after that.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def _guess_family(spec: str, pretrained: str | None) -> Family:
         return "hf"
     if spec.endswith(WEIGHT_SUFFIXES) and not pretrained:
         return "openai"
+    from .hub import is_repo_id
+
+    if is_repo_id(spec) and not spec.endswith(".json") and not pretrained:  # ORG/NAME on the hub
+        return "hf"
     return "open_clip"
 
 
@@ -81,6 +85,10 @@ def create_open_clip(name: str, pretrained: str | None = None) -> nn.Module:
             f"unknown open_clip model {name!r}: use a name from open_clip.list_models(), "
             "a path to a JSON model config, or local-dir:PATH"
         )
+    if name.startswith("hf-hub:"):  # through the hub's cache, with one-line errors, as a local folder
+        from .hub import open_clip_snapshot
+
+        name = f"local-dir:{open_clip_snapshot(name)}"
     if pretrained and not os.path.isfile(pretrained) and os.sep in pretrained:
         raise FileNotFoundError(f"pretrained checkpoint {pretrained!r} does not exist")
     try:
@@ -142,12 +150,32 @@ def checkpoint_mismatch(name: str, path: str, err: Exception) -> ValueError:
 
 
 def load_hf_clip(path: str) -> nn.Module:
-    """A ``transformers.CLIPModel`` from a local folder (``config.json`` + weights) or a hub id."""
-    from transformers import CLIPModel
+    """A ``transformers.CLIPModel`` or ``SiglipModel`` from a local folder (``config.json`` + weights) or a hub
+    id ``ORG/NAME`` (through the hub's cache)."""
+    import json
 
-    if os.sep in path and not os.path.isdir(path):
-        raise FileNotFoundError(f"Hugging Face model folder {path!r} does not exist")
-    return CLIPModel.from_pretrained(path).eval()
+    from .hub import TRANSFORMERS_FILES, is_repo_id, snapshot
+
+    if not os.path.isdir(path):
+        if not is_repo_id(path):
+            raise FileNotFoundError(
+                f"Hugging Face model folder {path!r} does not exist (a hub repository is named ORG/NAME)"
+            )
+        path = str(snapshot(path, TRANSFORMERS_FILES))
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model folder")
+    with open(config, encoding="utf-8") as f:
+        model_type = json.load(f).get("model_type")
+    if model_type == "siglip":
+        from transformers import SiglipModel as Model
+    elif model_type == "clip":
+        from transformers import CLIPModel as Model
+    else:
+        raise ValueError(
+            f"{path}: model type {model_type!r}; ternaryclip packs CLIP and SigLIP (model_type clip, siglip)"
+        )
+    return Model.from_pretrained(path).eval()
 
 
 def load_openai_checkpoint(path: str, quick_gelu: bool = True) -> nn.Module:
