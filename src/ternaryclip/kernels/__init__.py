@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..choices import MODES
 from . import _ext  # the compiled kernels; their threads are their own (core/pool.h), not OpenMP's
 
 IMPLS = ("auto", *_ext.impl_names())  # "ref", then the instruction sets this build has
@@ -93,12 +92,8 @@ def gemm(
     rounded ``x`` up to the order of the sums, on AMX-BF16 tiles where the CPU has them.
     ``out``: an existing ``[M, N]`` float32 array to write into (returned).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    impl = _impl(impl)
+    impl = _impl(impl)  # the extension checks the mode, the sizes and x's columns
     x = _as("x", x, np.float32, 2)
-    if x.shape[1] != k:
-        raise ValueError(f"x has {x.shape[1]} columns but the weights have K = {k}")
     packed = _as("packed", packed, np.uint8, 2)
     scales = _as("scales", scales, np.float32, 2)
     if bias is not None:
@@ -134,9 +129,7 @@ def prepare(
     64-column boundaries); elsewhere both run the exact GEMM on the file layout (``'bf16'`` on the rounded
     activations), bit for bit the reference.  Exact mode on AMX-BF16 splits each activation exactly into
     three bf16: the reference's numbers up to the order of the float32 sums."""
-    if mode not in PREPARED_MODES:
-        raise ValueError(f"mode must be one of {PREPARED_MODES}, got {mode!r}")
-    impl = _impl(impl)
+    impl = _impl(impl)  # the extension checks the mode and the sizes
     packed = _as("packed", packed, np.uint8, 2)
     scales = _as("scales", scales, np.float32, 2)
     made = _ext.prepare_weights(packed, int(k), scales, int(group_size), impl, mode)
