@@ -123,45 +123,51 @@ inline void tile_dots(const uint32_t* wa, const uint32_t* wb, const int8_t* q0, 
 #undef TCLIP_STEP
 #undef TCLIP_FLUSH
 
-// Small-M kernel: acc[t] = dots of the tile's 8 rows with T <= 8 tokens over columns [k0, k1)
-// (multiples of 4), read straight from the prepared tile: per 16 columns one load, four shift-and-
-// masks, then per token and step one broadcast and one maddubs.  The int16 accumulation runs over
-// 128-column segments (the bound above), so the integer dots equal the reference bit for bit.
-template <int T>
+// Small-M kernel: acc[r * T + t] = dots of prepared tile r (of Tiles consecutive ones: 8 rows
+// each) with T <= 8 tokens over columns [k0, k1) (multiples of 4), read straight from the prepared bytes: per
+// 16 columns and tile one load and four shift-and-masks, then per token and step one broadcast (shared by the
+// tiles) and one maddubs a tile.  The int16 accumulation runs over 128-column segments (the bound above), so
+// the integer dots equal the reference bit for bit.
+template <int T, int Tiles>
 void prepared_dots(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
     const __m256i mask = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+    const int64_t tile_bytes = 2 * kp;  // 8 rows of kp / 4 bytes
+    for (int i = 0; i < Tiles * T; ++i) acc[i] = _mm256_setzero_si256();
     for (int64_t seg = k0; seg < k1; seg += kSegment) {
         const int64_t end = std::min(k1, seg + kSegment);
-        __m256i a16[T];
-        for (int t = 0; t < T; ++t) a16[t] = _mm256_setzero_si256();
-        const auto step = [&](__m256i wv, int64_t c) {
+        __m256i a16[Tiles * T];
+        for (int i = 0; i < Tiles * T; ++i) a16[i] = _mm256_setzero_si256();
+        const auto step = [&](const __m256i* wv, int64_t c) {
             for (int t = 0; t < T; ++t) {
                 int32_t four;
                 std::memcpy(&four, q0 + t * kp + c, 4);
-                a16[t] = _mm256_add_epi16(a16[t], _mm256_maddubs_epi16(wv, _mm256_set1_epi32(four)));
+                const __m256i q = _mm256_set1_epi32(four);
+                for (int r = 0; r < Tiles; ++r)
+                    a16[r * T + t] = _mm256_add_epi16(a16[r * T + t], _mm256_maddubs_epi16(wv[r], q));
             }
         };
-        const auto chunk = [&](int64_t c) {
-            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (c / 16) * 32));
+        const auto chunk = [&](int r, int64_t c) {
+            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * tile_bytes + (c / 16) * 32));
         };
         const auto single = [&](int64_t c) {  // one 4-column step outside a whole chunk
             const __m128i shift = _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)));
-            step(_mm256_and_si256(_mm256_srl_epi16(chunk(c), shift), mask), c);
+            __m256i wv[Tiles];
+            for (int r = 0; r < Tiles; ++r) wv[r] = _mm256_and_si256(_mm256_srl_epi16(chunk(r, c), shift), mask);
+            step(wv, c);
         };
         int64_t c = seg;
         for (; c < end && c % 16 != 0; c += 4) single(c);
         const int64_t whole = c + (end - c) / 16 * 16;
-        const uint8_t* wp = tile + (c / 16) * 32;
-        for (; c < whole; c += 16, wp += 32) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
-            step(_mm256_and_si256(v, mask), c);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask), c + 4);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), c + 8);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask), c + 12);
+        for (const uint8_t* wp = tile + (c / 16) * 32; c < whole; c += 16, wp += 32) {
+            __m256i v[Tiles], wv[Tiles];
+            for (int r = 0; r < Tiles; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * tile_bytes));
+            for (int s = 0; s < 4; ++s) {
+                for (int r = 0; r < Tiles; ++r) wv[r] = _mm256_and_si256(_mm256_srli_epi16(v[r], 2 * s), mask);
+                step(wv, c + 4 * s);
+            }
         }
         for (; c < end; c += 4) single(c);
-        for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(a16[t], ones));
+        for (int i = 0; i < Tiles * T; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a16[i], ones));
     }
 }
 
@@ -172,9 +178,9 @@ struct MaddubsDots {
         for (int i = 0; i < 2 * kTileTokens; ++i) acc[i] = _mm256_setzero_si256();
         tile_dots(wa, wb, q0, kp, k0, k1, acc);
     }
-    template <int T>
+    template <int T, int Tiles>
     static void prepared(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
-        prepared_dots<T>(tile, q0, kp, k0, k1, acc);
+        prepared_dots<T, Tiles>(tile, q0, kp, k0, k1, acc);
     }
 };
 

@@ -115,38 +115,50 @@ struct VnniDots {
         acc[6] = a6, acc[7] = a7, acc[8] = a8, acc[9] = a9, acc[10] = a10, acc[11] = a11;
     }
 
-    // The 8 rows of a prepared tile x T <= 8 tokens, straight from its packed bytes: per 16 columns one
-    // load, four shift-and-masks, then per token and step a broadcast and a vpdpbusd.  With few tokens
-    // each keeps several partial sums: one chain a token would wait on vpdpbusd's latency (about 5
+    // Tiles consecutive prepared tiles (8 rows each) x T <= 8 tokens into acc[r * T + t], straight from the
+    // packed bytes: per 16 columns and tile one load and four shift-and-masks, then per token and step a
+    // broadcast (shared by the tiles) and a vpdpbusd a tile.  With few tokens each keeps several partial sums
+    // (at least 8 chains in all where it can): one chain a token would wait on vpdpbusd's latency (about 5
     // cycles) at every step.
-    template <int T>
+    template <int T, int Tiles>
     static void prepared(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m256i* acc) {
-        constexpr int kParts = T == 1 ? 4 : T <= 4 ? 2 : 1;
+        constexpr int kSums = T * Tiles, kParts = kSums == 1 ? 4 : kSums <= 4 ? 8 / kSums : 1;
+        const int64_t tile_bytes = 2 * kp;  // 8 rows of kp / 4 bytes
         const __m256i mask = _mm256_set1_epi8(3);
-        __m256i part[kParts][T];
+        __m256i part[kParts][kSums];
         for (auto& p : part)
             for (auto& v : p) v = _mm256_setzero_si256();
-        const auto step = [&](__m256i wv, int64_t c, int p) {
-            for (int t = 0; t < T; ++t) part[p][t] = dpbusd(part[p][t], wv, broadcast4(q0 + t * kp + c));
+        const auto step = [&](const __m256i* wv, int64_t c, int p) {
+            for (int t = 0; t < T; ++t) {
+                const __m256i q = broadcast4(q0 + t * kp + c);
+                for (int r = 0; r < Tiles; ++r) part[p][r * T + t] = dpbusd(part[p][r * T + t], wv[r], q);
+            }
+        };
+        const auto chunk = [&](int r, int64_t c) {
+            return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + r * tile_bytes + (c / 16) * 32));
         };
         const auto single = [&](int64_t c) {  // one 4-column step outside a whole 16-column chunk
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (c / 16) * 32));
-            step(_mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)))), mask), c, 0);
+            const __m128i shift = _mm_cvtsi32_si128(int(2 * ((c / 4) % 4)));
+            __m256i wv[Tiles];
+            for (int r = 0; r < Tiles; ++r) wv[r] = _mm256_and_si256(_mm256_srl_epi16(chunk(r, c), shift), mask);
+            step(wv, c, 0);
         };
         int64_t c = k0;
         for (; c < k1 && c % 16 != 0; c += 4) single(c);
         const int64_t whole = c + (k1 - c) / 16 * 16;
         for (const uint8_t* wp = tile + (c / 16) * 32; c < whole; c += 16, wp += 32) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp));
-            step(_mm256_and_si256(v, mask), c, 0);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 2), mask), c + 4, 1 % kParts);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), c + 8, 2 % kParts);
-            step(_mm256_and_si256(_mm256_srli_epi16(v, 6), mask), c + 12, 3 % kParts);
+            __m256i v[Tiles], wv[Tiles];
+            for (int r = 0; r < Tiles; ++r)
+                v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * tile_bytes));
+            for (int s = 0; s < 4; ++s) {
+                for (int r = 0; r < Tiles; ++r) wv[r] = _mm256_and_si256(_mm256_srli_epi16(v[r], 2 * s), mask);
+                step(wv, c + 4 * s, s % kParts);
+            }
         }
         for (; c < k1; c += 4) single(c);
-        for (int t = 0; t < T; ++t) {
-            acc[t] = part[0][t];
-            for (int p = 1; p < kParts; ++p) acc[t] = _mm256_add_epi32(acc[t], part[p][t]);
+        for (int i = 0; i < kSums; ++i) {
+            acc[i] = part[0][i];
+            for (int p = 1; p < kParts; ++p) acc[i] = _mm256_add_epi32(acc[i], part[p][i]);
         }
     }
 };
