@@ -59,7 +59,8 @@ def settings(precision: str) -> dict:
     import nncf
     import openvino as ov
 
-    out = {"route": ROUTE, "openvino": ov.__version__, "weights_in_ir": "fp32"}
+    weights = "int8 where NNCF quantized, the rest fp32" if precision == "int8" else "fp32"
+    out = {"route": ROUTE, "openvino": ov.__version__, "weights_in_ir": weights}
     out["inference_precision"] = "f32 (forced)" if precision == "fp32" else "OpenVINO's default for this CPU"
     if precision == "int8":
         out["quantization"] = {
