@@ -164,7 +164,8 @@ void check_float_ops(const std::string& impl) {
     const KernelTable& simd = pick(impl, Op::float_ops);
     for (int64_t d : {7, 64, 100}) {
         const int64_t m = 5;
-        const auto x = random_floats(size_t(m * d)), g = random_floats(size_t(d), 1.0f), b = random_floats(size_t(d), 1.0f);
+        const auto x = random_floats(size_t(m * d)), g = random_floats(size_t(d), 1.0f),
+                   b = random_floats(size_t(d), 1.0f);
         std::vector<float> y_ref(x.size()), y(x.size());
         ref.layer_norm(x.data(), m, d, g.data(), b.data(), 1e-5f, y_ref.data());
         simd.layer_norm(x.data(), m, d, g.data(), b.data(), 1e-5f, y.data());
@@ -191,14 +192,13 @@ void check_float_ops(const std::string& impl) {
 bool refused(const std::string& impl) {
     try {
         pick(impl, Op::gemm_fast);
-    } catch (const std::invalid_argument&) {
-        return true;
-    }
+    } catch (const std::invalid_argument&) { return true; }
     return false;
 }
 
 void check_gemm_shapes(const std::string& impl) {
-    for (int64_t m = 1; m <= 17; ++m) check_gemm(impl, m, 2 * m + 1, 100 + 29 * m, m % 3 == 0 ? 12 : 100 + 29 * m, m % 2 == 0);
+    for (int64_t m = 1; m <= 17; ++m)
+        check_gemm(impl, m, 2 * m + 1, 100 + 29 * m, m % 3 == 0 ? 12 : 100 + 29 * m, m % 2 == 0);
     const int64_t ns[] = {1, 9, 33}, ks[] = {1, 4, 20, 128, 131, 300, 517};
     for (int64_t n : ns)
         for (int64_t k : ks)
@@ -210,9 +210,7 @@ void check_gemm_shapes(const std::string& impl) {
     bool declined = false;
     try {
         pick(impl, Op::gemm_fast, &odd.view);
-    } catch (const std::invalid_argument&) {
-        declined = true;
-    }
+    } catch (const std::invalid_argument&) { declined = true; }
     check(declined && std::string(pick("auto", Op::gemm_fast, &odd.view).name) == "ref",
           impl + " declines groups of 7 columns");
 }
@@ -287,17 +285,18 @@ void check_linear(const std::string& impl) {
         int64_t m, n, k, gs;
         bool per_row;
     };
-    const Shape shapes[] = {{1, 9, 200, 200, true}, {17, 33, 300, 64, true}, {5, 40, 640, 640, false},
-                            {40, 65, 1100, 1100, true}, {7, 40, 640, 64, true}};
+    const Shape shapes[] = {{1, 9, 200, 200, true},
+                            {17, 33, 300, 64, true},
+                            {5, 40, 640, 640, false},
+                            {40, 65, 1100, 1100, true},
+                            {7, 40, 640, 64, true}};
     for (const Shape& s : shapes)
         for (Mode mode : {Mode::fast, Mode::exact, Mode::bf16}) {
             Weights w = make_weights(s.n, s.k, s.gs, s.per_row);
             if (impl != "ref") {  // a table that declines these weights is refused by name: nothing to test
                 try {
                     pick(impl, Op::gemm_fast, &w.view);
-                } catch (const std::invalid_argument&) {
-                    continue;
-                }
+                } catch (const std::invalid_argument&) { continue; }
             }
             const auto x = random_floats(size_t(s.m * s.k));
             const char* mode_name = mode == Mode::fast ? "fast" : mode == Mode::exact ? "exact" : "bf16";
@@ -308,7 +307,8 @@ void check_linear(const std::string& impl) {
             if (prepared.prepared()) {
                 check_linear_layer(impl, prepared, mode, name + " prepared", x, s.m, w);
                 // the bytes again, as the bindings hand them back: adopted under the name they were made for
-                const Linear adopted = Linear::adopt(prepared.weights(), prepared.prepared_bytes(), prepared.impl(), mode);
+                const Linear adopted =
+                    Linear::adopt(prepared.weights(), prepared.prepared_bytes(), prepared.impl(), mode);
                 std::vector<float> a(size_t(s.m * s.n)), b(a.size());
                 prepared.run(x.data(), s.m, a.data());
                 adopted.run(x.data(), s.m, b.data());
@@ -321,9 +321,7 @@ template <class F>
 bool refuses(F f) {
     try {
         f();
-    } catch (const std::invalid_argument&) {
-        return true;
-    }
+    } catch (const std::invalid_argument&) { return true; }
     return false;
 }
 
@@ -334,7 +332,8 @@ void check_linear_refusals() {
     const WeightShapes ok{9, 200, 200, 9, 1, 9, 64, 9};
     check(!refuses([&] { checked_weights(w.packed.data(), s, w.bias.data(), ok); }), "linear takes good sizes");
     const auto refused = [&](WeightShapes bad, const char* what) {
-        check(refuses([&] { checked_weights(w.packed.data(), s, w.bias.data(), bad); }), std::string("linear refuses ") + what);
+        check(refuses([&] { checked_weights(w.packed.data(), s, w.bias.data(), bad); }),
+              std::string("linear refuses ") + what);
     };
     WeightShapes bad = ok;
     bad.k = 0, refused(bad, "k = 0");
@@ -406,8 +405,8 @@ void run_all(const std::string&) {
     const char* flagged[] = {"avx2", "avx512", "amx"};  // tables whose gemm_ok is one cpu_features flag
     const bool has[] = {f.avx2, f.avx512_vnni, f.amx_int8};
     for (int i = 0; i < 3; ++i)
-        check(refused(flagged[i]) != has[i], std::string("impl='") + flagged[i] + (has[i] ? "' runs" : "' is refused") +
-                                                 " as cpu_features says");
+        check(refused(flagged[i]) != has[i],
+              std::string("impl='") + flagged[i] + (has[i] ? "' runs" : "' is refused") + " as cpu_features says");
     std::vector<std::string> available;
     for (const std::string& impl : impl_names())
         if (impl != "ref" && !refused(impl)) {
@@ -426,9 +425,7 @@ void run_all(const std::string&) {
 int main(int argc, char** argv) {
     try {
         run_all(argc > 1 ? argv[1] : "");
-    } catch (const std::exception& e) {
-        check(false, std::string("unexpected exception: ") + e.what());
-    }
+    } catch (const std::exception& e) { check(false, std::string("unexpected exception: ") + e.what()); }
     std::printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }

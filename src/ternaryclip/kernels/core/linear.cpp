@@ -141,8 +141,8 @@ TernaryWeights checked_weights(const uint8_t* codes, const float* scales, const 
     require(s.scale_cols == 1 || s.scale_cols == groups_of(s.k, s.group_size),
             "scales must have 1 or ceil(k / group_size) columns");
     require(bias == nullptr || s.bias_size == s.n, "bias must have N elements");
-    return TernaryWeights{codes, s.n, s.k, kp, scales, s.scale_rows, s.scale_cols,
-                          s.scale_cols == 1 ? s.k : s.group_size, bias};
+    return TernaryWeights{
+        codes, s.n, s.k, kp, scales, s.scale_rows, s.scale_cols, s.scale_cols == 1 ? s.k : s.group_size, bias};
 }
 
 Linear::Linear(const TernaryWeights& w, const KernelTable* table, const std::string& impl, Mode mode, bool prepared)
@@ -170,9 +170,8 @@ Linear Linear::prepare(const TernaryWeights& w, const std::string& impl, Mode mo
 
 Linear Linear::adopt(const TernaryWeights& w, int64_t bytes, const std::string& impl, Mode mode) {
     const KernelTable* table = prepared_table(impl, mode, w);
-    require(table != nullptr && impl == table->name && table->prepare != nullptr, [&] {
-        return "weights prepared for impl='" + impl + "' cannot run mode '" + mode_name(mode) + "' here";
-    });
+    require(table != nullptr && impl == table->name && table->prepare != nullptr,
+            [&] { return "weights prepared for impl='" + impl + "' cannot run mode '" + mode_name(mode) + "' here"; });
     require(bytes == table->prepared_bytes(w), [&] {
         return "prepared weights have " + std::to_string(bytes) + " bytes, expected " +
                std::to_string(table->prepared_bytes(w));

@@ -84,8 +84,8 @@ class Linear {
     void run_file_layout(const float* x, int64_t m, float* y, const LinearOptions& options) const;
 
     TernaryWeights w_;
-    const KernelTable* table_;  // the GEMM's table (for a file layout in mode "bf16": the exact GEMM's)
-    const KernelTable* ops_;    // the float ops of `impl`: LayerNorm and the separate activation pass
+    const KernelTable* table_;           // the GEMM's table (for a file layout in mode "bf16": the exact GEMM's)
+    const KernelTable* ops_;             // the float ops of `impl`: LayerNorm and the separate activation pass
     const KernelTable* bf16_ = nullptr;  // file layout, mode "bf16": the bf16 unit's table, where there is one
     Mode mode_;
     bool prepared_;

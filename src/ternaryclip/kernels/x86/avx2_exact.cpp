@@ -4,10 +4,10 @@
 //
 // The register tile of an sgemm (x86/exact_tile.inc, one body for both widths): the 8 float lanes of a
 // vector are 8 output rows, a tile of 16 rows is two vectors, and 6 tokens share them: per column, two
-// weight loads and six broadcasts feed 12 FMAs into 12 accumulators (15 of the 16 ymm registers).  The tile's codes are turned into floats
-// t in {-1, 0, 1} a chunk of K at a time (tile_driver.inc's exact_drive), column-major ([c][16 rows], 64
-// bytes a column), so the weight loads come from L1 and the float weights never exist for the whole
-// matrix.
+// weight loads and six broadcasts feed 12 FMAs into 12 accumulators (15 of the 16 ymm registers).  The
+// tile's codes are turned into floats t in {-1, 0, 1} a chunk of K at a time (tile_driver.inc's
+// exact_drive), column-major ([c][16 rows], 64 bytes a column), so the weight loads come from L1 and the
+// float weights never exist for the whole matrix.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -16,8 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include "x86/x86.h"
 #include "core/pool.h"
+#include "x86/x86.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -25,12 +25,12 @@
 namespace tclip::avx2 {
 namespace {
 
-#include "core/tile_driver.inc"
 #include "core/simd.inc"
+#include "core/tile_driver.inc"
 #include "x86/exact_tile.inc"
 
-constexpr int kRows = 16;   // output rows per tile: two vectors
-constexpr int kTokens = 6;  // tokens per register tile
+constexpr int kRows = 16;                   // output rows per tile: two vectors
+constexpr int kTokens = 6;                  // tokens per register tile
 constexpr int64_t kChunk = 256;             // columns of K per chunk: 16 KB of float weights, in L1
 constexpr int64_t kBlockBytes = 512 << 10;  // float activation bytes per token block (~ Zen 3's L2)
 
@@ -67,10 +67,10 @@ void to_floats(const uint8_t* codes, int64_t kp, int64_t c0, int64_t c1, float* 
     }
 }
 
-// exact_dots (exact_tile.inc) for a whole tile of six tokens, the sums in and out through `sums` ([6][2][8] floats, 32-byte
-// aligned).  In assembly because GCC, with the sums carried in and out of the loop, stored all 12
-// accumulators to the stack on every column (12 + two weight vectors + a broadcast fill the 16 ymm
-// registers).  The same FMAs in the same order: w * x + acc, column after column.
+// exact_dots (exact_tile.inc) for a whole tile of six tokens, the sums in and out through `sums` ([6][2][8] floats,
+// 32-byte aligned).  In assembly because GCC, with the sums carried in and out of the loop, stored all 12 accumulators
+// to the stack on every column (12 + two weight vectors + a broadcast fill the 16 ymm registers).  The same FMAs in the
+// same order: w * x + acc, column after column.
 inline void dots6(const float* wt, const float* x, int64_t k, int64_t c0, int64_t c1, float* sums) {
     const float* p0 = x + c0;
     const float* p3 = p0 + 3 * k;

@@ -25,14 +25,14 @@
 namespace tclip::avx512 {
 namespace {
 
-#include "core/tile_driver.inc"
 #include "core/simd.inc"
+#include "core/tile_driver.inc"
 #include "x86/exact_tile.inc"
 
-constexpr int kRows = 32;    // output rows per tile: two vectors
-constexpr int kTokens = 12;  // tokens per register tile
-constexpr int64_t kChunk = 256;               // columns of K per chunk: 32 KB of float weights, in L1
-constexpr int64_t kBlockBytes = 768 << 10;    // float activation bytes per token block (Zen 4: 1 MB of L2)
+constexpr int kRows = 32;                   // output rows per tile: two vectors
+constexpr int kTokens = 12;                 // tokens per register tile
+constexpr int64_t kChunk = 256;             // columns of K per chunk: 32 KB of float weights, in L1
+constexpr int64_t kBlockBytes = 768 << 10;  // float activation bytes per token block (Zen 4: 1 MB of L2)
 
 // 16 rows x 16 columns of codes u -> floats t = u - 1, transposed: out[j * 32 + r] = t of row r, column j.
 inline void float_block_16x16(const uint8_t* codes, int64_t kp, float* out) {
@@ -56,7 +56,8 @@ inline void float_block_16x16(const uint8_t* codes, int64_t kp, float* out) {
     // lanes per s gathers column 4 L + s of all 16 rows into t[4 L + s]
     for (int s = 0; s < 4; ++s) {
         const __m512 a = _mm512_shuffle_f32x4(r[s], r[4 + s], 0x88), b = _mm512_shuffle_f32x4(r[s], r[4 + s], 0xDD);
-        const __m512 c = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0x88), d = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0xDD);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0x88),
+                     d = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0xDD);
         t[s] = _mm512_shuffle_f32x4(a, c, 0x88);
         t[4 + s] = _mm512_shuffle_f32x4(b, d, 0x88);
         t[8 + s] = _mm512_shuffle_f32x4(a, c, 0xDD);
