@@ -128,3 +128,19 @@ def test_to_torch_rebuilds_an_open_clip_siglip_with_the_files_weights(tmp_path):
     for ours, theirs in zip(_reference(twin, pixels, ids), _reference(model, pixels, ids)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     assert float(twin.logit_bias) == float(model.logit_bias)
+
+
+def test_a_clip_file_keeps_the_metadata_it_had_before_siglip():
+    """The SigLIP fields are written only where they differ from CLIP's: older readers still read a CLIP."""
+    from ternaryclip.arch import ClipArch, TextArch, VisionArch
+
+    clip = ClipArch(32, VisionArch(32, 8, 64, 2, 2, 256), TextArch(16, 100, 48, 2, 2, 192))
+    assert set(clip.to_dict()["vision"]) == {
+        "image_size", "patch_size", "width", "layers", "heads", "mlp_width", "pool_type", "final_ln_after_pool",
+        "no_ln_pre",
+    }  # fmt: skip
+    assert set(clip.to_dict()["text"]) == {
+        "context_length", "vocab_size", "width", "heads", "layers", "mlp_width", "pool_type", "eos_id", "causal",
+    }  # fmt: skip
+    siglip = model_arch(tiny_open_clip_siglip())
+    assert ClipArch.from_dict(siglip.to_dict()) == siglip and ClipArch.from_dict(clip.to_dict()) == clip

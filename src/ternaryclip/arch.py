@@ -43,6 +43,10 @@ _TERNARY_OK = (
 )
 
 
+# Fields added for SigLIP (written to a file only when they differ from their CLIP default).
+_SIGLIP_FIELDS = ("class_token", "patch_bias", "proj", "activation", "proj_bias")
+
+
 @dataclass(frozen=True)
 class VisionArch:
     image_size: int
@@ -85,7 +89,14 @@ class ClipArch:
     logit_bias: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As metadata; the SigLIP fields only where they differ from CLIP's, so that a CLIP's file
+        reads the same as before they existed (and in a ternaryclip that predates them)."""
+        d = asdict(self)
+        for section, klass in (("vision", VisionArch), ("text", TextArch)):
+            for f in fields(klass):
+                if f.name in _SIGLIP_FIELDS and d[section][f.name] == f.default:
+                    del d[section][f.name]
+        return d
 
     def activation(self, tower: VisionArch | TextArch) -> str:
         """The MLP activation of one tower: its own, else the model-wide quick_gelu flag's."""

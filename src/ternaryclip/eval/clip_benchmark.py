@@ -51,12 +51,13 @@ class RuntimeModel:
 
 
 class TorchTokenizer:
-    """CLIP BPE ids as a LongTensor (which has the ``.to(device)`` CLIP_benchmark calls)."""
+    """Token ids as a LongTensor (which has the ``.to(device)`` CLIP_benchmark calls): CLIP's BPE, or the
+    tokenizer a ``.tclip`` carries (a SigLIP's)."""
 
-    def __init__(self, context_length: int):
+    def __init__(self, context_length: int, tokenizer=None):
         from ..runtime.tokenizer import ClipTokenizer
 
-        self.tokenizer = ClipTokenizer(context_length)
+        self.tokenizer = tokenizer or ClipTokenizer(context_length)
 
     def __call__(self, texts):
         import torch
@@ -95,7 +96,8 @@ def load_ternaryclip(model_name: str, pretrained: str | None = None, cache_dir: 
     from ..runtime import load
 
     runtime = load(model_name, mode=pretrained if pretrained in MODES else "fast")
-    return RuntimeModel(runtime), TorchTransform(runtime.preprocess), TorchTokenizer(runtime.arch.text.context_length)
+    tokenizer = TorchTokenizer(runtime.arch.text.context_length, runtime.tokenize)
+    return RuntimeModel(runtime), TorchTransform(runtime.preprocess), tokenizer
 
 
 def _accuracy(output, target, topk=(1,)):

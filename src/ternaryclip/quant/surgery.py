@@ -7,6 +7,11 @@ as ``x @ P``, and the patch embedding is a ``Conv2d``.  ``torch.nn.utils.paramet
 weight* of any module by ``fake_quant(latent)`` without touching the model's forward code, so one
 mechanism covers every case, the model's own ``encode_image``/``get_text_features`` keep working, and
 the latent float weight stays a trainable Parameter (``<module>.parametrizations.<name>.original``).
+
+The same walk covers SigLIP: open_clip's timm tower (``qkv`` / ``proj`` / ``fc1`` / ``fc2`` Linears, the
+attention-pool head's ``q`` / ``kv`` / ``proj`` / MLP, the patch ``Conv2d``), its ``Linear`` text projection,
+and HF ``SiglipModel``'s head (an ``nn.MultiheadAttention``).  The probe and the position embeddings stay
+float, as CLIP's class and position embeddings do.
 """
 
 from __future__ import annotations
