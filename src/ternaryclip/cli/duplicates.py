@@ -36,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
         for photo in group:
             print(f"  {photo['similarity']:.3f}  {photo['width']}x{photo['height']}  {photo['path']}")
     in_groups = sum(len(g) for g in groups)
-    print(f"{len(groups)} groups of near-duplicates ({in_groups} of {total} photos) at threshold {args.threshold}")
+    groups_word = "group" if len(groups) == 1 else "groups"
+    print(
+        f"{len(groups)} {groups_word} of near-duplicates ({in_groups} of {total} photos) at threshold {args.threshold}"
+    )
     return 0
