@@ -83,8 +83,9 @@ TernaryWeights file_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<f
 }
 
 void require_columns(const In2D<float>& x, int64_t k) {
-    require(dim(x.shape(1)) == k, "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " +
-                                      std::to_string(k));
+    require(dim(x.shape(1)) == k, [&] {
+        return "x has " + std::to_string(x.shape(1)) + " columns, the weights expect " + std::to_string(k);
+    });
 }
 
 nb::object gemm(const In2D<float>& x, const In2D<uint8_t>& packed, int64_t k, const In2D<float>& scales,
