@@ -136,3 +136,14 @@ def test_serve_and_index_convert_a_hub_name_once(open_clip_repo, tmp_path, capsy
     assert "converting" not in capsys.readouterr().out
     model, folder = open_clip_repo
     _runtime_equals(path, model, folder, ["two small red circles"])
+
+
+def test_what_counts_as_a_hub_repository_id(tmp_path):
+    from ternaryclip.torch_clip.hub import is_repo_id
+    from ternaryclip.torch_clip.loading import _guess_family
+
+    (tmp_path / "org").mkdir()
+    assert is_repo_id("org/name") and not is_repo_id(str(tmp_path / "org"))
+    for spec in ("hf-hub:org/name", "local-dir:some/dir", "ViT-B-16", "./org/name", "a/b/c", "configs/x.json"):
+        assert _guess_family(spec, None) != "hf", spec
+    assert _guess_family("org/name", None) == "hf" and _guess_family("org/name", "w.pt") == "open_clip"

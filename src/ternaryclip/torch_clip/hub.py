@@ -25,9 +25,16 @@ def _offline() -> bool:
 
 
 def is_repo_id(spec: str) -> bool:
-    """``ORG/NAME`` that is not a local path: one slash, two non-empty parts, nothing on disk by that name."""
+    """``ORG/NAME`` that is not a local path: one slash, two non-empty parts, no scheme (``hf-hub:``,
+    ``local-dir:``), nothing on disk by that name."""
     parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "~")) and not os.path.exists(spec)
+    return (
+        len(parts) == 2
+        and all(parts)
+        and ":" not in spec
+        and not spec.startswith((".", "~"))
+        and not os.path.exists(spec)
+    )
 
 
 def snapshot(repo_id: str, patterns: list[str]) -> Path:
