@@ -120,6 +120,11 @@ def test_kernel_bench_reports_every_engine(tmp_path, capsys):
     for row in report["rows"]:
         assert row["ternary_auto_gops_per_core"] > 0 and row["torch_fp32_gops_per_core"] > 0
         assert row["torch_int8_dynamic_gops_per_core"] > 0
+    # every path this CPU runs is timed, the test builds (the emulated AVX-VNNI kernels) are not
+    assert ("avx2" in report["simd_impls"]) == kernels.cpu_has_avx2()
+    assert ("avxvnni" in report["simd_impls"]) == kernels.cpu_has_avx_vnni()
+    assert not set(kernels.TEST_IMPLS) & set(report["simd_impls"])
+    assert report["avx_vnni"] == kernels.cpu_has_avx_vnni() and "avxvnni" in report["int8_dot_peak_gops"]
 
 
 def test_onnx_2bit_conversion_matches_the_ternary_matmul(tmp_path):
