@@ -4,12 +4,13 @@
 
 - ``dynamic``: ``quantize_dynamic``, int8 weights per output channel, activations quantized at run time
   per tensor (``DynamicQuantizeLinear`` + ``MatMulInteger``); no calibration;
-- ``static``: ``quantize_static`` in QDQ format after ``quant_pre_process`` (shape inference and graph
+- ``static``: ``quantize_static`` in QDQ format after ``quant_pre_process`` (ONNX shape inference and graph
   optimization, as ORT's guide asks), uint8 activations with MinMax ranges from the 32 calibration inputs
   NNCF sees too (:mod:`.calibration`), int8 weights per output channel: U8S8, the fast pair on x86.
 
-``onnxruntime_int8`` is the faster of the two on the machine the method was chosen on (``DEFAULT_METHOD``,
-see docs/benchmarks-peers.md); the other stays selectable as ``onnxruntime_int8_<method>``.
+``onnxruntime_int8`` is the faster of the two where the method was chosen (``DEFAULT_METHOD``: dynamic, on a
+2-vCPU Zen 4 1.38x static's speed at ViT-B/16 image b1 and 1.22x at b32, docs/benchmarks-peers.md); the
+other stays selectable as ``onnxruntime_int8_<method>``.
 """
 
 from __future__ import annotations
