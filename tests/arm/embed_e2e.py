@@ -7,7 +7,9 @@ results.  The kernels are bitwise equal to the reference on both machines, but t
 differ in vector width and fused multiply-adds, so the check is a tolerance: exact mode to 1e-5, fast
 mode (where an activation can round to the neighbouring int8) to cosine 0.9999.  run.sh makes the x86
 side with ``TERNARYCLIP_IMPL=avx2``: on a CPU with AMX the fast mode's attention would be bf16, which no
-aarch64 path has.  Prints one line per check and ends with ``N passed, M failed``.
+aarch64 path has; and the x86 side's fast attention runs float32 (``int8=False`` on a path without bf16),
+as the aarch64 one does, not the AVX2 int8 attention.  Prints one line per check and ends with
+``N passed, M failed``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ def make(out: Path) -> None:
 
     import ternaryclip
     from helpers import TINY_OPEN_CLIP, random_inputs
+    from ternaryclip import kernels
     from ternaryclip.quant import TernaryConfig, ternarize_
+
+    attention = kernels.attention
+    kernels.attention = lambda *args, **kwargs: attention(*args, **{**kwargs, "int8": False})
 
     torch.manual_seed(0)
     model = open_clip.CLIP(**TINY_OPEN_CLIP).eval()
