@@ -592,3 +592,19 @@ def test_every_small_m_is_the_reference_bit_for_bit_after_larger_calls(group):
             kernels.gemm_prepared(x[: m + 40], weights, scales, gs, bias)  # fills rows past m
             expected = kernels.gemm(x[:m], packed, k, scales, gs, bias, "fast", "ref")
             assert np.array_equal(kernels.gemm_prepared(x[:m], weights, scales, gs, bias), expected), (impl, m)
+
+
+@pytest.mark.parametrize("k", [2**19, 2**19 + 100])
+def test_one_token_at_the_widest_groups_of_the_scaled_small_m_kernel(k):
+    """AVX-512's small-M kernel keeps codes shifted in place (u << 6 up to 128) for groups of at most 2^19 columns:
+    every code +1 and every activation 127 is its largest partial sum, just below 2^31; past 2^19 the unshifted
+    kernel runs."""
+    codes = np.ones((16, k), np.int8)
+    packed, scales = pack_2bit(codes), np.ones((16, 1), np.float32)
+    x = np.ones((2, k), np.float32)
+    expected = kernels.gemm(x, packed, k, scales, k, None, "fast", "ref")
+    assert expected[0, 0] == k  # q = 127 everywhere, xscale 1 / 127
+    for impl in [i for i in impls_for(k, k) if i not in ("ref", "auto")]:
+        weights = kernels.prepare(packed, k, scales, k, impl)
+        for m in (1, 2):
+            assert np.array_equal(kernels.gemm_prepared(x[:m], weights, scales, k), expected[:m]), (impl, m)

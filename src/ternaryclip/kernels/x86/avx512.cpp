@@ -192,9 +192,16 @@ struct Epilogue {
 // With few tokens each keeps several partial sums (by shift, summed at the end: integer sums, the same
 // bits): vpdpbusd adds into its accumulator, and one chain a token waited on the instruction's latency
 // at each of its 16 dots a chunk.  M = 1 on Zen 4 (K = 512 / 768, N = 512-3072): 1.4x-1.7x.
-template <int T>
+//
+// Scaled (T <= 2, groups of at most kScaledColumns): the codes of shift sh are only masked in place, u << 2 sh
+// (at most 128: still an unsigned byte), into partial sum sh, which is then 4^sh times its dots exactly and
+// shifted back (arithmetic, exact) at the end: 12 of the 28 unpacking instructions a chunk fewer.  Its bound:
+// a quarter of the group's columns, products of |u q| <= 128 * 128, sum to at most 2^12 * columns < 2^31.
+constexpr int64_t kScaledColumns = int64_t(1) << 19;
+template <int T, bool Scaled = false>
 void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* panel, int half, int64_t n0,
                   const Epilogue& finish) {
+    static_assert(!Scaled || T <= 2, "a scaled partial sum per shift: four of them a token");
     constexpr int kParts = T <= 2 ? 4 : T <= 7 ? 2 : 1;
     const __m512i mask = _mm512_set1_epi8(3);
     const int real_rows = int(std::min<int64_t>(kRows, w.n - n0));
@@ -208,7 +215,9 @@ void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
             for (int v = 0; v < 4; ++v) {
                 const __m512i bits = _mm512_loadu_si512(src + 64 * v);
                 for (int sh = 0; sh < 4; ++sh) {
-                    const __m512i codes = _mm512_and_si512(_mm512_srli_epi16(bits, 2 * sh), mask);
+                    const __m512i codes =
+                        Scaled ? _mm512_and_si512(bits, _mm512_set1_epi8(char(3 << 2 * sh)))
+                               : _mm512_and_si512(_mm512_srli_epi16(bits, 2 * sh), mask);
                     const int64_t column = c * kChunk + 4 * (4 * sh + v);  // line 4 sh + v of the chunk
                     for (int t = 0; t < T; ++t) {
                         int32_t four;
@@ -222,7 +231,8 @@ void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
         __m512i acc[T];
         for (int t = 0; t < T; ++t) {
             acc[t] = part[0][t];
-            for (int p = 1; p < kParts; ++p) acc[t] = _mm512_add_epi32(acc[t], part[p][t]);
+            for (int p = 1; p < kParts; ++p)
+                acc[t] = _mm512_add_epi32(acc[t], Scaled ? _mm512_srai_epi32(part[p][t], 2 * p) : part[p][t]);
             acc[t] = _mm512_sub_epi32(acc[t], _mm512_set1_epi32(x.qsum[t * w.scale_cols + g]));
         }
         finish(0, T, n0, real_rows, g, acc);
@@ -234,6 +244,7 @@ constexpr SmallM kSmallM[16] = {nullptr,          small_m_half<1>,  small_m_half
                                 small_m_half<4>,  small_m_half<5>,  small_m_half<6>,  small_m_half<7>,
                                 small_m_half<8>,  small_m_half<9>,  small_m_half<10>, small_m_half<11>,
                                 small_m_half<12>, small_m_half<13>, small_m_half<14>, small_m_half<15>};
+constexpr SmallM kSmallMScaled[3] = {nullptr, small_m_half<1, true>, small_m_half<2, true>};
 
 }  // namespace
 
@@ -291,11 +302,11 @@ void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, c
         return;
     }
     const int64_t halves = (w.n + kRows - 1) / kRows;
+    const SmallM kernel = x.m < 3 && w.group_size <= kScaledColumns ? kSmallMScaled[x.m] : kSmallM[x.m];
     Items items(halves);
     run_parallel(halves > 1, [&] {
         auto mine = items.join();
-        for (int64_t h; mine.next(h);)
-            kSmallM[x.m](x, wp, prepared + h / 2 * panel_bytes(w), int(h % 2), h * kRows, finish);
+        for (int64_t h; mine.next(h);) kernel(x, wp, prepared + h / 2 * panel_bytes(w), int(h % 2), h * kRows, finish);
     });
 }
 
