@@ -21,7 +21,7 @@ class ImageTooLarge(ValueError):
     """An image with more than ``MAX_PIXELS`` pixels: skipped rather than decoded."""
 
 
-def decode_rgb(source, min_side: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode_rgb(source, min_side: int | None = None, max_pixels: int | None = None) -> Image.Image:
     """A PIL RGB(-convertible) image from a path or bytes, upright; 16-bit and float images scaled to 8 bits.
 
     The one decoder of every path that reads files (training, evaluation, the runtime's
@@ -36,7 +36,7 @@ def decode_rgb(source, min_side: int | None = None, max_pixels: int = MAX_PIXELS
     - HEIC/HEIF photos when ``pillow-heif`` is installed.
 
     Raises ``ValueError`` (with the reason) for anything that cannot become an RGB image, and
-    :class:`ImageTooLarge` beyond ``max_pixels``, before any pixel is decoded.
+    :class:`ImageTooLarge` beyond ``max_pixels`` (default ``MAX_PIXELS``), before any pixel is decoded.
 
     >>> decode_rgb("IMG_0001.JPG", min_side=448).size  # a 4032 x 3024 portrait, decoded at 1/4  # doctest: +SKIP
     (756, 1008)
@@ -45,13 +45,14 @@ def decode_rgb(source, min_side: int | None = None, max_pixels: int = MAX_PIXELS
 
 
 def decode_sized(
-    source, min_side: int | None = None, max_pixels: int = MAX_PIXELS
+    source, min_side: int | None = None, max_pixels: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
     """:func:`decode_rgb` and the photo's full upright size ``(width, height)`` (the image may be smaller)."""
     _register_heif()
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         width, height = image.size
+        max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
         if width * height > max_pixels:
             raise ImageTooLarge(f"{width}x{height} pixels is more than the limit of {max_pixels}")
         short = min(width, height)
