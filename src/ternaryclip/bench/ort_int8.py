@@ -9,8 +9,8 @@
   NNCF sees too (:mod:`.calibration`), int8 weights per output channel: U8S8, the fast pair on x86.
 
 ``onnxruntime_int8`` is the faster of the two where the method was chosen (``DEFAULT_METHOD``: dynamic, on a
-2-vCPU Zen 4 1.38x static's speed at ViT-B/16 image b1 and 1.22x at b32, docs/benchmarks-peers.md); the
-other stays selectable as ``onnxruntime_int8_<method>``.
+2-vCPU Zen 4 1.10-1.38x static's speed at ViT-B/16 image b1 and 1.02-1.22x at b32 over two runs,
+docs/benchmarks-peers.md); the other stays selectable as ``onnxruntime_int8_<method>``.
 """
 
 from __future__ import annotations
