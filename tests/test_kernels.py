@@ -346,6 +346,20 @@ def test_prepared_weights_give_the_reference_bit_for_bit(shape):
         assert kernels.prepare(packed, k, scales, gs).impl == "amx"  # auto takes the widest path
 
 
+@pytest.mark.parametrize("group", [None, 12])
+def test_every_partial_token_tile_after_a_whole_one_is_bitwise_the_reference(group):
+    # M = 16 + T: a whole 16-token tile, then T tokens (AVX-512: one kernel a T, odd 4-column steps at K = 300)
+    for m in range(17, 32):
+        codes, packed, scales, bias, x, gs = make_case(m, 21, 300, group, m)
+        expected = kernels.gemm(x, packed, 300, scales, gs, bias, "fast", "ref")
+        for impl in [i for i in impls_for(gs, 300) if i != "ref"]:
+            weights = kernels.prepare(packed, 300, scales, gs, impl)
+            got = kernels.gemm(x, packed, 300, scales, gs, bias, "fast", impl)
+            assert np.array_equal(got, expected), (impl, m)
+            if weights is not None:
+                assert np.array_equal(kernels.gemm_prepared(x, weights, scales, gs, bias), expected), (impl, m)
+
+
 def test_prepared_weights_refuse_another_path_or_size():
     if not kernels.cpu_has_avx2():
         pytest.skip("no AVX2 on this CPU")

@@ -36,15 +36,15 @@ namespace {
 #include "core/tile_driver.inc"
 #include "x86/panel_layout.inc"
 
-constexpr int kRows = 16;   // output rows per tile = int32 lanes
+constexpr int kRows = 16;  // output rows per tile = int32 lanes
 
 // Rows [n0, n0 + 16) as int32 words of 4 codes u in {0, 1, 2}: out[(k / 4) * 16 + r]; rows past n
 // hold u = 1 (value 0).  `rows` is scratch for the unpacked [16][kp] codes.
 void pack_tile(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
     unpack_rows(w, n0, kRows, rows);
     // Interleave: word j (4 codes) of row r -> out[j * 16 + r], one 16-row gather per word.
-    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_set1_epi32(int(w.kp)),
-                                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512i row_offsets = _mm512_mullo_epi32(
+        _mm512_set1_epi32(int(w.kp)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     for (int64_t j = 0; j < w.kp / 4; ++j)
         _mm512_storeu_si512(out + j * kRows, _mm512_i32gather_epi32(row_offsets, rows + j * 4, 1));
 }
@@ -123,8 +123,45 @@ inline void tile_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_
         "vmovdqu32 %%zmm31, 960(%[acc])\n\t"
         : [k] "+r"(k), [wp] "+r"(wp), [p0] "+r"(p0), [p4] "+r"(p4), [p8] "+r"(p8), [p12] "+r"(p12)
         : [kp] "r"(kp), [kp3] "r"(kp3), [end] "r"(k1), [acc] "r"(acc)
-        : "cc", "memory", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+        : "cc", "memory", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24",
+          "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
 }
+
+// tile_dots for the first T < 16 tokens only (a partial token tile: padding tokens cost no vpdpbusd).  Up to
+// 4 tokens each keeps two partial sums (even and odd 4-column steps, integer sums: the same bits), or a
+// token's single chain would wait on vpdpbusd's latency at every step.
+template <int T>
+void few_dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, __m512i* acc) {
+    constexpr int kParts = T <= 4 ? 2 : 1;
+    __m512i part[kParts][T];
+    for (auto& p : part)
+        for (auto& v : p) v = _mm512_setzero_si512();
+    const uint32_t* wp = wbuf + (k0 / 4) * kRows;
+    int64_t k = k0;
+    for (; k + 4 * kParts <= k1; k += 4 * kParts, wp += kParts * kRows)
+        for (int p = 0; p < kParts; ++p) {
+            const __m512i codes = _mm512_loadu_si512(wp + p * kRows);
+            for (int t = 0; t < T; ++t) {
+                int32_t four;
+                std::memcpy(&four, q0 + t * kp + k + 4 * p, 4);
+                part[p][t] = _mm512_dpbusd_epi32(part[p][t], codes, _mm512_set1_epi32(four));
+            }
+        }
+    if (k < k1) {  // an odd last step (kParts = 2)
+        const __m512i codes = _mm512_loadu_si512(wp);
+        for (int t = 0; t < T; ++t) {
+            int32_t four;
+            std::memcpy(&four, q0 + t * kp + k, 4);
+            part[0][t] = _mm512_dpbusd_epi32(part[0][t], codes, _mm512_set1_epi32(four));
+        }
+    }
+    for (int t = 0; t < T; ++t) acc[t] = kParts == 2 ? _mm512_add_epi32(part[0][t], part[kParts - 1][t]) : part[0][t];
+}
+
+using FewDots = void (*)(const uint32_t*, const int8_t*, int64_t, int64_t, int64_t, __m512i*);
+constexpr FewDots kFewDotsOf[16] = {nullptr,      few_dots<1>,  few_dots<2>,  few_dots<3>, few_dots<4>,  few_dots<5>,
+                                    few_dots<6>,  few_dots<7>,  few_dots<8>,  few_dots<9>, few_dots<10>, few_dots<11>,
+                                    few_dots<12>, few_dots<13>, few_dots<14>, few_dots<15>};
 
 struct Avx512Tile {
     static constexpr int kRows = 16, kTokens = 16;
@@ -136,6 +173,11 @@ struct Avx512Tile {
     static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_tile(w, n0, rows, out); }
     static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc) {
         tile_dots(wbuf, q0, kp, k0, k1, acc);
+    }
+    static constexpr bool kFewDots = true;
+    static void few_dots(int real, const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1,
+                         Acc* acc) {
+        kFewDotsOf[real](wbuf, q0, kp, k0, k1, acc);
     }
     static Acc minus(Acc a, int32_t v) { return _mm512_sub_epi32(a, _mm512_set1_epi32(v)); }
 };
@@ -215,9 +257,8 @@ void small_m_half(const QuantizedRows& x, const TernaryWeights& w, const uint8_t
             for (int v = 0; v < 4; ++v) {
                 const __m512i bits = _mm512_loadu_si512(src + 64 * v);
                 for (int sh = 0; sh < 4; ++sh) {
-                    const __m512i codes =
-                        Scaled ? _mm512_and_si512(bits, _mm512_set1_epi8(char(3 << 2 * sh)))
-                               : _mm512_and_si512(_mm512_srli_epi16(bits, 2 * sh), mask);
+                    const __m512i codes = Scaled ? _mm512_and_si512(bits, _mm512_set1_epi8(char(3 << 2 * sh)))
+                                                 : _mm512_and_si512(_mm512_srli_epi16(bits, 2 * sh), mask);
                     const int64_t column = c * kChunk + 4 * (4 * sh + v);  // line 4 sh + v of the chunk
                     for (int t = 0; t < T; ++t) {
                         int32_t four;
@@ -268,9 +309,11 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
         __m512 vmax[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         int64_t j = 0;
         for (; j + 64 <= k; j += 64)
-            for (int u = 0; u < 4; ++u) vmax[u] = _mm512_max_ps(vmax[u], _mm512_abs_ps(_mm512_loadu_ps(xr + j + 16 * u)));
+            for (int u = 0; u < 4; ++u)
+                vmax[u] = _mm512_max_ps(vmax[u], _mm512_abs_ps(_mm512_loadu_ps(xr + j + 16 * u)));
         for (; j + 16 <= k; j += 16) vmax[0] = _mm512_max_ps(vmax[0], _mm512_abs_ps(_mm512_loadu_ps(xr + j)));
-        float absmax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3])));
+        float absmax =
+            _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(vmax[0], vmax[1]), _mm512_max_ps(vmax[2], vmax[3])));
         for (; j < k; ++j) absmax = std::max(absmax, std::fabs(xr[j]));
         const float inv = absmax > 0.0f ? 127.0f / absmax : 0.0f;
         xscale[i] = absmax / 127.0f;
@@ -286,7 +329,9 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
 
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dot_driver<Avx512Tile>(x, w, out); }
 
-void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { drive<Avx512Tile>(x, w, Epilogue{x, w, y}); }
+void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) {
+    drive<Avx512Tile>(x, w, Epilogue{x, w, y});
+}
 
 int64_t prepared_bytes(const TernaryWeights& w) { return panels(w) * panel_bytes(w); }
 
@@ -329,7 +374,9 @@ void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { re
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
 int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) {
+    ref::gemm_fast(x, w, y);
+}
 void gemm_fast_prepared_fused(const QuantizedRows&, const TernaryWeights&, const uint8_t*, float*, Fusion) {
     throw std::logic_error("the AVX-512 GEMM is not compiled into this build");  // never in a table here
 }
