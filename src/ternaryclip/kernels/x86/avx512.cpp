@@ -195,6 +195,8 @@ struct Avx512PanelTile : Avx512Tile {
 // The float epilogue of a 16-row tile: the reference's operations in its order.  With a fusion (one scale
 // column only), then the activation (activation_avx512.h: ops_avx512's own pass) and y + the result, the
 // bits of the separate passes without their trips over y.
+constexpr int64_t kPrefetchOutputs = int64_t(1) << 20;  // floats of y from which the epilogue prefetches it
+
 struct Epilogue {
     const QuantizedRows& x;
     const TernaryWeights& w;
@@ -223,6 +225,13 @@ struct Epilogue {
         const float* const xscale = x.xscale + i;
         const Activation activation = fusion.activation;
         const bool add = fusion.add;
+        // An output past the caches (4 MB and more: an image batch): the next token tile's rows of y, asked for
+        // now, arrive during its ~3000 cycles of dots instead of stalling its stores.
+        const int64_t ahead = x.m * n >= kPrefetchOutputs ? std::min<int64_t>(kRows, x.m - i - kRows) : 0;
+        for (int64_t t = 0; t < ahead; ++t) {
+            _mm_prefetch(reinterpret_cast<const char*>(y0 + (kRows + t) * n), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(y0 + (kRows + t) * n + kRows - 1), _MM_HINT_T0);
+        }
         if (first && last && activation == Activation::none && !add) {  // one scale column, nothing fused
             for (int t = 0; t < real; ++t) {
                 __m512 v = _mm512_add_ps(_mm512_setzero_ps(), _mm512_mul_ps(vs, _mm512_cvtepi32_ps(acc[t])));
