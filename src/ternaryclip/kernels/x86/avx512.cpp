@@ -1,5 +1,7 @@
 // AVX-512 VNNI fast path (x86-64; compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and
 // called only when the CPU has them: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4).
+// Over ~350 lines on purpose: the 16 x 16 tile, its partial-tile and small-M kernels, the epilogue they
+// share and the quantization are one instruction set's internal-linkage code around one tile layout.
 //
 // Unlike the AVX2 path, the 16 int32 lanes of a vector are 16 *output rows*, not partial sums of one
 // dot product: a tile of 16 weight rows is unpacked and interleaved as [k / 4][16 rows][4 codes], so
