@@ -332,7 +332,7 @@ bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_siz
 // (0 * inf: a row holding inf) becomes -127 as in ref.cpp (INT_MIN, then the max).
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
                    float* xscale, int32_t* qsum) {
-    const __m512i hi = _mm512_set1_epi32(127), lo = _mm512_set1_epi32(-127);
+    const __m512i hi = _mm512_set1_epi32(127), lo = _mm512_set1_epi32(-127), flip = _mm512_set1_epi8(char(0x80));
     parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;
@@ -355,7 +355,21 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
             _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + j),
                              _mm512_cvtsepi32_epi8(_mm512_min_epi32(hi, _mm512_max_epi32(lo, v))));
         }
-        finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
+        if (groups != 1) {
+            finish_quantized_row(xr, inv, j, k, kp, groups, group_size, qr, qsum + i * groups);
+            return;
+        }
+        // one group: its sum of q in vectors, each byte moved to unsigned (q + 128, by xor) and summed by
+        // vpsadbw, then 128 kp taken back (the zero padding to kp counts 128 a byte): the same integer
+        finish_quantized_row(xr, inv, j, k, kp, 0, group_size, qr, nullptr);
+        __m512i sums = _mm512_setzero_si512();
+        int64_t c = 0;
+        for (; c + 64 <= kp; c += 64)
+            sums = _mm512_add_epi64(
+                sums, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(qr + c), flip), _mm512_setzero_si512()));
+        int64_t sum = _mm512_reduce_add_epi64(sums) - 128 * c;
+        for (; c < kp; ++c) sum += qr[c];
+        qsum[i] = int32_t(sum);
     });
 }
 
