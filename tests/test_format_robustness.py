@@ -111,8 +111,8 @@ def _rewrite_meta(path, out, edit):
 
 
 def test_newer_version_is_refused_with_a_clear_message(small_file, tmp_path):
-    newer = _rewrite_meta(small_file, tmp_path / "v3.tclip", lambda m: m.update(version=3))
-    with pytest.raises(TclipError, match="version 3 is not supported"):
+    newer = _rewrite_meta(small_file, tmp_path / "v4.tclip", lambda m: m.update(version=4))  # 3 carries blobs
+    with pytest.raises(TclipError, match="version 4 is not supported"):
         read(newer)
 
 
