@@ -16,8 +16,8 @@ namespace tclip {
 
 namespace neon {
 bool supports(const TernaryWeights& w);  // groups must start on a 4-column boundary (as on x86)
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum);
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum);
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 }  // namespace neon

@@ -27,15 +27,17 @@
 namespace tclip::neon {
 namespace {
 
-#include "core/tile_driver.inc"
 #include "arm/neon_tile.inc"
+#include "core/tile_driver.inc"
 
 constexpr int64_t kSegment = 128;  // columns accumulated in int16 (see the bound above)
 
 struct NeonTile {
     static constexpr int kRows = kTileRows, kTokens = 4;
     using Acc = Rows8;
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_words(w, n0, rows, out); }
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+        pack_words(w, n0, rows, out);
+    }
     static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc);
     static Acc minus(Acc a, int32_t v) { return rows8_minus(a, v); }
 };
@@ -83,8 +85,8 @@ inline int8x16_t quantize16(const float* x, float32x4_t inv) {
 
 bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
 
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum) {
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum) {
     parallel_for(m, m * k >= kParallelMinElements, [&](int64_t i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;

@@ -31,13 +31,15 @@
 namespace tclip::neon_dotprod {
 namespace {
 
-#include "core/tile_driver.inc"
 #include "arm/neon_tile.inc"
+#include "core/tile_driver.inc"
 
 struct DotprodTile {
     static constexpr int kRows = kTileRows, kTokens = 8;
     using Acc = Rows8;
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_words(w, n0, rows, out); }
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+        pack_words(w, n0, rows, out);
+    }
     static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc);
     static Acc minus(Acc a, int32_t v) { return rows8_minus(a, v); }
 };

@@ -31,8 +31,8 @@
 namespace tclip::neon_i8mm {
 namespace {
 
-#include "core/tile_driver.inc"
 #include "arm/neon_tile.inc"
+#include "core/tile_driver.inc"
 
 // Rows [n0, n0 + 8) as [k / 8][row pair p][row 2p: 8 codes][row 2p + 1: 8 codes] (kp * 8 bytes, the
 // size of the driver's interleave buffer).
@@ -46,7 +46,9 @@ void pack_pairs(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* ou
 struct I8mmTile {
     static constexpr int kRows = kTileRows, kTokens = 8;
     using Acc = Rows8;
-    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) { pack_pairs(w, n0, rows, out); }
+    static void pack(const TernaryWeights& w, int64_t n0, uint8_t* rows, uint32_t* out) {
+        pack_pairs(w, n0, rows, out);
+    }
     static void dots(const uint32_t* wbuf, const int8_t* q0, int64_t kp, int64_t k0, int64_t k1, Acc* acc);
     static Acc minus(Acc a, int32_t v) { return rows8_minus(a, v); }
 };

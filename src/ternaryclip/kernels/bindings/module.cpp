@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench/peak.h"
 #include "core/attention_int8.h"
 #include "core/base3.h"
 #include "core/checked.h"
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
 #include "core/linear.h"
-#include "bench/peak.h"
 #include "core/pool.h"
 #include "core/ternary_gemm.h"
 #include "x86/x86.h"
@@ -129,11 +129,11 @@ nb::object prepare_weights(const In2D<uint8_t>& packed, int64_t k, const In2D<fl
 // the activation, the add (out += it; out required) and the LayerNorm (weight, bias, eps) given.
 // eps as a double: taken without conversion, a Python float that float32 cannot hold exactly would be refused.
 using NormArg = std::optional<std::tuple<In1D, In1D, double>>;
-nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig,
-                         nb::device::cpu>& prepared, int64_t n, int64_t k, const In2D<float>& scales,
-                         int64_t group_size, const std::optional<In1D>& bias, const std::string& impl,
-                         const OutArg& out, bool add, const std::string& activation, const NormArg& norm,
-                         const std::string& mode) {
+nb::object gemm_prepared(const In2D<float>& x,
+                         const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& prepared,
+                         int64_t n, int64_t k, const In2D<float>& scales, int64_t group_size,
+                         const std::optional<In1D>& bias, const std::string& impl, const OutArg& out, bool add,
+                         const std::string& activation, const NormArg& norm, const std::string& mode) {
     const Mode parsed = parse_mode(mode);
     require(!add || out, "add needs out (the array to add to)");
     LinearOptions options{parse_activation(activation), add};
@@ -145,11 +145,11 @@ nb::object gemm_prepared(const In2D<float>& x, const nb::ndarray<const uint8_t, 
         options.norm_weight_size = dim(weight.shape(0));
         options.norm_bias_size = dim(shift.shape(0));
     }
-    const int64_t m = dim(x.shape(0));
-    const TernaryWeights w =
-        checked_weights(prepared.data(), scales.data(), bias ? bias->data() : nullptr, shapes(n, k, scales, group_size, bias));
+    const TernaryWeights w = checked_weights(prepared.data(), scales.data(), bias ? bias->data() : nullptr,
+                                             shapes(n, k, scales, group_size, bias));
     require_columns(x, k);
     const Linear layer = Linear::adopt(w, dim(prepared.shape(0)), impl, parsed);
+    const int64_t m = dim(x.shape(0));
     nb::capsule owner;
     float* y = output(out, {m, n}, owner);
     {
@@ -172,7 +172,7 @@ Out<float, 1> round_bf16(const In1D& x) {
 }
 
 std::tuple<Out<int8_t, 2>, Out<float, 1>, Out<int32_t, 2>> quantize_rows(const In2D<float>& x, int64_t group_size,
-                                                                          const std::string& impl) {
+                                                                         const std::string& impl) {
     const int64_t m = dim(x.shape(0)), k = dim(x.shape(1));
     require(k >= 1 && group_size >= 1, "x needs columns and group_size must be positive");
     const int64_t kp = checked_padded_k(k), groups = k / group_size + (k % group_size != 0);
@@ -196,8 +196,8 @@ Out<int32_t, 3> int_dot(const In2D<int8_t>& q, const In2D<uint8_t>& packed, int6
     const int64_t groups = k / group_size + (k % group_size != 0);
     require(dim(packed.shape(1)) == kp / 4, "packed weights must have ceil(k / 128) * 32 bytes a row");
     static const float unit = 1.0f;  // int_dot never reads scales
-    TernaryWeights w{packed.data(), dim(packed.shape(0)), k, kp, &unit, 1, groups, groups == 1 ? k : group_size,
-                     nullptr};
+    TernaryWeights w{packed.data(), dim(packed.shape(0)),         k,      kp, &unit, 1,
+                     groups,        groups == 1 ? k : group_size, nullptr};
     require(dim(q.shape(1)) == kp, "q must have kp = ceil(k / 128) * 128 columns, zero padded");
     const int64_t m = dim(q.shape(0));
     const KernelTable& table = pick(impl, Op::int_dot, &w);
@@ -306,13 +306,14 @@ Out<float, 3> attention_int8(const nb::ndarray<const float, nb::ndim<3>, nb::c_c
     return Out<float, 3>(y, {size_t(batch), size_t(t), size_t(width)}, owner);
 }
 
-Out<uint8_t, 2> base3_to_2bit_array(const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& packed,
-                              int64_t n, int64_t k) {
+Out<uint8_t, 2> base3_to_2bit_array(
+    const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& packed, int64_t n, int64_t k) {
     require(n >= 0, "n must be >= 0");
     const int64_t kp = checked_padded_k(k);
     const int64_t bytes = base3_bytes(checked_mul(n, k, "n * k"));
     require(dim(packed.shape(0)) == bytes, "base3 data has " + std::to_string(packed.shape(0)) + " bytes, expected " +
-            std::to_string(bytes) + " for [" + std::to_string(n) + ", " + std::to_string(k) + "]");
+                                               std::to_string(bytes) + " for [" + std::to_string(n) + ", " +
+                                               std::to_string(k) + "]");
     nb::capsule owner;
     uint8_t* out = alloc<uint8_t>(checked_mul(n, kp / 4, "the 2bit weights"), owner);
     Base3Status status;
@@ -328,8 +329,8 @@ Out<uint8_t, 2> base3_to_2bit_array(const nb::ndarray<const uint8_t, nb::ndim<1>
 void set_threads(int64_t n) {
     const int cap = thread_cap();
     require(n >= 1 && n <= cap, "threads must be between 1 and " + std::to_string(cap) + " (4 x the " +
-            std::to_string(std::max(1u, std::thread::hardware_concurrency())) + " cores, at most 1024), got " +
-            std::to_string(n));
+                                    std::to_string(std::max(1u, std::thread::hardware_concurrency())) +
+                                    " cores, at most 1024), got " + std::to_string(n));
     set_num_threads(int(n));
 }
 
@@ -340,7 +341,8 @@ NB_MODULE(_ext, m) {
     m.def("base3_to_2bit", &base3_to_2bit_array, nb::arg("packed"), nb::arg("n"), nb::arg("k"),
           "base3-packed ternary codes -> the 2bit kernel layout [n, ceil(k / 128) * 32]");
     m.def("layer_norm", &layer_norm, nb::arg("x"), nb::arg("weight"), nb::arg("bias"), nb::arg("eps"),
-          nb::arg("impl") = "auto", nb::arg("out").noconvert().none() = nb::none(), "LayerNorm over the last axis of x [M, D]");
+          nb::arg("impl") = "auto", nb::arg("out").noconvert().none() = nb::none(),
+          "LayerNorm over the last axis of x [M, D]");
     m.def("activation_", &activation_, nb::arg("x"), nb::arg("kind"), nb::arg("impl") = "auto",
           "in-place GELU (erf form) or QuickGELU on a contiguous float32 array");
     m.def("attention", &attention, nb::arg("qkv"), nb::arg("heads"), nb::arg("causal"), nb::arg("impl") = "auto",
@@ -362,9 +364,10 @@ NB_MODULE(_ext, m) {
     // No conversion of any array: the Python wrapper converts (and names the argument at fault) only after
     // a TypeError, so that the runtime's calls cost no Python checks.
     m.def("gemm_prepared", &gemm_prepared, nb::arg("x").noconvert(), nb::arg("prepared").noconvert(), nb::arg("n"),
-          nb::arg("k"), nb::arg("scales").noconvert(), nb::arg("group_size"), nb::arg("bias").noconvert().none() = nb::none(),
-          nb::arg("impl"), nb::arg("out").noconvert().none() = nb::none(), nb::arg("add") = false,
-          nb::arg("activation") = "", nb::arg("norm").noconvert().none() = nb::none(), nb::arg("mode") = "fast",
+          nb::arg("k"), nb::arg("scales").noconvert(), nb::arg("group_size"),
+          nb::arg("bias").noconvert().none() = nb::none(), nb::arg("impl"),
+          nb::arg("out").noconvert().none() = nb::none(), nb::arg("add") = false, nb::arg("activation") = "",
+          nb::arg("norm").noconvert().none() = nb::none(), nb::arg("mode") = "fast",
           "mode's GEMM over prepare_weights' output (of LayerNorm(x) with norm = (weight, bias, eps)), then the "
           "activation ('', 'gelu', 'quick_gelu'); add: out += it");
     m.def("round_bf16", &round_bf16, nb::arg("x"),
@@ -381,7 +384,8 @@ NB_MODULE(_ext, m) {
             return int8_dot_peak_gops(isa.c_str(), seconds);
         },
         nb::arg("isa"), nb::arg("seconds") = 0.2,
-        "GOPS of a register-only loop of the int8 dot instruction of 'avx2', 'avxvnni', 'avx512' or 'amx' on this thread (0: "
+        "GOPS of a register-only loop of the int8 dot instruction of 'avx2', 'avxvnni', 'avx512' or 'amx' on this "
+        "thread (0: "
         "absent)");
     m.def("impl_names", &impl_names, "the impl= names of this build, narrowest first");
     m.def("test_impl_names", &test_impl_names, "the impl= names of test builds, which 'auto' never picks");
@@ -393,14 +397,14 @@ NB_MODULE(_ext, m) {
            const nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& u,
            const nb::ndarray<const int8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>& s, const std::string& how) {
             const int64_t vectors = dim(acc.shape(0)) / 8;
-            require(dim(acc.shape(0)) == 8 * vectors && dim(u.shape(0)) == 32 * vectors &&
-                        dim(s.shape(0)) == 32 * vectors,
-                    "acc needs 8 int32 a vector, u and s 32 bytes a vector");
+            require(
+                dim(acc.shape(0)) == 8 * vectors && dim(u.shape(0)) == 32 * vectors && dim(s.shape(0)) == 32 * vectors,
+                "acc needs 8 int32 a vector, u and s 32 bytes a vector");
             const CpuFeatures& cpu = cpu_features();
-            const auto run = how == "emulated" && cpu.avx2                ? avxvnni_emulated::dpbusd_vectors
-                             : how == "avxvnni" && cpu.avx_vnni           ? avxvnni::dpbusd_vectors
-                             : how == "avx512_vnni" && cpu.avx512_vnni    ? avxvnni_emulated::dpbusd_evex_vectors
-                                                                          : nullptr;
+            const auto run = how == "emulated" && cpu.avx2             ? avxvnni_emulated::dpbusd_vectors
+                             : how == "avxvnni" && cpu.avx_vnni        ? avxvnni::dpbusd_vectors
+                             : how == "avx512_vnni" && cpu.avx512_vnni ? avxvnni_emulated::dpbusd_evex_vectors
+                                                                       : nullptr;
             require(run != nullptr, "dpbusd '" + how + "' is not available on this CPU");
             nb::capsule owner;
             int32_t* out = alloc<int32_t>(8 * vectors, owner);
@@ -416,16 +420,12 @@ NB_MODULE(_ext, m) {
     m.def("cpu_has_amx_bf16", [] { return cpu_features().amx_bf16; });
     m.def(
         "fuses_epilogue",
-        [](const std::string& impl, const std::string& mode) {
-            return fuses_epilogue(impl, parse_mode(mode));
-        },
+        [](const std::string& impl, const std::string& mode) { return fuses_epilogue(impl, parse_mode(mode)); },
         nb::arg("impl"), nb::arg("mode") = "fast",
         "whether gemm_prepared's norm, activation and add run inside the GEMM for weights prepared for impl and mode");
     m.def(
         "adds_in_epilogue",
-        [](const std::string& impl, const std::string& mode) {
-            return adds_in_epilogue(impl, parse_mode(mode));
-        },
+        [](const std::string& impl, const std::string& mode) { return adds_in_epilogue(impl, parse_mode(mode)); },
         nb::arg("impl"), nb::arg("mode") = "fast",
         "whether gemm_prepared(add=True) adds in the GEMM's epilogue for weights prepared for impl and mode");
     m.def(
@@ -437,7 +437,8 @@ NB_MODULE(_ext, m) {
         nb::arg("impl") = "auto", nb::arg("int8") = true,
         "what the fast mode's attention (int8; else mode bf16's) multiplies with for impl: 'avx512_int8', "
         "'avx2_int8' (head widths a multiple of 16), 'amx_bf16', 'avx512_bf16' (a multiple of 32) or 'float32'");
-    m.def("set_num_threads", &set_threads, nb::arg("n"), "threads of the calling thread's kernels (its own pool, core/pool.h)");
+    m.def("set_num_threads", &set_threads, nb::arg("n"),
+          "threads of the calling thread's kernels (its own pool, core/pool.h)");
     m.def("get_num_threads", &num_threads);
     m.def("max_threads", &thread_cap, "the largest thread count set_num_threads accepts");
 }

@@ -45,8 +45,8 @@ inline float exp2_approx(float x) {
 
 namespace tclip::ref {
 // The definition above, scalar: qkv [batch, t, 3 * width] (q | k | v) -> out [batch, t, width]; any head width.
-void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
-                    int levels, float* out);
+void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, int levels,
+                    float* out);
 }  // namespace tclip::ref
 
 // The SIMD paths (x86/attention_int8_avx512.cpp: L = 255, vpdpbusd; x86/attention_int8_avx2.cpp: L = 127,

@@ -25,8 +25,8 @@ float quantize(const float* x, int64_t count, int64_t stride, int8_t* q) {
 
 }  // namespace
 
-void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
-                    int levels, float* out) {
+void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, int levels,
+                    float* out) {
     using namespace int8_attention;
     const int64_t hd = width / heads;
     const float c = 1.0f / std::sqrt(float(hd));

@@ -77,11 +77,16 @@ const std::array<KernelTable, kCount>& resolved() {
 
 bool has_own(const KernelTable& t, Op op) {
     switch (op) {
-        case Op::quantize: return t.quantize_rows != nullptr;
-        case Op::int_dot: return t.int_dot != nullptr;
-        case Op::gemm_fast: return t.gemm_fast != nullptr;
-        case Op::gemm_exact: return t.gemm_exact != nullptr;
-        case Op::float_ops: return t.layer_norm != nullptr;
+        case Op::quantize:
+            return t.quantize_rows != nullptr;
+        case Op::int_dot:
+            return t.int_dot != nullptr;
+        case Op::gemm_fast:
+            return t.gemm_fast != nullptr;
+        case Op::gemm_exact:
+            return t.gemm_exact != nullptr;
+        case Op::float_ops:
+            return t.layer_norm != nullptr;
     }
     return false;
 }
@@ -117,7 +122,8 @@ const KernelTable& pick(const std::string& impl, Op op, const TernaryWeights* w)
     for (size_t i = 0; i < kCount; ++i) {
         if (impl != kTables[i]->name) continue;
         const size_t runs = owner_of(i, op);
-        require(usable(runs, op, w), "impl='" + impl + "' is not available on this CPU, for this group size or this operation");
+        require(usable(runs, op, w),
+                "impl='" + impl + "' is not available on this CPU, for this group size or this operation");
         return tables[runs];
     }
     unknown_impl(impl);
@@ -140,7 +146,8 @@ const char* fast_attention_name(const std::string& impl, bool int8) {
     const KernelTable& table = pick(impl, Op::float_ops);
     const CpuFeatures& cpu = cpu_features();
     // the int8 attentions fall back to their table's float32 one (attention_int8_avx512.cpp, _avx2.cpp)
-    if (int8 && table.attention_int8 == ops_avx512vnni::attention_int8) return cpu.avx512_vnni ? "avx512_int8" : "float32";
+    if (int8 && table.attention_int8 == ops_avx512vnni::attention_int8)
+        return cpu.avx512_vnni ? "avx512_int8" : "float32";
     if (int8 && table.attention_int8 == ops_avx2int8::attention_int8) return cpu.avx2 ? "avx2_int8" : "float32";
     // the bf16 attentions fall back in this order (attention_amx.cpp, attention_avx512bf16.cpp)
     if (table.attention_fast == ops_amx::attention_bf16 && cpu.amx_bf16) return "amx_bf16";

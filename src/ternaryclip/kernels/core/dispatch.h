@@ -20,10 +20,10 @@ namespace tclip {
 
 // Filled by field name (x86/tables.cpp, arm/tables.cpp); a field left out is null.
 struct KernelTable {
-    const char* name = "";  // the `impl=` name
-    bool automatic = true;  // "auto" may pick it (false: a test build, reached only by its name)
-    bool (*float_ok)() = nullptr;    // the CPU runs this table's float ops
-    bool (*gemm_ok)() = nullptr;     // ... and its ternary GEMM entries (AVX-512 also needs VNNI)
+    const char* name = "";         // the `impl=` name
+    bool automatic = true;         // "auto" may pick it (false: a test build, reached only by its name)
+    bool (*float_ok)() = nullptr;  // the CPU runs this table's float ops
+    bool (*gemm_ok)() = nullptr;   // ... and its ternary GEMM entries (AVX-512 also needs VNNI)
     // Whether this table's GEMM entries handle these weights (group boundaries); nullptr: all weights.
     bool (*supports)(const TernaryWeights&) = nullptr;
 
@@ -35,7 +35,8 @@ struct KernelTable {
     void (*gemm_exact)(const float* x, int64_t m, const TernaryWeights& w, float* y) = nullptr;
 
     // float transformer ops (ops.h)
-    void (*layer_norm)(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps, float* y) = nullptr;
+    void (*layer_norm)(const float* x, int64_t m, int64_t d, const float* w, const float* b, float eps,
+                       float* y) = nullptr;
     void (*gelu)(float* x, int64_t n) = nullptr;
     void (*quick_gelu)(float* x, int64_t n) = nullptr;
     void (*attention)(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal,
@@ -46,7 +47,8 @@ struct KernelTable {
     // 2bit file layout directly.
     int64_t (*prepared_bytes)(const TernaryWeights& w) = nullptr;
     void (*prepare)(const TernaryWeights& w, uint8_t* out) = nullptr;
-    void (*gemm_fast_prepared)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y) = nullptr;
+    void (*gemm_fast_prepared)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared,
+                               float* y) = nullptr;
 
     // The fast mode's attention in a lower precision (bf16) where this table has one; nullptr: the float32
     // `attention` serves both modes.  Never inherited (a narrower table has no such path).
@@ -60,8 +62,8 @@ struct KernelTable {
     // gemm_fast_prepared with an activation and/or a residual add in its epilogue (y = act(x W^T + b) [+ y],
     // the same bits as the separate passes with this table's float ops); per-row or per-tensor scales
     // only.  nullptr: the bindings run the separate passes.
-    void (*gemm_fast_prepared_fused)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared,
-                                     float* y, Fusion fusion) = nullptr;
+    void (*gemm_fast_prepared_fused)(const QuantizedRows& x, const TernaryWeights& w, const uint8_t* prepared, float* y,
+                                     Fusion fusion) = nullptr;
 
     // Mode "bf16" (ref::gemm_bf16: activations rounded to bf16, float32 sums; terms = 1) and mode "exact"
     // (activations split exactly into three bf16; terms = 3) over this table's prepared layout, where the

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/pool.h"
 #include "core/parallel.h"
+#include "core/pool.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -114,7 +114,8 @@ void gelu(float* x, int64_t n) { apply16<avx512_math::gelu16>(x, n); }
 void quick_gelu(float* x, int64_t n) { apply16<avx512_math::quick_gelu16>(x, n); }
 #else
 void gelu(float* x, int64_t n) {
-    parallel_for(n, n >= kParallelMinElements, [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f)); });
+    parallel_for(n, n >= kParallelMinElements,
+                 [&](int64_t i) { x[i] = 0.5f * x[i] * (1.0f + erf_approx(x[i] * 0.70710678118654752f)); });
 }
 
 void quick_gelu(float* x, int64_t n) {
@@ -235,7 +236,8 @@ static void layer_norm_row(const float* xr, int64_t d, const float* w, const flo
     const Vec::T vmean = Vec::set1(mean), vinv = Vec::set1(inv);
     int64_t j = 0;
     for (; j + W <= d; j += W)
-        Vec::store(yr + j, Vec::fmadd(Vec::mul(Vec::sub(Vec::load(xr + j), vmean), vinv), Vec::load(w + j), Vec::load(b + j)));
+        Vec::store(yr + j,
+                   Vec::fmadd(Vec::mul(Vec::sub(Vec::load(xr + j), vmean), vinv), Vec::load(w + j), Vec::load(b + j)));
     for (; j < d; ++j) yr[j] = std::fma((xr[j] - mean) * inv, w[j], b[j]);
 }
 #else
@@ -319,7 +321,8 @@ static void gather_head(const float* base, int64_t t, int64_t width, int64_t hd,
     for (int64_t i0 = 0; i0 < t; i0 += kBlock)
         for (int64_t c0 = 0; c0 < hd; c0 += kBlock)
             for (int64_t c = c0; c < std::min(hd, c0 + kBlock); ++c)
-                for (int64_t i = i0; i < std::min(t, i0 + kBlock); ++i) kt[c * tp + i] = base[i * 3 * width + width + c];
+                for (int64_t i = i0; i < std::min(t, i0 + kBlock); ++i)
+                    kt[c * tp + i] = base[i * 3 * width + width + c];
     for (int64_t c = 0; c < hd; ++c) std::fill(kt + c * tp + t, kt + (c + 1) * tp, 0.0f);
 }
 
@@ -373,7 +376,8 @@ void attention(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_
                             rows4_product(s.data() + 4 * g * tp + j0, tp, v.data() + j0 * hd, hd,
                                           std::min(kKeyChunk, seen[g] - j0), hd, o.data() + 4 * g * hd, hd, j0 > 0);
                 for (int64_t r = 0; r < 4 * groups && i0 + r < t; ++r)
-                    std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd, size_t(hd) * sizeof(float));
+                    std::memcpy(out + (bi * t + i0 + r) * width + h * hd, o.data() + r * hd,
+                                size_t(hd) * sizeof(float));
             }
         }
     });

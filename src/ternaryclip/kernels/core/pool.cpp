@@ -29,10 +29,10 @@ namespace {
 
 constexpr int kMaxThreads = 1024;
 using Clock = std::chrono::steady_clock;
-constexpr auto kSpin = std::chrono::microseconds(200);    // waiting on `pause`: a region's usual gap
-constexpr auto kYield = std::chrono::milliseconds(2);     // then on sched_yield, then asleep
+constexpr auto kSpin = std::chrono::microseconds(200);     // waiting on `pause`: a region's usual gap
+constexpr auto kYield = std::chrono::milliseconds(2);      // then on sched_yield, then asleep
 constexpr auto kPreempted = std::chrono::milliseconds(1);  // a gap this long between two looks: a time slice
-constexpr auto kCalm = std::chrono::milliseconds(50);     // no `pause` spinning for this long after one
+constexpr auto kCalm = std::chrono::milliseconds(50);      // no `pause` spinning for this long after one
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -77,7 +77,8 @@ class Neighbours {
     }
 
   private:
-    static constexpr int64_t kWindow = std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(100)).count();
+    static constexpr int64_t kWindow =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::milliseconds(100)).count();
 
     // A window much longer than kWindow (nobody asked for a while) says little about now: the sample
     // only starts a new one, and until it ends the machine counts as quiet (a preemption still shows).
@@ -135,9 +136,9 @@ struct Team {
     std::atomic<int> inside{0};           // workers inside the current region's body
     const std::function<void()>* body = nullptr;
     std::atomic<bool> stop{false};
-    std::atomic<int> sleepers{0};             // workers waiting on `wake`
-    std::atomic<bool> caller_asleep{false};   // the caller waiting on `done`
-    std::atomic<int64_t> calm_until{0};       // Clock ticks: until then nobody spins (see spin)
+    std::atomic<int> sleepers{0};            // workers waiting on `wake`
+    std::atomic<bool> caller_asleep{false};  // the caller waiting on `done`
+    std::atomic<int64_t> calm_until{0};      // Clock ticks: until then nobody spins (see spin)
     std::mutex mutex;
     std::condition_variable wake, done;
 
@@ -181,7 +182,9 @@ struct Team {
     }
 
     void wait_for_work(uint64_t seen) {
-        auto ready = [&] { return generation.load(std::memory_order_acquire) != seen || stop.load(std::memory_order_relaxed); };
+        auto ready = [&] {
+            return generation.load(std::memory_order_acquire) != seen || stop.load(std::memory_order_relaxed);
+        };
         if (spin(ready, kSpin, kYield)) return;
         std::unique_lock<std::mutex> lock(mutex);
         sleepers.fetch_add(1);

@@ -14,8 +14,8 @@ static inline int code_at(const uint8_t* row, int64_t col) {
     return int((byte >> (2 * (within / 32))) & 3) - 1;  // t = u - 1
 }
 
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum) {
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum) {
     for (int64_t i = 0; i < m; ++i) {
         const float* xr = x + i * k;
         int8_t* qr = q + i * kp;

@@ -22,15 +22,13 @@ constexpr int64_t kBlock = 128;  // codes per 32-byte block
 inline int64_t padded_k(int64_t k) { return (k + kBlock - 1) / kBlock * kBlock; }
 
 struct TernaryWeights {
-    const uint8_t* packed;   // [n, kp / 4]
+    const uint8_t* packed;  // [n, kp / 4]
     int64_t n, k, kp;
-    const float* scales;     // [scale_rows, scale_cols]
+    const float* scales;  // [scale_rows, scale_cols]
     int64_t scale_rows, scale_cols, group_size;
-    const float* bias;       // [n] or nullptr
+    const float* bias;  // [n] or nullptr
 
-    float scale(int64_t row, int64_t group) const {
-        return scales[(scale_rows == 1 ? 0 : row) * scale_cols + group];
-    }
+    float scale(int64_t row, int64_t group) const { return scales[(scale_rows == 1 ? 0 : row) * scale_cols + group]; }
     int64_t group_begin(int64_t g) const { return g * group_size; }
     int64_t group_end(int64_t g) const { return g + 1 == scale_cols ? k : (g + 1) * group_size; }
 };
@@ -52,15 +50,15 @@ struct Fusion {
 };
 
 struct QuantizedRows {
-    const int8_t* q;         // [m, kp]
-    const float* xscale;     // [m]
-    const int32_t* qsum;     // [m, groups]
+    const int8_t* q;      // [m, kp]
+    const float* xscale;  // [m]
+    const int32_t* qsum;  // [m, groups]
     int64_t m, kp;
 };
 
 namespace ref {
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum);
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum);
 // out[m, n, g] = sum over k in group g of t[n, k] * q[m, k]
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);

@@ -170,7 +170,9 @@ bool request_tile_state() { return false; }
 bool supports(const TernaryWeights&) { return false; }
 int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) {
+    ref::gemm_fast(x, w, y);
+}
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
 void gemm_fast_prepared_fused(const QuantizedRows&, const TernaryWeights&, const uint8_t*, float*, Fusion) {
     throw std::logic_error("the AMX GEMM is not compiled into this build");  // never in a table here

@@ -49,10 +49,10 @@ namespace {
 
 #include "x86/amx_panels.inc"
 
-constexpr int64_t kHalfChunk = kChunk / 2;          // columns of a bf16 tile line: 32 (16 pairs)
-constexpr int64_t kBf16TileWords = 512;             // a bf16 B tile: 16 lines x 32 bf16
+constexpr int64_t kHalfChunk = kChunk / 2;           // columns of a bf16 tile line: 32 (16 pairs)
+constexpr int64_t kBf16TileWords = 512;              // a bf16 B tile: 16 lines x 32 bf16
 constexpr int64_t kChunkWords = 4 * kBf16TileWords;  // a chunk of a panel: 2 row halves x 2 column halves
-constexpr int64_t kBlockBytes = int64_t(1) << 20;   // bf16 activation bytes (all terms) per token block (L2: 2 MB)
+constexpr int64_t kBlockBytes = int64_t(1) << 20;    // bf16 activation bytes (all terms) per token block (L2: 2 MB)
 
 // Tiles (amx_tiles.inc's configuration): 0-3 the accumulators (token tile a x row half b at 2 a + b), 4-5
 // activations, 6-7 weights.
@@ -140,8 +140,8 @@ void finish(const Rows& x, const TernaryWeights& w, const float* acc, int64_t i,
 // from the expanded panel `tiles`, or with Streamed from the packed panel, each chunk expanded just before
 // its tile loads into a ring of 4 slots in `tiles`.
 template <int TokenTiles, bool Streamed>
-void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed, uint16_t* tiles, int64_t i,
-                  int64_t n0, int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, Output y) {
+void panel_tokens(const Rows& x, const TernaryWeights& w, const uint8_t* packed, uint16_t* tiles, int64_t i, int64_t n0,
+                  int64_t c0, int64_t c1, int64_t g, const RowHalf* halves, Output y) {
     const uint16_t* a = x.a + i * x.kp;
     const int64_t stride = x.kp * int64_t(sizeof(uint16_t));
     zero_accumulators<TokenTiles>();

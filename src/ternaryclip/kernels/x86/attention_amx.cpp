@@ -36,7 +36,7 @@ namespace {
 
 using avx512_math::exp16;
 
-constexpr int kTile = 16;     // lines of a tile; keys (scores) or dims (values) of a B tile
+constexpr int kTile = 16;      // lines of a tile; keys (scores) or dims (values) of a B tile
 constexpr int64_t kLine = 32;  // bf16 values in a 64-byte tile line
 
 #include "x86/amx_tiles.inc"
@@ -144,8 +144,8 @@ void query_tile(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
 void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     if (!cpu_features().amx_bf16 || (width / heads) % kLine != 0)
         return ops_avx512bf16::attention_bf16(qkv, batch, t, width, heads, causal, out);
-    run_heads(qkv, batch, t, width, heads, causal, out, query_tile, [] { configure_tiles(kTile); },
-              [] { _tile_release(); });
+    run_heads(
+        qkv, batch, t, width, heads, causal, out, query_tile, [] { configure_tiles(kTile); }, [] { _tile_release(); });
 }
 
 }  // namespace tclip::ops_amx

@@ -48,9 +48,7 @@ inline __m512bh pair_everywhere(const uint16_t* p) {
     return (__m512bh)_mm512_set1_epi32(int(pair));
 }
 
-inline __m512bh line(const uint16_t* block, int64_t l) {
-    return (__m512bh)_mm512_loadu_si512(block + l * 2 * kTile);
-}
+inline __m512bh line(const uint16_t* block, int64_t l) { return (__m512bh)_mm512_loadu_si512(block + l * 2 * kTile); }
 
 // Scores of queries [q0, q0 + 4) against key blocks [kt, kt + Blocks) into h.s rows r0.. (16 keys a block).
 template <int Blocks>
@@ -134,7 +132,8 @@ void query_block(Head& h, int64_t q0, bool causal, float* out, int64_t width) {
 void attention_bf16(const float* qkv, int64_t batch, int64_t t, int64_t width, int64_t heads, bool causal, float* out) {
     if (!cpu_features().avx512_bf16 || (width / heads) % kLine != 0)
         return ops_avx512::attention(qkv, batch, t, width, heads, causal, out);
-    run_heads(qkv, batch, t, width, heads, causal, out, query_block, [] {}, [] {});
+    run_heads(
+        qkv, batch, t, width, heads, causal, out, query_block, [] {}, [] {});
 }
 
 }  // namespace tclip::ops_avx512bf16

@@ -40,8 +40,7 @@ inline __m256 exp2_8(__m256 x) {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C2));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C1));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    return _mm256_castsi256_ps(
-        _mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)));
 }
 
 inline __m256 abs8(__m256 x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
@@ -117,7 +116,7 @@ struct Head {
     // path does).
     void gather(const float* base, int64_t width, float c) {
         constexpr int64_t kAhead = 4;
-        alignas(32) int8_t row[1024];  // hd <= 1024 (checked by the caller)
+        alignas(32) int8_t row[1024];           // hd <= 1024 (checked by the caller)
         std::fill(vs.begin(), vs.end(), 0.0f);  // V's column maxima until the end of the pass
         for (int64_t i = 0; i < t; ++i) {
             if (i + kAhead < t)
@@ -139,7 +138,8 @@ struct Head {
                                         quantize8(_mm256_loadu_ps(kr + d + kLanes), kinv), false));
             }
             for (int64_t d = 0; d < hd; d += kLanes)
-                _mm256_storeu_ps(vs.data() + d, _mm256_max_ps(_mm256_loadu_ps(vs.data() + d), abs8(_mm256_loadu_ps(kr + width + d))));
+                _mm256_storeu_ps(vs.data() + d,
+                                 _mm256_max_ps(_mm256_loadu_ps(vs.data() + d), abs8(_mm256_loadu_ps(kr + width + d))));
             g[i] = ((qa / 127.0f) * c) * kLog2e;
             ks[i] = ka / 127.0f;
             // key i, dims 4l.. -> block i / 8, line l, word i % 8
@@ -164,7 +164,8 @@ struct Head {
                 __m128i r[4];
                 for (int64_t a = 0; a < 4; ++a) {
                     const float* x = base + (j0 + a) * 3 * width + 2 * width + d;
-                    r[a] = j0 + a < t ? bytes16(quantize8(_mm256_loadu_ps(x), lo), quantize8(_mm256_loadu_ps(x + kLanes), hi), false)
+                    r[a] = j0 + a < t ? bytes16(quantize8(_mm256_loadu_ps(x), lo),
+                                                quantize8(_mm256_loadu_ps(x + kLanes), hi), false)
                                       : _mm_setzero_si128();
                 }
                 const __m128i ab_lo = _mm_unpacklo_epi8(r[0], r[1]), ab_hi = _mm_unpackhi_epi8(r[0], r[1]);
@@ -188,7 +189,8 @@ struct Head {
         const int8_t* qr = q.data() + q0 * hd;
         for (int64_t l = 0; l < hd / 4; ++l) {
             __m256i keys[Blocks];
-            for (int b = 0; b < Blocks; ++b) keys[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k_line(kb + b, l)));
+            for (int b = 0; b < Blocks; ++b)
+                keys[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k_line(kb + b, l)));
             for (int r = 0; r < kRows; ++r) {
                 int32_t quad;
                 std::memcpy(&quad, qr + r * hd + 4 * l, sizeof quad);
@@ -243,13 +245,15 @@ struct Head {
             for (auto& a : row) a = _mm256_setzero_si256();
         for (int64_t jq = 0; jq < quads; ++jq) {
             __m256i values[Blocks];
-            for (int b = 0; b < Blocks; ++b) values[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v_line(jq, dt + b)));
+            for (int b = 0; b < Blocks; ++b)
+                values[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v_line(jq, dt + b)));
             for (int r = 0; r < kRows; ++r) {
                 int32_t quad;
                 std::memcpy(&quad, p.data() + r * tp + 4 * jq, sizeof quad);
                 const __m256i weights = _mm256_set1_epi32(quad);
                 for (int b = 0; b < Blocks; ++b)
-                    acc[r][b] = _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(_mm256_maddubs_epi16(weights, values[b]), ones));
+                    acc[r][b] =
+                        _mm256_add_epi32(acc[r][b], _mm256_madd_epi16(_mm256_maddubs_epi16(weights, values[b]), ones));
             }
         }
         for (int r = 0; r < kRows && q0 + r < t; ++r) {
@@ -293,7 +297,8 @@ void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, i
         for (int64_t bh; mine.next(bh);) {
             const int64_t bi = bh / heads, head = bh % heads;
             h.gather(qkv + bi * t * 3 * width + head * hd, width, c);
-            for (int64_t q0 = 0; q0 < t; q0 += kRows) h.query_block(q0, causal, out + bi * t * width + head * hd, width);
+            for (int64_t q0 = 0; q0 < t; q0 += kRows)
+                h.query_block(q0, causal, out + bi * t * width + head * hd, width);
         }
     });
 }

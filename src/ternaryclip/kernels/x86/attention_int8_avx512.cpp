@@ -44,8 +44,7 @@ inline __m512 exp2_16(__m512 x) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C2));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C1));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_castsi512_ps(
-        _mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)));
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)));
 }
 
 // 16 floats times inv, rounded to nearest even and clamped to +-127 (quantize_rows' rounding), as int32.
@@ -128,8 +127,9 @@ inline void dots4x4(const uint8_t* a, int64_t lda, const int8_t* lines, int64_t 
         "vmovdqu32 %%zmm31, 960(%[acc])\n\t"
         : [a] "+r"(a), [lines] "+r"(lines), [steps] "+r"(steps)
         : [lda] "r"(lda), [lda3] "r"(lda3), [bs] "r"(bstride), [bs3] "r"(bstride3), [ss] "r"(sstride), [acc] "r"(acc)
-        : "cc", "memory", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18",
-          "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
+        : "cc", "memory", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17",
+          "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29",
+          "xmm30", "xmm31");
 }
 
 inline float absmax(const float* x, int64_t n) {
@@ -140,16 +140,16 @@ inline float absmax(const float* x, int64_t n) {
 
 // One (sample, head) in the vpdpbusd layouts; scratch grown once per thread.
 struct Head {
-    int64_t t, tp, hd;                    // tokens, keys padded to 16, head width (a multiple of 16)
-    std::vector<uint8_t> q;               // Q rows [tq][hd] as q + 128
-    std::vector<float> g;                 // per query: (qs * c) * log2(e)
-    std::vector<int8_t> k;                // key blocks [tp / 16][hd / 4]: 16 keys x 4 dims a line
-    std::vector<int32_t> kbias;           // per key: 128 x the sum of its codes
-    std::vector<float> ks;                // per key scale (0 past the keys)
-    std::vector<int8_t> v;                // value tiles [tp / 4][hd / 16]: 16 dims x 4 keys a line
-    std::vector<float> vs, vinv;          // per dim: scale, 127 / absmax
-    std::vector<float> s;                 // scores [kRows][tp]
-    std::vector<uint8_t> p;               // weights [kRows][tp]
+    int64_t t, tp, hd;            // tokens, keys padded to 16, head width (a multiple of 16)
+    std::vector<uint8_t> q;       // Q rows [tq][hd] as q + 128
+    std::vector<float> g;         // per query: (qs * c) * log2(e)
+    std::vector<int8_t> k;        // key blocks [tp / 16][hd / 4]: 16 keys x 4 dims a line
+    std::vector<int32_t> kbias;   // per key: 128 x the sum of its codes
+    std::vector<float> ks;        // per key scale (0 past the keys)
+    std::vector<int8_t> v;        // value tiles [tp / 4][hd / 16]: 16 dims x 4 keys a line
+    std::vector<float> vs, vinv;  // per dim: scale, 127 / absmax
+    std::vector<float> s;         // scores [kRows][tp]
+    std::vector<uint8_t> p;       // weights [kRows][tp]
     int32_t psum[kRows];
 
     void size(int64_t tokens, int64_t width) {
@@ -174,7 +174,7 @@ struct Head {
     // 256 bytes every 9 KB at ViT-B, a new page each time: attention_bf16_head.inc), then V from L2.
     void gather(const float* base, int64_t width, float c) {
         constexpr int64_t kAhead = 4;
-        alignas(64) int8_t row[1024];  // hd <= 1024 (checked by the caller)
+        alignas(64) int8_t row[1024];           // hd <= 1024 (checked by the caller)
         std::fill(vs.begin(), vs.end(), 0.0f);  // V's column maxima until the end of the pass
         for (int64_t i = 0; i < t; ++i) {
             if (i + kAhead < t)
@@ -221,9 +221,10 @@ struct Head {
                 const __m512 inv = _mm512_loadu_ps(vinv.data() + dt * kLanes);
                 __m128i r[4];
                 for (int64_t a = 0; a < 4; ++a)
-                    r[a] = j0 + a < t ? _mm512_cvtepi32_epi8(quantize16(
-                                            _mm512_loadu_ps(base + (j0 + a) * 3 * width + 2 * width + dt * kLanes), inv))
-                                      : _mm_setzero_si128();
+                    r[a] = j0 + a < t
+                               ? _mm512_cvtepi32_epi8(quantize16(
+                                     _mm512_loadu_ps(base + (j0 + a) * 3 * width + 2 * width + dt * kLanes), inv))
+                               : _mm_setzero_si128();
                 const __m128i ab_lo = _mm_unpacklo_epi8(r[0], r[1]), ab_hi = _mm_unpackhi_epi8(r[0], r[1]);
                 const __m128i cd_lo = _mm_unpacklo_epi8(r[2], r[3]), cd_hi = _mm_unpackhi_epi8(r[2], r[3]);
                 auto* dst = reinterpret_cast<__m128i*>(v.data() + (j0 / 4 * (hd / kLanes) + dt) * 64);
@@ -243,18 +244,18 @@ struct Head {
         if constexpr (Blocks == 4) {
             dots4x4(qr, hd, k_line(kb, 0), 16 * hd, 64, hd / 4, &acc[0][0]);
         } else {
-        for (auto& row : acc)
-            for (auto& a : row) a = _mm512_setzero_si512();
-        for (int64_t l = 0; l < hd / 4; ++l) {
-            __m512i keys[Blocks];
-            for (int b = 0; b < Blocks; ++b) keys[b] = _mm512_loadu_si512(k_line(kb + b, l));
-            for (int r = 0; r < kRows; ++r) {
-                int32_t quad;
-                std::memcpy(&quad, qr + r * hd + 4 * l, sizeof quad);
-                const __m512i query = _mm512_set1_epi32(quad);
-                for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], query, keys[b]);
+            for (auto& row : acc)
+                for (auto& a : row) a = _mm512_setzero_si512();
+            for (int64_t l = 0; l < hd / 4; ++l) {
+                __m512i keys[Blocks];
+                for (int b = 0; b < Blocks; ++b) keys[b] = _mm512_loadu_si512(k_line(kb + b, l));
+                for (int r = 0; r < kRows; ++r) {
+                    int32_t quad;
+                    std::memcpy(&quad, qr + r * hd + 4 * l, sizeof quad);
+                    const __m512i query = _mm512_set1_epi32(quad);
+                    for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], query, keys[b]);
+                }
             }
-        }
         }
         for (int b = 0; b < Blocks; ++b) {
             const int64_t j = (kb + b) * kLanes;
@@ -280,7 +281,7 @@ struct Head {
         const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
         __m512i sum = _mm512_setzero_si512();
         for (int64_t j = 0; j < seen; j += kLanes) {
-            const __mmask16 m = j >= keys             ? __mmask16(0)
+            const __mmask16 m = j >= keys            ? __mmask16(0)
                                 : keys - j >= kLanes ? __mmask16(0xffff)
                                                      : __mmask16((1u << (keys - j)) - 1u);
             const __m512 e = exp2_16(_mm512_sub_ps(_mm512_loadu_ps(sr + j), top));
@@ -298,18 +299,18 @@ struct Head {
         if constexpr (Blocks == 4) {
             dots4x4(p.data(), tp, v_line(0, dt), 64, 4 * hd, quads, &acc[0][0]);
         } else {
-        for (auto& row : acc)
-            for (auto& a : row) a = _mm512_setzero_si512();
-        for (int64_t jq = 0; jq < quads; ++jq) {
-            __m512i values[Blocks];
-            for (int b = 0; b < Blocks; ++b) values[b] = _mm512_loadu_si512(v_line(jq, dt + b));
-            for (int r = 0; r < kRows; ++r) {
-                int32_t quad;
-                std::memcpy(&quad, p.data() + r * tp + 4 * jq, sizeof quad);
-                const __m512i weights = _mm512_set1_epi32(quad);
-                for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], weights, values[b]);
+            for (auto& row : acc)
+                for (auto& a : row) a = _mm512_setzero_si512();
+            for (int64_t jq = 0; jq < quads; ++jq) {
+                __m512i values[Blocks];
+                for (int b = 0; b < Blocks; ++b) values[b] = _mm512_loadu_si512(v_line(jq, dt + b));
+                for (int r = 0; r < kRows; ++r) {
+                    int32_t quad;
+                    std::memcpy(&quad, p.data() + r * tp + 4 * jq, sizeof quad);
+                    const __m512i weights = _mm512_set1_epi32(quad);
+                    for (int b = 0; b < Blocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], weights, values[b]);
+                }
             }
-        }
         }
         for (int r = 0; r < kRows && q0 + r < t; ++r) {
             const __m512 inv = _mm512_set1_ps(1.0f / float(psum[r]));
@@ -333,10 +334,17 @@ struct Head {
             kb = blocks;
         }
         switch (blocks - kb) {
-            case 3: scores<3>(q0, kb); break;
-            case 2: scores<2>(q0, kb); break;
-            case 1: scores<1>(q0, kb); break;
-            default: break;
+            case 3:
+                scores<3>(q0, kb);
+                break;
+            case 2:
+                scores<2>(q0, kb);
+                break;
+            case 1:
+                scores<1>(q0, kb);
+                break;
+            default:
+                break;
         }
         for (int r = 0; r < kRows; ++r) {
             const int64_t query = q0 + r, keys = query >= t ? 0 : causal ? query + 1 : t;
@@ -354,10 +362,17 @@ struct Head {
             dt = tiles;
         }
         switch (tiles - dt) {
-            case 3: weighted_values<3>(q0, seen / 4, dt, out, width); break;
-            case 2: weighted_values<2>(q0, seen / 4, dt, out, width); break;
-            case 1: weighted_values<1>(q0, seen / 4, dt, out, width); break;
-            default: break;
+            case 3:
+                weighted_values<3>(q0, seen / 4, dt, out, width);
+                break;
+            case 2:
+                weighted_values<2>(q0, seen / 4, dt, out, width);
+                break;
+            case 1:
+                weighted_values<1>(q0, seen / 4, dt, out, width);
+                break;
+            default:
+                break;
         }
     }
 };
@@ -377,7 +392,8 @@ void attention_int8(const float* qkv, int64_t batch, int64_t t, int64_t width, i
         for (int64_t bh; mine.next(bh);) {
             const int64_t bi = bh / heads, head = bh % heads;
             h.gather(qkv + bi * t * 3 * width + head * hd, width, c);
-            for (int64_t q0 = 0; q0 < t; q0 += kRows) h.query_block(q0, causal, out + bi * t * width + head * hd, width);
+            for (int64_t q0 = 0; q0 < t; q0 += kRows)
+                h.query_block(q0, causal, out + bi * t * width + head * hd, width);
         }
     });
 }

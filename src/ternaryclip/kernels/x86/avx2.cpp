@@ -41,21 +41,25 @@ constexpr int64_t kSegment = 128;  // columns accumulated in int16 (see the boun
 
 // One 4-column step of the 16 x 6 tile kernel at byte offset OFF: the weight words of rows 0-7 are
 // in ymm12 and of rows 8-15 in ymm13; each token's 4 activations are broadcast once and feed both.
-#define TCLIP_TOKEN(ADDR, LO, HI)                                                                   \
-    "vpbroadcastd " ADDR ", %%ymm14\n\t"                                                           \
-    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"                                                     \
-    "vpaddw %%ymm15, %%ymm" #LO ", %%ymm" #LO "\n\t"                                               \
-    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"                                                     \
+#define TCLIP_TOKEN(ADDR, LO, HI)              \
+    "vpbroadcastd " ADDR                       \
+    ", %%ymm14\n\t"                            \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t" \
+    "vpaddw %%ymm15, %%ymm" #LO ", %%ymm" #LO  \
+    "\n\t"                                     \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t" \
     "vpaddw %%ymm15, %%ymm" #HI ", %%ymm" #HI "\n\t"
-#define TCLIP_STEP(WOFF, OFF)                                                                       \
-    "vmovdqu " WOFF "(%[wa]), %%ymm12\n\t"                                                         \
-    "vmovdqu " WOFF "(%[wb]), %%ymm13\n\t"                                                         \
-    TCLIP_TOKEN(OFF "(%[p0])", 0, 1) TCLIP_TOKEN(OFF "(%[p0],%[kp])", 2, 3)                        \
-    TCLIP_TOKEN(OFF "(%[p0],%[kp],2)", 4, 5) TCLIP_TOKEN(OFF "(%[p0],%[kp3])", 6, 7)               \
-    TCLIP_TOKEN(OFF "(%[p4])", 8, 9) TCLIP_TOKEN(OFF "(%[p4],%[kp])", 10, 11)
-#define TCLIP_FLUSH(R, OFF)                                                                         \
-    "vpmaddwd %%ymm12, %%ymm" #R ", %%ymm" #R "\n\t"                                               \
-    "vpaddd " #OFF "(%[acc]), %%ymm" #R ", %%ymm" #R "\n\t"                                        \
+#define TCLIP_STEP(WOFF, OFF)                                                                                      \
+    "vmovdqu " WOFF                                                                                                \
+    "(%[wa]), %%ymm12\n\t"                                                                                         \
+    "vmovdqu " WOFF "(%[wb]), %%ymm13\n\t" TCLIP_TOKEN(OFF "(%[p0])", 0, 1) TCLIP_TOKEN(OFF "(%[p0],%[kp])", 2, 3) \
+        TCLIP_TOKEN(OFF "(%[p0],%[kp],2)", 4, 5) TCLIP_TOKEN(OFF "(%[p0],%[kp3])", 6, 7)                           \
+            TCLIP_TOKEN(OFF "(%[p4])", 8, 9) TCLIP_TOKEN(OFF "(%[p4],%[kp])", 10, 11)
+#define TCLIP_FLUSH(R, OFF)                          \
+    "vpmaddwd %%ymm12, %%ymm" #R ", %%ymm" #R        \
+    "\n\t"                                           \
+    "vpaddd " #OFF "(%[acc]), %%ymm" #R ", %%ymm" #R \
+    "\n\t"                                           \
     "vmovdqu %%ymm" #R ", " #OFF "(%[acc])\n\t"
 
 // acc[2 t] (rows 0-7) and acc[2 t + 1] (rows 8-15) += sum over columns [k0, k1) of u[row] * q[t] for
@@ -160,7 +164,8 @@ void prepared_dots(const uint8_t* tile, const int8_t* q0, int64_t kp, int64_t k0
         const int64_t whole = c + (end - c) / 16 * 16;
         for (const uint8_t* wp = tile + (c / 16) * 32; c < whole; c += 16, wp += 32) {
             __m256i v[Tiles], wv[Tiles];
-            for (int r = 0; r < Tiles; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * tile_bytes));
+            for (int r = 0; r < Tiles; ++r)
+                v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + r * tile_bytes));
             for (int s = 0; s < 4; ++s) {
                 for (int r = 0; r < Tiles; ++r) wv[r] = _mm256_and_si256(_mm256_srli_epi16(v[r], 2 * s), mask);
                 step(wv, c + 4 * s);
@@ -190,8 +195,8 @@ bool compiled() { return true; }
 
 bool supports(const TernaryWeights& w) { return w.scale_cols == 1 || w.group_size % 4 == 0; }
 
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum) {
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-127.0f);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -230,7 +235,9 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gro
     });
 }
 
-void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { int_dots_file_layout<MaddubsDots>(x, w, out); }
+void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) {
+    int_dots_file_layout<MaddubsDots>(x, w, out);
+}
 
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { fast_file_layout<MaddubsDots>(x, w, y); }
 
@@ -266,14 +273,18 @@ void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const u
 namespace tclip::avx2 {
 bool compiled() { return false; }
 bool supports(const TernaryWeights&) { return false; }
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gs, int64_t groups, int8_t* q,
-                   float* xs, int32_t* qsum) { ref::quantize_rows(x, m, k, kp, gs, groups, q, xs, qsum); }
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t gs, int64_t groups, int8_t* q, float* xs,
+                   int32_t* qsum) {
+    ref::quantize_rows(x, m, k, kp, gs, groups, q, xs, qsum);
+}
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out) { ref::int_dot(x, w, out); }
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y) { ref::gemm_fast(x, w, y); }
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y) { ref::gemm_exact(x, m, w, y); }
 int64_t prepared_bytes(const TernaryWeights&) { return 0; }
 void prepare(const TernaryWeights&, uint8_t*) {}
-void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) { ref::gemm_fast(x, w, y); }
+void gemm_fast_prepared(const QuantizedRows& x, const TernaryWeights& w, const uint8_t*, float* y) {
+    ref::gemm_fast(x, w, y);
+}
 }  // namespace tclip::avx2
 
 #endif

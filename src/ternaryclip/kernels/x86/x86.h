@@ -10,8 +10,8 @@ namespace tclip {
 
 namespace avx2 {
 bool compiled();  // false when the build target is not x86-64
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum);
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum);
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
@@ -51,8 +51,8 @@ void dpbusd_evex_vectors(const int32_t* acc, const uint8_t* u, const int8_t* s, 
 
 namespace avx512 {  // AVX-512: the fast path (VNNI), its quantization and exact mode (avx512_exact.cpp)
 bool compiled();
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups,
-                   int8_t* q, float* xscale, int32_t* qsum);
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, int64_t group_size, int64_t groups, int8_t* q,
+                   float* xscale, int32_t* qsum);
 void int_dot(const QuantizedRows& x, const TernaryWeights& w, int32_t* out);
 void gemm_fast(const QuantizedRows& x, const TernaryWeights& w, float* y);
 void gemm_exact(const float* x, int64_t m, const TernaryWeights& w, float* y);
@@ -67,7 +67,7 @@ void gemm_fast_prepared_fused(const QuantizedRows& x, const TernaryWeights& w, c
                               Fusion fusion);
 }  // namespace avx512
 
-namespace amx {  // AMX-INT8 (amx.cpp): the fast GEMM only, over its own load-time layout
+namespace amx {             // AMX-INT8 (amx.cpp): the fast GEMM only, over its own load-time layout
 bool compiled();            // false off x86-64 Linux
 bool request_tile_state();  // asks the kernel for the AMX tile registers (once a process); false if refused
 bool supports(const TernaryWeights& w);  // groups must start on 64-column boundaries
