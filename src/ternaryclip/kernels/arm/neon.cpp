@@ -27,8 +27,8 @@
 namespace tclip::neon {
 namespace {
 
-#include "arm/neon_tile.inc"
 #include "core/tile_driver.inc"
+#include "arm/neon_tile.inc"
 
 constexpr int64_t kSegment = 128;  // columns accumulated in int16 (see the bound above)
 

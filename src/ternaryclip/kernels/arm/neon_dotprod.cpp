@@ -31,8 +31,8 @@
 namespace tclip::neon_dotprod {
 namespace {
 
-#include "arm/neon_tile.inc"
 #include "core/tile_driver.inc"
+#include "arm/neon_tile.inc"
 
 struct DotprodTile {
     static constexpr int kRows = kTileRows, kTokens = 8;

@@ -31,8 +31,8 @@
 namespace tclip::neon_i8mm {
 namespace {
 
-#include "arm/neon_tile.inc"
 #include "core/tile_driver.inc"
+#include "arm/neon_tile.inc"
 
 // Rows [n0, n0 + 8) as [k / 8][row pair p][row 2p: 8 codes][row 2p + 1: 8 codes] (kp * 8 bytes, the
 // size of the driver's interleave buffer).

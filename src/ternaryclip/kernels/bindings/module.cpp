@@ -19,13 +19,13 @@
 #include <thread>
 #include <vector>
 
-#include "bench/peak.h"
 #include "core/attention_int8.h"
 #include "core/base3.h"
 #include "core/checked.h"
 #include "core/cpu_features.h"
 #include "core/dispatch.h"
 #include "core/linear.h"
+#include "bench/peak.h"
 #include "core/pool.h"
 #include "core/ternary_gemm.h"
 #include "x86/x86.h"

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "core/ops.h"
-#include "core/parallel.h"
 #include "core/pool.h"
+#include "core/parallel.h"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
