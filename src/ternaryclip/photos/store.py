@@ -3,7 +3,7 @@
 WAL lets any number of readers (the web page, ``search``) see the last committed batch while ``index``
 writes the next one; each batch is one transaction, so an interrupted run loses at most one batch and
 a rerun skips every photo already committed.  Embeddings are float32 BLOBs, L2-normalized; search is an
-exact matrix product over all of them (see :mod:`.search` and benchmarks/README.md for why).
+exact matrix product over all of them (see :mod:`.search` and docs/photo-search.md for why).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Everything is under ``/photos``: the page (static HTML + JS, no build step, nothing fetched from the
 network), ``/photos/api/search?q=``, ``/photos/api/like/{id}``, ``/photos/api/duplicates?threshold=``,
-thumbnails and originals by id.  An
-original is served only by its database id, so no path from a request ever reaches the file system.
+thumbnails and originals by id.  An original is served only by its database id, so no path from a
+request ever reaches the file system.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@
 // - work is handed out as Items: one contiguous range a thread, the rest taken over by whoever runs
 //   out first, so the caller never waits for a worker that has not started (waking, preempted); it
 //   waits only for those still busy with an item, spinning briefly, then asleep.
-// Measured in benchmarks/README.md ("Threads between parallel regions").
+// Measured in docs/runtime.md ("Threads between parallel regions").
 #pragma once
 
 #include <algorithm>
