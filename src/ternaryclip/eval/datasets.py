@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.images import IMAGE_SUFFIXES, DataError, read_caption_table
+from ..data.images import IMAGE_SUFFIXES, DataError, decode_rgb, read_caption_table
 from ..data.synthetic import BENCHMARK_TASKS, SyntheticWorld
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.", "a picture of a {c}.", "an image of a {c}.")
@@ -188,9 +188,7 @@ def export_clip_benchmark(data: ClassificationSet | RetrievalSet, root: str, sha
             for i in range(s * shard_size, min((s + 1) * shard_size, len(data.images))):
                 image = data.images[i]
                 buf = io.BytesIO()
-                (Image.fromarray(image) if isinstance(image, np.ndarray) else Image.open(image).convert("RGB")).save(
-                    buf, "PNG"
-                )
+                (Image.fromarray(image) if isinstance(image, np.ndarray) else decode_rgb(image)).save(buf, "PNG")
                 label = (
                     str(int(data.labels[i])) if isinstance(data, ClassificationSet) else "\n".join(data.captions[i])
                 ).encode()
