@@ -59,9 +59,16 @@ done
 for model in "cortex-a72 neon" "neoverse-n1 dotprod" "max i8mm"; do
   set -- $model
   echo "== qemu-aarch64 -cpu $1 (widest table expected: $2)"
-  log=$(OMP_NUM_THREADS=2 timeout 600 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
-  echo "$log" | grep -v ' passed, ' || true
+  log=$(OMP_NUM_THREADS=2 timeout 300 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
   last=$(echo "$log" | tail -n 1)
+  if ! [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    # Seen once in many runs: the binary stalled under -cpu max (asleep, not spinning) and passed when
+    # rerun. Rerun once, and say so, so that a stall is visible and a crash still fails.
+    echo "NOTE kernel_tests under -cpu $1 ended without its result line (${last:-no output}); running it once more"
+    log=$(OMP_NUM_THREADS=2 timeout 300 "$QEMU" -cpu "$1" -L "$SYSROOT" "$OUT/kernel_tests" "$2" 2>&1) || true
+    last=$(echo "$log" | tail -n 1)
+  fi
+  echo "$log" | grep -v ' passed, ' || true
   if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     echo "   ${last}"
     total_pass=$((total_pass + BASH_REMATCH[1]))
